@@ -1,0 +1,81 @@
+"""The canonical bytes of an entry and the hash chain that links entries.
+
+This module is the executable form of docs/hash-chain.md; change both or
+neither. An entry's canonical bytes are the ASCII JSON encoding of::
+
+    {"actor": {"id": ..., "role": ...}, "class_version": int,
+     "command_id": str | null, "episode_id": str, "occurred_at": str,
+     "payload": {...}, "recorded_at": str, "type": str, "version": int}
+
+with keys sorted at every depth, no insignificant white space and every
+non-ASCII character escaped. Only strings, integers, booleans, null, arrays
+and objects appear: times and decimal quantities are strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def canonical_time(moment: datetime) -> str:
+    """UTC, microseconds always written, ``Z`` suffix: 2026-11-26T16:03:46.000000Z."""
+    if moment.tzinfo is None:
+        msg = f"canonical times must be timezone-aware, got naive {moment!r}"
+        raise ValueError(msg)
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def canonical_decimal(quantity: Decimal) -> str:
+    """Plain notation without trailing zeros: Decimal('9.50') -> '9.5'."""
+    text = format(quantity.normalize(), "f")
+    return "0" if text in {"-0", "0"} else text
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    ).encode("ascii")
+
+
+def entry_bytes(
+    *,
+    episode_id: UUID | str,
+    version: int,
+    event_type: str,
+    class_version: int,
+    recorded_at: str,
+    occurred_at: str,
+    actor: dict[str, str],
+    command_id: str | None,
+    payload: dict[str, Any],
+) -> bytes:
+    return canonical_json(
+        {
+            "actor": actor,
+            "class_version": class_version,
+            "command_id": command_id,
+            "episode_id": str(episode_id),
+            "occurred_at": occurred_at,
+            "payload": payload,
+            "recorded_at": recorded_at,
+            "type": event_type,
+            "version": version,
+        }
+    )
+
+
+def chain_seed(episode_id: UUID | str) -> str:
+    """The link before version 1: SHA-256 of the episode id's 36 ASCII characters."""
+    return hashlib.sha256(str(episode_id).encode("ascii")).hexdigest()
+
+
+def next_link(previous: str, canonical: bytes) -> str:
+    """``sha256(previous link's 32 raw bytes || canonical bytes)`` as lowercase hex."""
+    return hashlib.sha256(bytes.fromhex(previous) + canonical).hexdigest()

@@ -1,0 +1,99 @@
+"""Commands: what a caller asks for, as validated pydantic models.
+
+A command is its event's payload plus an envelope: which episode, who asks
+(``actor``), when it happened clinically (``occurred_at``) and an optional
+idempotency key (``command_id``). Validation errors name the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, ClassVar
+from uuid import UUID
+
+from pydantic import StringConstraints
+
+from iop_episodes.domain import payloads
+from iop_episodes.domain.canonical import canonical_json
+from iop_episodes.domain.catalog import Role
+from iop_episodes.domain.values import Instant, Model, Reference, Timezone
+
+CommandId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:@/-]+$"),
+]
+
+
+class Actor(Model):
+    """Who records an entry: a person's or a system's id, and its role."""
+
+    id: Reference
+    role: Role
+
+    def as_record(self) -> dict[str, str]:
+        return {"id": self.id, "role": str(self.role)}
+
+
+class Command(Model):
+    """The envelope every command carries."""
+
+    payload_type: ClassVar[type[Model]]
+
+    actor: Actor
+    occurred_at: Instant
+    command_id: CommandId | None = None
+
+    def payload(self) -> Model:
+        """The payload part, without validating again what was validated."""
+        fields = {name: getattr(self, name) for name in self.payload_type.model_fields}
+        return self.payload_type.model_construct(**fields)
+
+    def digest(self) -> str:
+        """SHA-256 of the command as received, less its command_id."""
+        received = self.model_dump(mode="json", exclude={"command_id"})
+        received["command"] = type(self).__name__
+        return hashlib.sha256(canonical_json(received)).hexdigest()
+
+
+class EpisodeCommand(Command):
+    episode_id: UUID
+
+
+class Assess(Command, payloads.Assessed):
+    """Open an episode. The service fills ``program_timezone`` from its settings."""
+
+    payload_type = payloads.Assessed
+    episode_id: UUID | None = None
+    program_timezone: Timezone | None = None  # type: ignore[assignment]  # filled in by the service
+
+
+class CreatePlan(EpisodeCommand, payloads.PlanCreated):
+    payload_type = payloads.PlanCreated
+
+
+class RecordSession(EpisodeCommand, payloads.SessionAttended):
+    payload_type = payloads.SessionAttended
+
+
+class DispenseMedication(EpisodeCommand, payloads.MedicationDispensed):
+    payload_type = payloads.MedicationDispensed
+
+
+class RecordScreen(EpisodeCommand, payloads.ScreenResulted):
+    payload_type = payloads.ScreenResulted
+
+
+class StepDownHours(EpisodeCommand, payloads.StepDownRequested):
+    payload_type = payloads.StepDownRequested
+
+
+class Discharge(EpisodeCommand, payloads.Discharged):
+    payload_type = payloads.Discharged
+
+
+class ScheduleAftercare(EpisodeCommand, payloads.AftercareScheduled):
+    payload_type = payloads.AftercareScheduled
+
+
+class CorrectEntry(EpisodeCommand, payloads.EntryCorrected):
+    payload_type = payloads.EntryCorrected

@@ -1,0 +1,445 @@
+"""The Episode aggregate: one client's treatment episode and its rules.
+
+Command methods take a validated command and the current time (never read
+from a clock here), check every rule, and trigger one event. A rule broken
+raises an ``EpisodeRuleError`` before anything changes. A command whose
+``command_id`` was seen before returns the first receipt and triggers nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+from pydantic import ValidationError
+
+from iop_episodes.domain import commands, errors, events, payloads
+from iop_episodes.domain.canonical import (
+    canonical_time,
+    chain_seed,
+    entry_bytes,
+    next_link,
+)
+from iop_episodes.domain.catalog import (
+    MAX_TAKE_HOME_DOSES,
+    MEDICATIONS,
+    PANELS,
+    AgeGroup,
+    Level,
+    Medication,
+    Payer,
+    band,
+    level_for_hours,
+)
+from iop_episodes.domain.permissions import ALLOWED_ROLES, may_record
+from iop_episodes.domain.weeks import age_on, iso_week, local
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from iop_episodes.domain.values import Model
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the future an ``occurred_at`` may lie: clocks disagree a little."""
+
+MIN_AGE, MAX_AGE = 12, 120
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a command did: the episode, its version after, and whether it was new."""
+
+    episode_id: UUID
+    version: int
+    replayed: bool = False
+
+
+class Episode(Aggregate):
+    """A client's IOP treatment episode, created by its assessment."""
+
+    def __init__(self) -> None:
+        # The Assessed event fills in the assessment; the rest starts empty.
+        self.chain: str = ""
+        self.program_timezone: str = ""
+        self.client_ref: str = ""
+        self.age_group: AgeGroup = AgeGroup.ADULT
+        self.payer: Payer = Payer.SELF_PAY
+        self.assessed_at: datetime = self.created_on
+        self.severe_withdrawal: bool = False
+        self.detox_completed_on: date | None = None
+        self.entries: list[str] = []
+        self.receipts: dict[str, list[Any]] = {}
+        self.voided: list[int] = []
+        self.plan_started_at: datetime | None = None
+        self.weekly_hours: Decimal | None = None
+        self.level: Level | None = None
+        self.medications: list[str] = []
+        self.last_step_down_week: str | None = None
+        self.step_downs: int = 0
+        self.discharged_at: datetime | None = None
+        self.discharge_reason: int | None = None
+
+    # ---- creation ------------------------------------------------------
+
+    @classmethod
+    def assess(
+        cls,
+        cmd: commands.Assess,
+        *,
+        episode_id: UUID,
+        now: datetime,
+    ) -> Episode:
+        """Open an episode with its assessment, in the program's timezone."""
+        program_timezone = cmd.program_timezone
+        if program_timezone is None:
+            raise errors.EpisodeRuleError(
+                "program_timezone is required to open an episode",
+                field="program_timezone",
+            )
+        _require_role(cmd, "Assessed")
+        _require_not_future(cmd.occurred_at, now)
+        local_day = local(cmd.occurred_at, program_timezone).date()
+        age = age_on(cmd.birth_date, local_day)
+        if not MIN_AGE <= age <= MAX_AGE:
+            raise errors.AgeOutOfRange(
+                f"client age at assessment must be {MIN_AGE} to {MAX_AGE}, "
+                f"got {age} (birth_date {cmd.birth_date}, assessed {local_day})"
+            )
+        payload = cmd.payload().model_dump(mode="json")
+        digest = cmd.digest() if cmd.command_id else None
+        recorded_at = canonical_time(now)
+        canonical = entry_bytes(
+            episode_id=episode_id,
+            version=cls.INITIAL_VERSION,
+            event_type="Assessed",
+            class_version=1,
+            recorded_at=recorded_at,
+            occurred_at=canonical_time(cmd.occurred_at),
+            actor=cmd.actor.as_record(),
+            command_id=cmd.command_id,
+            payload=payload,
+        )
+        return cls._create(
+            events.Assessed,
+            id=episode_id,
+            timestamp=now,
+            occurred_at=cmd.occurred_at,
+            actor=cmd.actor.as_record(),
+            command_id=cmd.command_id,
+            command_digest=digest,
+            payload=payload,
+            chain=next_link(chain_seed(episode_id), canonical),
+        )
+
+    # ---- commands --------------------------------------------------------
+
+    def create_plan(self, cmd: commands.CreatePlan, now: datetime) -> Receipt:
+        return self._handle(cmd, now, events.PlanCreated, self._check_plan)
+
+    def record_session(self, cmd: commands.RecordSession, now: datetime) -> Receipt:
+        return self._handle(cmd, now, events.SessionAttended, self._check_care)
+
+    def dispense_medication(
+        self, cmd: commands.DispenseMedication, now: datetime
+    ) -> Receipt:
+        return self._handle(cmd, now, events.MedicationDispensed, self._check_dose)
+
+    def record_screen(self, cmd: commands.RecordScreen, now: datetime) -> Receipt:
+        return self._handle(cmd, now, events.ScreenResulted, self._check_screen)
+
+    def step_down(self, cmd: commands.StepDownHours, now: datetime) -> Receipt:
+        return self._handle(cmd, now, events.StepDown, self._check_step_down)
+
+    def discharge(self, cmd: commands.Discharge, now: datetime) -> Receipt:
+        return self._handle(cmd, now, events.Discharged, self._check_discharge)
+
+    def schedule_aftercare(
+        self, cmd: commands.ScheduleAftercare, now: datetime
+    ) -> Receipt:
+        return self._handle(cmd, now, events.AftercareScheduled, self._check_aftercare)
+
+    def correct_entry(self, cmd: commands.CorrectEntry, now: datetime) -> Receipt:
+        return self._handle(cmd, now, events.EntryCorrected, self._check_correction)
+
+    # ---- reading -----------------------------------------------------------
+
+    @property
+    def is_discharged(self) -> bool:
+        return self.discharged_at is not None
+
+    @property
+    def has_plan(self) -> bool:
+        return self.plan_started_at is not None
+
+    def receipt_for(self, command_id: str) -> Receipt | None:
+        seen = self.receipts.get(command_id)
+        return None if seen is None else Receipt(self.id, int(seen[0]), replayed=True)
+
+    # ---- the common path of every command ------------------------------------
+
+    def _handle(
+        self,
+        cmd: commands.EpisodeCommand,
+        now: datetime,
+        event_class: type[events.EpisodeEvent],
+        check: Callable[[Any], Model],
+    ) -> Receipt:
+        event_type = event_class.type_name()
+        digest = cmd.digest() if cmd.command_id else None
+        if cmd.command_id is not None and cmd.command_id in self.receipts:
+            version, first_digest = self.receipts[cmd.command_id]
+            if first_digest != digest:
+                raise errors.IdempotencyKeyReused(
+                    f"command_id {cmd.command_id!r} already recorded version "
+                    f"{version} of episode {self.id} with different content"
+                )
+            return Receipt(self.id, int(version), replayed=True)
+        _require_role(cmd, event_type)
+        _require_not_future(cmd.occurred_at, now)
+        if self.is_discharged and event_type not in {
+            "AftercareScheduled",
+            "EntryCorrected",
+        }:
+            raise errors.EpisodeDischarged(
+                f"episode {self.id} was discharged at {self.discharged_at}; "
+                f"{event_type} is not accepted after discharge"
+            )
+        payload = check(cmd).model_dump(mode="json")
+        self._record(event_class, cmd, payload, digest, now)
+        return Receipt(self.id, self.version)
+
+    def _record(
+        self,
+        event_class: type[events.EpisodeEvent],
+        cmd: commands.Command,
+        payload: dict[str, Any],
+        digest: str | None,
+        now: datetime,
+    ) -> None:
+        canonical = entry_bytes(
+            episode_id=self.id,
+            version=self.version + 1,
+            event_type=event_class.type_name(),
+            class_version=getattr(event_class, "class_version", 1),
+            recorded_at=canonical_time(now),
+            occurred_at=canonical_time(cmd.occurred_at),
+            actor=cmd.actor.as_record(),
+            command_id=cmd.command_id,
+            payload=payload,
+        )
+        self.trigger_event(
+            event_class,
+            timestamp=now,
+            occurred_at=cmd.occurred_at,
+            actor=cmd.actor.as_record(),
+            command_id=cmd.command_id,
+            command_digest=digest,
+            payload=payload,
+            chain=next_link(self.chain, canonical),
+        )
+
+    # ---- rules -------------------------------------------------------------
+
+    def _check_plan(self, cmd: commands.CreatePlan) -> Model:
+        if self.has_plan:
+            raise errors.PlanAlreadyCreated(
+                f"episode {self.id} already has the plan started {self.plan_started_at}"
+            )
+        self._require_after(cmd.occurred_at, self.assessed_at, "the assessment")
+        if self.severe_withdrawal and (
+            self.detox_completed_on is None and cmd.detox_completed_on is None
+        ):
+            raise errors.DetoxRequired(
+                "ASAM dimension 1 rated severe withdrawal (3 or more): a plan needs "
+                "detox_completed_on from the assessment or the plan, got neither"
+            )
+        self._require_in_band(cmd.weekly_hours, Level.INTENSIVE_OUTPATIENT)
+        if self.payer == Payer.MEDICARE and cmd.certifying_physician_id is None:
+            raise errors.CertificationRequired(
+                "a Medicare IOP plan needs certifying_physician_id (physician "
+                "certification of at least 9 hours a week), got none"
+            )
+        return cmd.payload()
+
+    def _check_care(self, cmd: commands.EpisodeCommand) -> Model:
+        self._require_plan(cmd)
+        return cmd.payload()
+
+    def _check_dose(self, cmd: commands.DispenseMedication) -> Model:
+        self._require_plan(cmd)
+        check_dose(cmd.payload(), self.medications)  # type: ignore[arg-type]  # DispenseMedication's payload
+        return cmd.payload()
+
+    def _check_screen(self, cmd: commands.RecordScreen) -> Model:
+        self._require_plan(cmd)
+        check_screen(cmd.payload())  # type: ignore[arg-type]  # RecordScreen's payload
+        return cmd.payload()
+
+    def _check_step_down(self, cmd: commands.StepDownHours) -> Model:
+        self._require_plan(cmd)
+        assert self.weekly_hours is not None  # a plan sets the hours
+        if cmd.to_weekly_hours >= self.weekly_hours:
+            raise errors.StepDownNotLower(
+                f"a step-down must lower weekly hours below {self.weekly_hours}, "
+                f"got to_weekly_hours {cmd.to_weekly_hours}"
+            )
+        week = iso_week(cmd.occurred_at, self.program_timezone)
+        if week == self.last_step_down_week:
+            raise errors.StepDownAlreadyThisWeek(
+                f"episode {self.id} already stepped down in ISO week {week}"
+            )
+        return payloads.StepDown(
+            **cmd.payload().model_dump(),
+            from_weekly_hours=self.weekly_hours,
+            to_level=level_for_hours(cmd.to_weekly_hours, self.age_group),
+        )
+
+    def _check_discharge(self, cmd: commands.Discharge) -> Model:
+        if self.is_discharged:
+            raise errors.AlreadyDischarged(
+                f"episode {self.id} was already discharged at {self.discharged_at} "
+                f"with TEDS reason {self.discharge_reason}"
+            )
+        self._require_after(cmd.occurred_at, self.assessed_at, "the assessment")
+        return cmd.payload()
+
+    def _check_aftercare(self, cmd: commands.ScheduleAftercare) -> Model:
+        if not self.has_plan:
+            raise errors.PlanRequired(
+                f"episode {self.id} has no plan; aftercare follows a plan", field="episode_id"
+            )
+        return cmd.payload()
+
+    def _check_correction(self, cmd: commands.CorrectEntry) -> Model:
+        target = cmd.target_version
+        if target > self.version:
+            raise errors.CorrectionInvalid(
+                f"target_version {target} does not exist (episode {self.id} is at "
+                f"version {self.version})",
+                field="target_version",
+            )
+        target_type = self.entries[target - 1]
+        if target_type not in events.CORRECTABLE:
+            raise errors.CorrectionInvalid(
+                f"target_version {target} is a {target_type}; only "
+                f"{', '.join(sorted(events.CORRECTABLE))} entries can be corrected",
+                field="target_version",
+            )
+        if target in self.voided:
+            raise errors.CorrectionInvalid(
+                f"target_version {target} was already voided", field="target_version"
+            )
+        if cmd.action == "void":
+            return cmd.payload()
+        amended = self._validate_amendment(target_type, cmd.amended or {})
+        return payloads.EntryCorrected(
+            target_version=target,
+            action="amend",
+            reason=cmd.reason,
+            amended=amended.model_dump(mode="json"),
+        )
+
+    def _validate_amendment(self, target_type: str, amended: dict[str, object]) -> Model:
+        payload_type = events.EVENT_TYPES[target_type].payload_type
+        try:
+            replacement = payload_type.model_validate(amended)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise errors.CorrectionInvalid(
+                f"amended {target_type} is invalid at {where}: {first['msg']}",
+                field=f"amended.{where}",
+            ) from error
+        if isinstance(replacement, payloads.MedicationDispensed):
+            check_dose(replacement, self.medications)
+        if isinstance(replacement, payloads.ScreenResulted):
+            check_screen(replacement)
+        return replacement
+
+    def _require_plan(self, cmd: commands.EpisodeCommand) -> None:
+        if self.plan_started_at is None:
+            raise errors.PlanRequired(
+                f"episode {self.id} has no treatment plan yet", field="episode_id"
+            )
+        self._require_after(cmd.occurred_at, self.plan_started_at, "the plan start")
+
+    def _require_after(self, moment: datetime, start: datetime, what: str) -> None:
+        if moment < start:
+            raise errors.OccurredBeforeStart(
+                f"occurred_at {canonical_time(moment)} is before {what} "
+                f"at {canonical_time(start)}"
+            )
+
+    def _require_in_band(self, hours: Decimal, level: Level) -> None:
+        hour_band = band(level, self.age_group)
+        if not hour_band.admits(hours):
+            raise errors.HoursOutOfBand(
+                f"weekly_hours {hours} is outside the level {level} band for "
+                f"{self.age_group} clients ({hour_band.describe()})"
+            )
+
+
+def _require_role(cmd: commands.Command, event_type: str) -> None:
+    if not may_record(cmd.actor.role, event_type):
+        allowed = ", ".join(sorted(ALLOWED_ROLES[event_type]))
+        raise errors.PermissionDenied(
+            f"role {cmd.actor.role} (actor {cmd.actor.id}) may not record "
+            f"{event_type}; allowed roles: {allowed}"
+        )
+
+
+def _require_not_future(moment: datetime, now: datetime) -> None:
+    if moment > now + CLOCK_SKEW:
+        raise errors.OccurredInFuture(
+            f"occurred_at {canonical_time(moment)} is later than now "
+            f"({canonical_time(now)}) plus the {CLOCK_SKEW} clock-skew tolerance"
+        )
+
+
+def check_dose(dose: payloads.MedicationDispensed, prescribed: list[str]) -> None:
+    """A dispensed dose must be prescribed, given in a known form, and sane."""
+    if dose.medication not in prescribed:
+        raise errors.MedicationNotInPlan(
+            f"medication {dose.medication} is not in the plan "
+            f"(plan medications: {', '.join(prescribed) or 'none'})"
+        )
+    spec = MEDICATIONS[Medication(dose.medication)]
+    if (dose.dose_form, dose.unit, dose.route) not in spec.forms:
+        known = "; ".join(sorted(f"{f} in {u} by {r}" for f, u, r in spec.forms))
+        raise errors.InvalidDose(
+            f"{dose.medication} is not given as {dose.dose_form} in {dose.unit} by "
+            f"{dose.route}; known forms: {known}",
+            field="dose_form",
+        )
+    total_mg = dose.strength_mg * dose.amount
+    if total_mg > spec.max_dose_mg:
+        raise errors.InvalidDose(
+            f"{dose.medication} dose of {total_mg} mg (strength_mg x amount) exceeds "
+            f"the {spec.max_dose_mg} mg single-dose ceiling",
+            field="amount",
+        )
+    if dose.take_home_doses and not spec.take_home_allowed:
+        raise errors.InvalidDose(
+            f"take_home_doses must be 0 for {dose.medication}; only methadone and "
+            f"buprenorphine go home, got {dose.take_home_doses}",
+            field="take_home_doses",
+        )
+    if dose.take_home_doses > MAX_TAKE_HOME_DOSES:
+        raise errors.InvalidDose(
+            f"take_home_doses must be at most {MAX_TAKE_HOME_DOSES}, "
+            f"got {dose.take_home_doses}",
+            field="take_home_doses",
+        )
+
+
+def check_screen(screen: payloads.ScreenResulted) -> None:
+    """Results may only name substances the panel tests for."""
+    outside = sorted(set(screen.results) - PANELS[screen.panel])
+    if outside:
+        raise errors.ScreenNotOnPanel(
+            f"results for {', '.join(outside)} are not on the {screen.panel} panel"
+        )

@@ -1,0 +1,141 @@
+"""The one hierarchy of errors the domain raises.
+
+Every rule violation is an ``EpisodeRuleError`` subclass whose message names
+the rule and the values that broke it. Nothing is stored when one is raised.
+
+    EpisodeError
+    ├── EpisodeRuleError              a command broke a clinical or record rule
+    │   ├── PermissionDenied          the actor's role may not issue this command
+    │   ├── OccurredInFuture          occurred_at is later than now + clock skew
+    │   ├── OccurredBeforeStart       occurred_at precedes the entry it builds on
+    │   ├── DetoxRequired             severe withdrawal and no completed detox
+    │   ├── HoursOutOfBand            weekly hours outside the level's band
+    │   ├── CertificationRequired     Medicare plan without certifying physician
+    │   ├── PlanRequired              care recorded before a plan exists
+    │   ├── PlanAlreadyCreated        a second plan for one episode
+    │   ├── MedicationNotInPlan       a dispensed medication the plan lacks
+    │   ├── InvalidDose               a dose form, unit, amount or take-home rule
+    │   ├── StepDownNotLower          a step-down that does not lower the hours
+    │   ├── StepDownAlreadyThisWeek   a second step-down in one ISO week
+    │   ├── EpisodeDischarged         care recorded after discharge
+    │   ├── AlreadyDischarged         a second discharge
+    │   ├── CorrectionInvalid         a correction's target or content is wrong
+    │   └── IdempotencyKeyReused      one command_id used for two different commands
+    ├── EpisodeNotFound               no episode with that id
+    ├── EpisodeAlreadyExists          an assessment for an existing episode id
+    └── Conflict                      concurrent writers kept winning the race
+"""
+
+from __future__ import annotations
+
+
+class EpisodeError(Exception):
+    """Base of every error iop-episodes raises on purpose."""
+
+
+class EpisodeRuleError(EpisodeError):
+    """A command broke a rule; ``rule`` is a stable identifier of that rule."""
+
+    rule = "episode-rule"
+    field: str | None = None
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(f"[{self.rule}] {message}")
+        if field is not None:
+            self.field = field
+
+
+class PermissionDenied(EpisodeRuleError):  # noqa: N818  (the domain's word for it)
+    rule = "role-may-not-issue-command"
+    field = "actor.role"
+
+
+class OccurredInFuture(EpisodeRuleError):
+    rule = "occurred-at-not-in-future"
+    field = "occurred_at"
+
+
+class OccurredBeforeStart(EpisodeRuleError):
+    rule = "occurred-at-after-start"
+    field = "occurred_at"
+
+
+class DetoxRequired(EpisodeRuleError):
+    rule = "severe-withdrawal-needs-detox"
+    field = "detox_completed_on"
+
+
+class HoursOutOfBand(EpisodeRuleError):
+    rule = "weekly-hours-in-level-band"
+    field = "weekly_hours"
+
+
+class CertificationRequired(EpisodeRuleError):
+    rule = "medicare-plan-needs-certifying-physician"
+    field = "certifying_physician_id"
+
+
+class PlanRequired(EpisodeRuleError):
+    rule = "care-needs-active-plan"
+
+
+class PlanAlreadyCreated(EpisodeRuleError):
+    rule = "one-plan-per-episode"
+
+
+class MedicationNotInPlan(EpisodeRuleError):
+    rule = "medication-in-plan"
+    field = "medication"
+
+
+class InvalidDose(EpisodeRuleError):
+    rule = "dose-positive-known-units"
+
+
+class StepDownNotLower(EpisodeRuleError):
+    rule = "step-down-lowers-hours"
+    field = "to_weekly_hours"
+
+
+class StepDownAlreadyThisWeek(EpisodeRuleError):
+    rule = "one-step-down-per-iso-week"
+    field = "occurred_at"
+
+
+class EpisodeDischarged(EpisodeRuleError):
+    rule = "nothing-after-discharge-but-aftercare-and-corrections"
+
+
+class AlreadyDischarged(EpisodeRuleError):
+    rule = "discharge-once"
+
+
+class CorrectionInvalid(EpisodeRuleError):
+    rule = "correction-targets-correctable-entry"
+
+
+class IdempotencyKeyReused(EpisodeRuleError):
+    rule = "command-id-names-one-command"
+    field = "command_id"
+
+
+class EpisodeNotFound(EpisodeError):  # noqa: N818  (reads as the condition)
+    """No episode is stored under the given id."""
+
+
+class EpisodeAlreadyExists(EpisodeError):  # noqa: N818  (reads as the condition)
+    """An assessment tried to create an episode id that is taken."""
+
+
+class Conflict(EpisodeError):  # noqa: N818  (the issue's name for it)
+    """Other writers changed the episode on every one of the bounded retries."""
+
+
+class AgeOutOfRange(EpisodeRuleError):
+    rule = "client-age-in-range"
+    field = "birth_date"
+
+
+class ScreenNotOnPanel(EpisodeRuleError):
+    rule = "screen-results-on-panel"
+    field = "results"

@@ -1,0 +1,181 @@
+"""Pydantic payloads of the nine episode events.
+
+A payload is what a clinician or system states; the event envelope around
+it (who, when, which command, chain link) lives in ``events``.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from iop_episodes.domain.catalog import (
+    AftercareKind,
+    DischargeReason,
+    DoseForm,
+    DoseUnit,
+    EntryPathway,
+    Level,
+    Medication,
+    Modality,
+    Payer,
+    Route,
+    ScreenPanel,
+    ScreenResult,
+    Substance,
+    Topic,
+)
+from iop_episodes.domain.values import (
+    Hours,
+    HoursOrZero,
+    Instant,
+    Model,
+    Note,
+    Quantity,
+    Reason,
+    Reference,
+    SortedOnDump,
+    Timezone,
+)
+
+Rating = Annotated[int, Field(ge=0, le=4)]
+Substances = Annotated[frozenset[Substance], SortedOnDump, Field(min_length=1)]
+Topics = Annotated[frozenset[Topic], SortedOnDump]
+Medications = Annotated[frozenset[Medication], SortedOnDump]
+
+
+class AsamRatings(Model):
+    """Risk ratings 0-4 on the six ASAM dimensions."""
+
+    intoxication_withdrawal: Rating
+    biomedical: Rating
+    emotional_behavioral_cognitive: Rating
+    readiness_to_change: Rating
+    relapse_potential: Rating
+    recovery_environment: Rating
+
+
+class Assessed(Model):
+    program_timezone: Timezone
+    client_ref: Reference
+    birth_date: date
+    entry_pathway: EntryPathway
+    payer: Payer
+    asam: AsamRatings
+    primary_substances: Substances
+    substance_use_history: Note = ""
+    medical_history: Note = ""
+    detox_completed_on: date | None = None
+    outside_therapist: bool = False
+    has_transport: bool = True
+    supportive_network: bool = True
+
+
+class PlanCreated(Model):
+    weekly_hours: Hours
+    days_per_week: Annotated[int, Field(ge=1, le=7)]
+    modality_hours: dict[Modality, Hours] = Field(default_factory=dict)
+    topics: Topics = frozenset()
+    medications: Medications = frozenset()
+    screens_per_week: Annotated[int, Field(ge=0, le=7)] = 1
+    certifying_physician_id: Reference | None = None
+    detox_completed_on: date | None = None
+
+    @model_validator(mode="after")
+    def _breakdown_adds_up(self) -> PlanCreated:
+        if self.modality_hours and sum(self.modality_hours.values()) != self.weekly_hours:
+            total = sum(self.modality_hours.values())
+            msg = (
+                f"modality_hours must add up to weekly_hours "
+                f"({total} != {self.weekly_hours})"
+            )
+            raise ValueError(msg)
+        return self
+
+
+class SessionAttended(Model):
+    modality: Modality
+    minutes: Annotated[int, Field(ge=5, le=480)]
+    topics: Topics = frozenset()
+    setting: Literal["on_site", "telehealth"] = "on_site"
+    note: Note = ""
+
+
+class MedicationDispensed(Model):
+    medication: Medication
+    strength_mg: Quantity
+    dose_form: DoseForm
+    amount: Quantity
+    unit: DoseUnit
+    route: Route
+    lot: Reference
+    take_home_doses: Annotated[int, Field(ge=0)] = 0
+
+
+class ScreenResulted(Model):
+    panel: ScreenPanel
+    results: Annotated[dict[Substance, ScreenResult], Field(min_length=1)]
+    specimen: Literal["urine"] = "urine"
+    lab_ref: Reference | None = None
+
+
+class PolicyRef(Model):
+    id: Reference
+    version: Annotated[int, Field(ge=1)]
+
+
+class WeekEvidence(Model):
+    """What a step-down decision saw for one ISO week."""
+
+    week: Annotated[str, Field(pattern=r"^\d{4}-W\d{2}$")]
+    target_hours: Hours
+    attended_hours: HoursOrZero = Decimal(0)
+    negative_screens: Annotated[int, Field(ge=0)] = 0
+    unexpected_positive_screens: Annotated[int, Field(ge=0)] = 0
+
+
+class StepDownRequested(Model):
+    to_weekly_hours: Hours
+    reason: Reason
+    policy: PolicyRef | None = None
+    evidence: tuple[WeekEvidence, ...] = ()
+
+
+class StepDown(StepDownRequested):
+    """The stored payload adds what the episode knew when it stepped down."""
+
+    from_weekly_hours: Hours
+    to_level: Level
+
+
+class Discharged(Model):
+    reason: DischargeReason
+    summary: Note = ""
+    transferred_to: Reference | None = None
+
+
+class AftercareScheduled(Model):
+    kind: AftercareKind
+    scheduled_for: Instant | None = None
+    provider: Note = ""
+    note: Note = ""
+
+
+class EntryCorrected(Model):
+    target_version: Annotated[int, Field(ge=1)]
+    action: Literal["void", "amend"]
+    reason: Reason
+    amended: dict[str, object] | None = None
+
+    @model_validator(mode="after")
+    def _amend_carries_replacement(self) -> EntryCorrected:
+        if self.action == "amend" and self.amended is None:
+            msg = "an amend correction needs the amended payload"
+            raise ValueError(msg)
+        if self.action == "void" and self.amended is not None:
+            msg = "a void correction carries no amended payload"
+            raise ValueError(msg)
+        return self

@@ -1,0 +1,104 @@
+"""Where the store is and how it is protected: store URLs and environment.
+
+This is the one module that reads the environment for the write side:
+``IOP_STORE`` (a store URL), ``IOP_CIPHER_KEY`` (encryption at rest and
+compression) and ``IOP_TIMEZONE`` (the program's clock).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+DEFAULT_STORE = "sqlite:///iop.db"
+DEFAULT_TIMEZONE = "America/New_York"
+
+
+class StoreUrlError(ValueError):
+    """A store URL that names no backend this project supports."""
+
+
+@dataclass(frozen=True)
+class Store:
+    url: str
+    env: dict[str, str]
+
+    @property
+    def backend(self) -> str:
+        return self.url.split(":", 1)[0]
+
+
+def store_url(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("IOP_STORE") or DEFAULT_STORE
+
+
+def program_timezone(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("IOP_TIMEZONE") or DEFAULT_TIMEZONE
+
+
+def parse_store(url: str) -> Store:
+    """Translate ``memory://``, ``sqlite:///path`` or ``postgresql://...``."""
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        return Store(url, {"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        if parts.netloc or not path or path == "/":
+            raise StoreUrlError(
+                f"store URL {url!r}: a SQLite URL is sqlite:///relative.db or "
+                "sqlite:////absolute/path.db"
+            )
+        database = path[1:]
+        if database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        return Store(
+            url,
+            {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": database,
+                "SQLITE_LOCK_TIMEOUT": "30",
+            },
+        )
+    if parts.scheme in {"postgresql", "postgres"}:
+        return Store(url, _postgres_env(url))
+    raise StoreUrlError(
+        f"store URL {url!r}: the scheme must be memory, sqlite or postgresql"
+    )
+
+
+def _postgres_env(url: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    dbname = parts.path.lstrip("/")
+    if not parts.hostname or not dbname:
+        raise StoreUrlError(
+            f"store URL {url!r}: a PostgreSQL URL is postgresql://user@host:port/db"
+        )
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": dbname,
+        "POSTGRES_HOST": parts.hostname,
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_POOL_SIZE": "4",
+    }
+    schema = parse_qs(parts.query).get("schema")
+    if schema:
+        env["POSTGRES_SCHEMA"] = schema[0]
+    return env
+
+
+def protection_env() -> dict[str, str]:
+    """Encryption at rest and compression, both on when IOP_CIPHER_KEY is set."""
+    key = os.environ.get("IOP_CIPHER_KEY")
+    if not key:
+        return {}
+    return {
+        "CIPHER_TOPIC": "eventsourcing.cipher:AESCipher",
+        "CIPHER_KEY": key,
+        "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
+    }

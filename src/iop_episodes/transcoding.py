@@ -1,0 +1,25 @@
+"""How event state becomes stored bytes: JSON with canonical times.
+
+The library's default writes ``datetime.isoformat()``, which drops the
+fraction when it is zero. Writing the canonical form instead means the times
+stored in the database are byte for byte the strings the hash chain covers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from eventsourcing.persistence import Transcoding
+
+from iop_episodes.domain.canonical import canonical_time
+
+
+class CanonicalDatetime(Transcoding):
+    type = datetime
+    name = "datetime_iso"  # the library's name, so both spellings decode
+
+    def encode(self, obj: datetime) -> str:
+        return canonical_time(obj)
+
+    def decode(self, data: str) -> datetime:
+        return datetime.fromisoformat(data)
