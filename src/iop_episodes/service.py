@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -27,7 +27,7 @@ from iop_episodes.settings import (
     protection_env,
     store_url,
 )
-from iop_episodes.transcoding import CanonicalDatetime
+from iop_episodes.transcoding import CanonicalDatetime, DateAsIso
 
 EPISODE_NAMESPACE = UUID("6f1f8c1e-3b7a-5d0e-9a53-2f4c7b1d9e10")
 """uuid5 namespace of episode ids derived from an assessment's command_id."""
@@ -42,7 +42,9 @@ class EpisodeService(Application[UUID]):
     """Record and read treatment episodes in one event store."""
 
     name = "Episodes"
-    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Episode: SNAPSHOT_INTERVAL}
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {
+        Episode: SNAPSHOT_INTERVAL
+    }
     env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "2000"}
 
     def __init__(
@@ -61,6 +63,7 @@ class EpisodeService(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(CanonicalDatetime())
+        transcoder.register(DateAsIso())
 
     # ---- commands ------------------------------------------------------
 
@@ -101,7 +104,9 @@ class EpisodeService(Application[UUID]):
         )
 
     def record_screen(self, cmd: commands.RecordScreen | Mapping[str, Any]) -> Receipt:
-        return self._execute(_validated(commands.RecordScreen, cmd), Episode.record_screen)
+        return self._execute(
+            _validated(commands.RecordScreen, cmd), Episode.record_screen
+        )
 
     def step_down(self, cmd: commands.StepDownHours | Mapping[str, Any]) -> Receipt:
         return self._execute(_validated(commands.StepDownHours, cmd), Episode.step_down)
@@ -117,7 +122,9 @@ class EpisodeService(Application[UUID]):
         )
 
     def correct_entry(self, cmd: commands.CorrectEntry | Mapping[str, Any]) -> Receipt:
-        return self._execute(_validated(commands.CorrectEntry, cmd), Episode.correct_entry)
+        return self._execute(
+            _validated(commands.CorrectEntry, cmd), Episode.correct_entry
+        )
 
     def record_roster(
         self, sessions: Sequence[commands.RecordSession | Mapping[str, Any]]
@@ -136,7 +143,9 @@ class EpisodeService(Application[UUID]):
                         episodes[command.episode_id].record_session(command, now)
                     )
                 except errors.EpisodeRuleError as error:
-                    error.add_note(f"roster item {index} (episode {command.episode_id})")
+                    error.add_note(
+                        f"roster item {index} (episode {command.episode_id})"
+                    )
                     raise
             try:
                 self.save(*episodes.values())
@@ -164,8 +173,7 @@ class EpisodeService(Application[UUID]):
     def history(self, episode_id: UUID) -> Iterator[EpisodeEvent]:
         """The episode's entries in version order, upcast to current classes."""
         for event in self.events.get(episode_id):
-            assert isinstance(event, EpisodeEvent)
-            yield event
+            yield cast("EpisodeEvent", event)
 
     # ---- internals -----------------------------------------------------
 
@@ -192,10 +200,9 @@ class EpisodeService(Application[UUID]):
 
     def _load(self, episode_id: UUID, version: int | None = None) -> Episode:
         try:
-            episode = self.repository.get(episode_id, version=version)
+            episode: Episode = self.repository.get(episode_id, version=version)
         except AggregateNotFoundError:
             raise errors.EpisodeNotFound(f"no episode {episode_id}") from None
-        assert isinstance(episode, Episode)
         return episode
 
     def _replayed_assessment(
@@ -215,7 +222,7 @@ class EpisodeService(Application[UUID]):
 
     def _version_recorded_by(self, episode_id: UUID, moment: datetime) -> int:
         version = 0
-        for event in self.events.get(episode_id):
+        for event in self.history(episode_id):
             if event.timestamp > moment:
                 break
             version = event.originator_version

@@ -7,7 +7,7 @@ stored in the database are byte for byte the strings the hash chain covers.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from eventsourcing.persistence import Transcoding
 
@@ -23,3 +23,16 @@ class CanonicalDatetime(Transcoding):
 
     def decode(self, data: str) -> datetime:
         return datetime.fromisoformat(data)
+
+
+class DateAsIso(Transcoding):
+    """Calendar dates (birth and detox dates) kept in episode snapshots."""
+
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)

@@ -53,7 +53,7 @@ IOP_FLOOR = {AgeGroup.ADULT: Decimal(9), AgeGroup.ADOLESCENT: Decimal(6)}
 
 
 def band(level: Level, age_group: AgeGroup) -> HourBand:
-    """The weekly-hour band of a level for an age group (ASAM 2.1 and its neighbours)."""
+    """The weekly-hour band of a level for an age group (ASAM 2.1 and neighbours)."""
     floor = IOP_FLOOR[age_group]
     if level is Level.INTENSIVE_OUTPATIENT:
         return HourBand(floor, IOP_CEILING)

@@ -281,10 +281,10 @@ class Episode(Aggregate):
 
     def _check_step_down(self, cmd: commands.StepDownHours) -> Model:
         self._require_plan(cmd)
-        assert self.weekly_hours is not None  # a plan sets the hours
-        if cmd.to_weekly_hours >= self.weekly_hours:
+        current = self.weekly_hours or Decimal(0)  # a plan always sets the hours
+        if cmd.to_weekly_hours >= current:
             raise errors.StepDownNotLower(
-                f"a step-down must lower weekly hours below {self.weekly_hours}, "
+                f"a step-down must lower weekly hours below {current}, "
                 f"got to_weekly_hours {cmd.to_weekly_hours}"
             )
         week = iso_week(cmd.occurred_at, self.program_timezone)
@@ -294,7 +294,7 @@ class Episode(Aggregate):
             )
         return payloads.StepDown(
             **cmd.payload().model_dump(),
-            from_weekly_hours=self.weekly_hours,
+            from_weekly_hours=current,
             to_level=level_for_hours(cmd.to_weekly_hours, self.age_group),
         )
 
@@ -310,7 +310,8 @@ class Episode(Aggregate):
     def _check_aftercare(self, cmd: commands.ScheduleAftercare) -> Model:
         if not self.has_plan:
             raise errors.PlanRequired(
-                f"episode {self.id} has no plan; aftercare follows a plan", field="episode_id"
+                f"episode {self.id} has no plan; aftercare follows a plan",
+                field="episode_id",
             )
         return cmd.payload()
 
@@ -343,7 +344,9 @@ class Episode(Aggregate):
             amended=amended.model_dump(mode="json"),
         )
 
-    def _validate_amendment(self, target_type: str, amended: dict[str, object]) -> Model:
+    def _validate_amendment(
+        self, target_type: str, amended: dict[str, object]
+    ) -> Model:
         payload_type = events.EVENT_TYPES[target_type].payload_type
         try:
             replacement = payload_type.model_validate(amended)

@@ -45,7 +45,7 @@ class EpisodeRuleError(EpisodeError):
             self.field = field
 
 
-class PermissionDenied(EpisodeRuleError):  # noqa: N818  (the domain's word for it)
+class PermissionDenied(EpisodeRuleError):
     rule = "role-may-not-issue-command"
     field = "actor.role"
 
@@ -119,15 +119,15 @@ class IdempotencyKeyReused(EpisodeRuleError):
     field = "command_id"
 
 
-class EpisodeNotFound(EpisodeError):  # noqa: N818  (reads as the condition)
+class EpisodeNotFound(EpisodeError):
     """No episode is stored under the given id."""
 
 
-class EpisodeAlreadyExists(EpisodeError):  # noqa: N818  (reads as the condition)
+class EpisodeAlreadyExists(EpisodeError):
     """An assessment tried to create an episode id that is taken."""
 
 
-class Conflict(EpisodeError):  # noqa: N818  (the issue's name for it)
+class Conflict(EpisodeError):
     """Other writers changed the episode on every one of the bounded retries."""
 
 

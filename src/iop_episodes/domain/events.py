@@ -43,7 +43,7 @@ class EpisodeEvent(Aggregate.Event):
     def details(self) -> Model:
         return self.payload_type.model_validate(self.payload)
 
-    def apply(self, aggregate: Episode) -> None:  # type: ignore[override]  # narrower aggregate
+    def apply(self, aggregate: Episode) -> None:
         aggregate.chain = self.chain
         aggregate.entries.append(self.type_name())
         if self.command_id is not None:

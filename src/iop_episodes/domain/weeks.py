@@ -39,3 +39,14 @@ def next_week(week: str) -> str:
 def age_on(birth_date: date, day: date) -> int:
     had_birthday = (day.month, day.day) >= (birth_date.month, birth_date.day)
     return day.year - birth_date.year - (0 if had_birthday else 1)
+
+
+def previous_weeks(week: str, count: int) -> list[str]:
+    """The ``count`` complete weeks before ``week``, oldest first."""
+    year, number = week.split("-W")
+    monday = date.fromisocalendar(int(year), int(number), 1)
+    names = []
+    for back in range(count, 0, -1):
+        iso_year, iso_number, _ = (monday - timedelta(weeks=back)).isocalendar()
+        names.append(f"{iso_year:04d}-W{iso_number:02d}")
+    return names

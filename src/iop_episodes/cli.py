@@ -1,0 +1,146 @@
+"""The ``iop`` command: a thin shell over the public API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+from iop_episodes.demo import demo_clock, run_demo
+from iop_episodes.integrity import store_digest, verify_store
+from iop_episodes.service import EpisodeService
+from iop_episodes.settings import StoreUrlError, store_url
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _reset(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        database = Path(unquote(parts.path)[1:])
+        for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+            path.unlink(missing_ok=True)
+    elif parts.scheme != "memory":
+        msg = "--reset only removes SQLite files; empty a PostgreSQL store yourself"
+        raise StoreUrlError(msg)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    url = store_url(args.store)
+    if args.reset:
+        _reset(url)
+    clock = demo_clock()
+    with EpisodeService(url, clock=clock, timezone=args.timezone) as service:
+        held = service.recorder.max_notification_id()
+        if held:
+            print(
+                f"iop demo: store {url} already holds events (up to notification "
+                f"{held}); the demo needs an empty store: pass --reset to remove a "
+                "SQLite file, or --store with another URL",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        print(
+            f"iop demo: {args.clients} clients over {args.weeks} weeks "
+            f"(seed {args.seed}) into {url}",
+            flush=True,
+        )
+        started = time.perf_counter()
+        result = run_demo(
+            service,
+            clock,
+            clients=args.clients,
+            weeks=args.weeks,
+            seed=args.seed,
+            progress=_progress if args.weeks * args.clients > 200 else None,
+        )
+        elapsed = time.perf_counter() - started
+        statuses = ", ".join(
+            f"{k} {v}" for k, v in sorted(result.episodes_by_status.items())
+        )
+        types = ", ".join(f"{k} {v}" for k, v in sorted(result.events_by_type.items()))
+        rejected = ", ".join(f"{k} {v}" for k, v in sorted(result.rejected.items()))
+        print(f"episodes by status: {statuses}")
+        print(f"events by type: {types}")
+        print(f"commands rejected by a rule: {rejected or 'none'}")
+        print(f"events stored: {result.events} in {elapsed:.1f} s")
+        findings = verify_store(service)
+        verdict = "ok" if not findings else f"FAILED ({len(findings)} findings)"
+        print(f"chain verification: {verdict}")
+        for finding in findings:
+            print(f"  {finding}")
+        print(f"store digest: {store_digest(service)}")
+    return EXIT_OK if not findings else EXIT_FAILED
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    with EpisodeService(store_url(args.store)) as service:
+        only = [UUID(value) for value in args.episodes] or None
+        findings = verify_store(service, only)
+    if args.json:
+        print(
+            json.dumps([{**vars(f), "episode_id": str(f.episode_id)} for f in findings])
+        )
+    else:
+        for finding in findings:
+            print(finding)
+        print(
+            "verification: ok"
+            if not findings
+            else f"verification: {len(findings)} findings"
+        )
+    return EXIT_OK if not findings else EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iop", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="simulate a program into an empty store")
+    demo.add_argument(
+        "--store", help="store URL (default: $IOP_STORE or sqlite:///iop.db)"
+    )
+    demo.add_argument("--clients", type=int, default=40)
+    demo.add_argument("--weeks", type=int, default=12)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument(
+        "--timezone",
+        help="program timezone (default: $IOP_TIMEZONE or America/New_York)",
+    )
+    demo.add_argument(
+        "--reset", action="store_true", help="remove the SQLite store first"
+    )
+    demo.set_defaults(handler=cmd_demo)
+
+    audit = commands.add_parser("audit", help="auditor's tools").add_subparsers(
+        dest="audit_command", required=True
+    )
+    verify = audit.add_parser("verify", help="recompute hash chains from the raw store")
+    verify.add_argument("episodes", nargs="*", help="episode ids (default: all)")
+    verify.add_argument("--store")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(handler=cmd_audit_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except (StoreUrlError, ValueError) as error:
+        print(f"iop: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
