@@ -48,6 +48,9 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 MIN_AGE, MAX_AGE = 12, 120
 
+AFTER_DISCHARGE = frozenset({"AftercareScheduled", "EntryCorrected", "Discharged"})
+"""Entries accepted after discharge (a second discharge has its own error)."""
+
 
 @dataclass(frozen=True)
 class Receipt:
@@ -200,10 +203,7 @@ class Episode(Aggregate):
             return Receipt(self.id, int(version), replayed=True)
         _require_role(cmd, event_type)
         _require_not_future(cmd.occurred_at, now)
-        if self.is_discharged and event_type not in {
-            "AftercareScheduled",
-            "EntryCorrected",
-        }:
+        if self.is_discharged and event_type not in AFTER_DISCHARGE:
             raise errors.EpisodeDischarged(
                 f"episode {self.id} was discharged at {self.discharged_at}; "
                 f"{event_type} is not accepted after discharge"

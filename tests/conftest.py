@@ -1,0 +1,86 @@
+"""Shared fixtures: stores on every backend, a simulated clock, a service."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from iop_episodes.clock import SimulatedClock
+from iop_episodes.service import EpisodeService
+
+settings.register_profile(
+    "ci",
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("thorough", max_examples=400, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+START = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # a Monday morning in New York
+
+
+def postgres_available() -> bool:
+    import psycopg  # noqa: PLC0415  (only PostgreSQL tests need the driver)
+
+    try:
+        psycopg.connect(POSTGRES_SERVER, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def require_postgres() -> None:
+    """Skip without a server on a laptop; fail in CI, which sets IOP_REQUIRE_POSTGRES."""
+    if postgres_available():
+        return
+    if os.environ.get("IOP_REQUIRE_POSTGRES") == "1":
+        pytest.fail("IOP_REQUIRE_POSTGRES=1 but no PostgreSQL at 127.0.0.1:5432")
+    pytest.skip("no PostgreSQL at 127.0.0.1:5432 and IOP_REQUIRE_POSTGRES is unset")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL store in a schema of its own, dropped afterwards."""
+    require_postgres()
+    import psycopg  # noqa: PLC0415  (only PostgreSQL tests need the driver)
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{POSTGRES_SERVER}?schema={schema}"
+    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'iop.db'}"
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Every service-level test runs on each backend."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def clock() -> SimulatedClock:
+    return SimulatedClock(START)
+
+
+@pytest.fixture
+def service(store_url: str, clock: SimulatedClock) -> Iterator[EpisodeService]:
+    with EpisodeService(store_url, clock=clock, timezone="America/New_York") as app:
+        yield app
