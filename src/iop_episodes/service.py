@@ -58,7 +58,13 @@ class EpisodeService(Application[UUID]):
         self.store = parse_store(store_url(store))
         self.clock: Clock = clock or SystemClock()
         self.program_timezone = program_timezone(timezone)
-        super().__init__({**self.store.env, **protection_env(), **(env or {})})
+        try:
+            super().__init__({**self.store.env, **protection_env(), **(env or {})})
+        except ValueError as error:
+            raise errors.StoreKeyError(
+                f"IOP_CIPHER_KEY is not a base64 AES key of 16, 24 or 32 bytes: {error}"
+            ) from None
+        self._check_store_key()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -176,6 +182,20 @@ class EpisodeService(Application[UUID]):
             yield cast("EpisodeEvent", event)
 
     # ---- internals -----------------------------------------------------
+
+    def _check_store_key(self) -> None:
+        """Fail at start-up, not mid-command, when the key cannot read the store."""
+        first = self.recorder.select_notifications(None, 1)
+        if not first:
+            return
+        try:
+            self.mapper.to_domain_event(first[0])
+        except Exception as error:
+            protected = "with" if self.mapper.cipher else "without"
+            raise errors.StoreKeyError(
+                f"store {self.store.url} cannot be read {protected} IOP_CIPHER_KEY "
+                f"as set: the first stored event does not decode ({error})"
+            ) from None
 
     def _execute(
         self,

@@ -23,7 +23,8 @@ the rule and the values that broke it. Nothing is stored when one is raised.
     │   └── IdempotencyKeyReused      one command_id used for two different commands
     ├── EpisodeNotFound               no episode with that id
     ├── EpisodeAlreadyExists          an assessment for an existing episode id
-    └── Conflict                      concurrent writers kept winning the race
+    ├── Conflict                      concurrent writers kept winning the race
+    └── StoreKeyError                 IOP_CIPHER_KEY cannot read the store
 """
 
 from __future__ import annotations
@@ -139,3 +140,7 @@ class AgeOutOfRange(EpisodeRuleError):
 class ScreenNotOnPanel(EpisodeRuleError):
     rule = "screen-results-on-panel"
     field = "results"
+
+
+class StoreKeyError(EpisodeError):
+    """The configured key (or its absence) cannot read the stored events."""

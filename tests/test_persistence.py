@@ -1,0 +1,150 @@
+"""Store URLs, the upcast fixture, encryption at rest and compression."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from eventsourcing.cipher import AESCipher
+from eventsourcing.persistence import StoredEvent
+
+from iop_episodes.domain import errors
+from iop_episodes.integrity import verify_episode
+from iop_episodes.service import EpisodeService
+from iop_episodes.settings import StoreUrlError, parse_store
+from tests import factories
+from tests.helpers import active_episode, advance
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize(
+    ("url", "module"),
+    [
+        ("memory://", "eventsourcing.popo"),
+        ("sqlite:///var/iop.db", "eventsourcing.sqlite"),
+        ("postgresql://postgres@127.0.0.1:5432/test", "eventsourcing.postgres"),
+    ],
+)
+def test_store_url_selects_the_backend(url, module):
+    """One URL chooses the backend."""
+    assert parse_store(url).env["PERSISTENCE_MODULE"] == module
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://db/x", "sqlite://", "postgresql://host", "iop.db"]
+)
+def test_unknown_or_incomplete_store_url_is_refused(url):
+    """A URL that names no supported backend is a clear error."""
+    with pytest.raises(StoreUrlError, match="store URL"):
+        parse_store(url)
+
+
+def test_store_url_comes_from_the_environment(monkeypatch, tmp_path, clock):
+    """IOP_STORE sets the store when no URL is given."""
+    monkeypatch.setenv("IOP_STORE", f"sqlite:///{tmp_path / 'env.db'}")
+    with EpisodeService(clock=clock) as service:
+        service.assess(factories.assessment(clock.now()))
+    assert (tmp_path / "env.db").exists()
+
+
+def load_v1_fixture(service: EpisodeService) -> UUID:
+    document = json.loads((FIXTURES / "session_attended_v1.json").read_text())
+    rows = [
+        StoredEvent(
+            originator_id=UUID(row["originator_id"]),
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=json.dumps(row["state"]).encode(),
+        )
+        for row in document["events"]
+    ]
+    service.recorder.insert_events(rows)
+    return UUID(str(rows[0].originator_id))
+
+
+def test_version_one_session_still_loads_after_the_schema_gained_setting(
+    store_url, clock
+):
+    """The stored v1 SessionAttended is upcast: it was on site."""
+    with EpisodeService(store_url, clock=clock) as service:
+        episode_id = load_v1_fixture(service)
+        session = list(service.history(episode_id))[2]
+        assert session.payload == {
+            "modality": "group",
+            "minutes": 150,
+            "topics": ["relapse_prevention"],
+            "setting": "on_site",
+            "note": "",
+        }
+        assert session.details().setting == "on_site"
+
+
+def test_version_one_history_still_verifies_and_accepts_new_entries(sqlite_url, clock):
+    """The chain covers what was stored, so upcasting does not break it."""
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        episode_id = load_v1_fixture(service)
+        advance(clock, hours=4)
+        service.record_session(factories.session(episode_id, clock.now()))
+        assert verify_episode(service, episode_id) == []
+
+
+@pytest.fixture
+def cipher_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    key = AESCipher.create_key(32)
+    monkeypatch.setenv("IOP_CIPHER_KEY", key)
+    return key
+
+
+def write_sensitive_episode(url: str, clock) -> None:
+    with EpisodeService(url, clock=clock) as service:
+        episode_id = active_episode(service, clock, medications=["methadone"])
+        service.record_session(
+            factories.session(
+                episode_id, advance(clock, hours=1), note="Disclosed relapse."
+            )
+        )
+
+
+def test_encryption_leaves_no_plaintext_in_the_sqlite_file(
+    sqlite_url, tmp_path, clock, cipher_key
+):
+    """With IOP_CIPHER_KEY set, client reference and medication are not in the file."""
+    write_sensitive_episode(sqlite_url, clock)
+    raw = (tmp_path / "iop.db").read_bytes()
+    for secret in (b"MRN-0001", b"methadone", b"Disclosed relapse", b"c.adams"):
+        assert secret not in raw
+
+
+def test_without_a_key_the_same_file_holds_plaintext(sqlite_url, tmp_path, clock):
+    """The control for the test above: unencrypted stores are readable with SQL."""
+    write_sensitive_episode(sqlite_url, clock)
+    assert b"MRN-0001" in (tmp_path / "iop.db").read_bytes()
+
+
+def test_encrypted_store_reads_back_and_verifies(sqlite_url, clock, cipher_key):
+    """Encryption and compression are transparent to readers and to verification."""
+    write_sensitive_episode(sqlite_url, clock)
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        (episode_id,) = {
+            e.originator_id for e in service.recorder.select_notifications(1, 10)
+        }
+        assert service.episode(episode_id).client_ref == "MRN-0001"
+        assert verify_episode(service, episode_id) == []
+
+
+def test_wrong_key_fails_at_start_up(sqlite_url, clock, cipher_key, monkeypatch):
+    """A wrong key is refused when the service starts, naming the setting."""
+    write_sensitive_episode(sqlite_url, clock)
+    monkeypatch.setenv("IOP_CIPHER_KEY", AESCipher.create_key(32))
+    with pytest.raises(errors.StoreKeyError, match="IOP_CIPHER_KEY"):
+        EpisodeService(sqlite_url, clock=clock)
+
+
+def test_malformed_key_fails_at_start_up(sqlite_url, clock, monkeypatch):
+    """A key of the wrong size is refused before anything is read."""
+    monkeypatch.setenv("IOP_CIPHER_KEY", "c2hvcnQ=")
+    with pytest.raises(errors.StoreKeyError, match="16, 24 or 32 bytes"):
+        EpisodeService(sqlite_url, clock=clock)

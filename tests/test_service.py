@@ -1,0 +1,254 @@
+"""The embedding service: idempotent retries, conflicts, rosters and reading."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from iop_episodes.clock import SimulatedClock
+from iop_episodes.domain import errors
+from iop_episodes.domain.commands import Actor, RecordSession
+from iop_episodes.integrity import verify_episode
+from iop_episodes.service import MAX_ATTEMPTS, EpisodeService
+from tests import factories
+from tests.helpers import active_episode, advance, open_episode, stored_count
+
+
+def test_retried_command_returns_the_first_result_and_stores_nothing(service, clock):
+    """Same command_id, same command: same receipt, nothing new stored."""
+    episode_id = active_episode(service, clock)
+    command = factories.session(episode_id, advance(clock, hours=1), command_id="s-1")
+    first = service.record_session(command)
+    before = stored_count(service)
+    advance(clock, minutes=5)
+    again = service.record_session(command)
+    assert (again.episode_id, again.version, again.replayed) == (
+        first.episode_id,
+        3,
+        True,
+    )
+    assert stored_count(service) == before
+
+
+def test_retried_assessment_returns_the_same_episode(service, clock):
+    """An assessment retried with its command_id does not open a second episode."""
+    command = factories.assessment(clock.now(), command_id="intake-77")
+    first = service.assess(command)
+    again = service.assess(command)
+    assert again.episode_id == first.episode_id
+    assert again.replayed
+    assert stored_count(service) == 1
+
+
+def test_reused_command_id_with_other_content_is_refused(service, clock):
+    """One command_id names one command; a different one under it is an error."""
+    episode_id = active_episode(service, clock)
+    now = advance(clock, hours=1)
+    service.record_session(factories.session(episode_id, now, command_id="s-1"))
+    with pytest.raises(errors.IdempotencyKeyReused) as raised:
+        service.record_session(
+            factories.session(episode_id, now, command_id="s-1", minutes=60)
+        )
+    assert raised.value.field == "command_id"
+
+
+def test_retry_after_state_moved_on_still_replays(service, clock):
+    """A step-down retried after it took effect is replayed, not re-judged."""
+    episode_id = active_episode(service, clock)
+    command = factories.step_down(
+        episode_id, advance(clock, days=28), command_id="sd-1"
+    )
+    service.step_down(command)
+    assert service.step_down(command).replayed
+
+
+def test_retry_is_recognised_by_a_fresh_service(sqlite_url, clock):
+    """Receipts live in the store, so a restarted service still replays."""
+    with EpisodeService(sqlite_url, clock=clock) as first:
+        episode_id = active_episode(first, clock)
+        command = factories.session(
+            episode_id, advance(clock, hours=1), command_id="s-9"
+        )
+        first.record_session(command)
+    with EpisodeService(sqlite_url, clock=clock) as second:
+        assert second.record_session(command).replayed
+        assert stored_count(second) == 3
+
+
+# ---- conflicts between two service instances on one store -----------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_store(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def interleave(
+    service: EpisodeService, rival: EpisodeService, times: int, write: Any
+) -> None:
+    """After each of the service's next ``times`` loads, the rival writes first."""
+    load = service._load  # noqa: SLF001  (the seam where a race can happen)
+    remaining = [times]
+
+    def racing_load(episode_id: Any, version: int | None = None) -> Any:
+        episode = load(episode_id, version)
+        if remaining[0] > 0:
+            remaining[0] -= 1
+            write()
+        return episode
+
+    service._load = racing_load  # type: ignore[method-assign]  # noqa: SLF001
+
+
+def test_conflict_reloads_and_decides_again(shared_store, clock):
+    """A writer that loses the race reloads, re-decides and stores after the rival."""
+    with (
+        EpisodeService(shared_store, clock=clock) as ours,
+        EpisodeService(shared_store, clock=clock) as theirs,
+    ):
+        episode_id = active_episode(ours, clock)
+        now = advance(clock, hours=1)
+        rival = factories.session(
+            episode_id,
+            now,
+            actor=factories.THERAPIST,
+            modality="individual",
+            minutes=60,
+        )
+        interleave(ours, theirs, 1, lambda: theirs.record_session(rival))
+        receipt = ours.record_session(factories.session(episode_id, now))
+        assert receipt.version == 4
+        kinds = [
+            e.payload["modality"]
+            for e in ours.history(episode_id)
+            if e.originator_version > 2
+        ]
+        assert kinds == ["individual", "group"]
+        assert verify_episode(ours, episode_id) == []
+
+
+def test_conflict_on_every_attempt_raises_and_stores_nothing(shared_store, clock):
+    """After the bounded retries the command fails with Conflict, half of nothing stored."""
+    with (
+        EpisodeService(shared_store, clock=clock) as ours,
+        EpisodeService(shared_store, clock=clock) as theirs,
+    ):
+        episode_id = active_episode(ours, clock)
+        now = advance(clock, hours=1)
+        interleave(
+            ours,
+            theirs,
+            MAX_ATTEMPTS,
+            lambda: theirs.record_session(
+                factories.session(episode_id, now, minutes=30)
+            ),
+        )
+        with pytest.raises(errors.Conflict):
+            ours.record_session(factories.session(episode_id, now, minutes=90))
+        minutes = [e.payload.get("minutes") for e in ours.history(episode_id)][2:]
+        assert minutes == [30] * MAX_ATTEMPTS
+
+
+# ---- rosters ---------------------------------------------------------------------
+
+
+def test_roster_records_many_episodes_in_one_call(service, clock):
+    """A day's attendance for several clients is stored in one transaction."""
+    episodes = [
+        active_episode(
+            service,
+            clock,
+        )
+        for _ in range(3)
+    ]
+    now = advance(clock, hours=2)
+    receipts = service.record_roster(
+        [factories.session(e, now, minutes=m) for e in episodes for m in (120, 60)]
+    )
+    assert [r.version for r in receipts] == [3, 4] * 3
+    assert stored_count(service) == 3 * 2 + 6
+
+
+def test_roster_with_one_bad_item_stores_none_of_it(service, clock):
+    """One refused item refuses the whole roster and names the item."""
+    good = active_episode(service, clock)
+    unplanned = open_episode(service, clock, client_ref="MRN-0009")
+    now = advance(clock, hours=2)
+    before = stored_count(service)
+    with pytest.raises(errors.PlanRequired) as raised:
+        service.record_roster(
+            [factories.session(good, now), factories.session(unplanned, now)]
+        )
+    assert "roster item 1" in raised.value.__notes__[0]
+    assert stored_count(service) == before
+
+
+def test_roster_accepts_typed_commands(service, clock):
+    """Typed commands and mappings are interchangeable."""
+    episode_id = active_episode(service, clock)
+    command = RecordSession(
+        episode_id=episode_id,
+        actor=Actor(id="c.adams", role="counselor"),
+        occurred_at=advance(clock, hours=1),
+        modality="group",
+        minutes=90,
+    )
+    assert service.record_roster([command])[0].version == 3
+
+
+# ---- reading -----------------------------------------------------------------------
+
+
+def test_state_as_of_a_version_and_a_recorded_time(service, clock):
+    """Reading as of version 2 or as of a recorded moment gives the past state."""
+    episode_id = active_episode(service, clock)
+    after_plan = clock.now()
+    service.step_down(factories.step_down(episode_id, advance(clock, days=28)))
+    assert service.episode(episode_id).weekly_hours == 9
+    assert service.episode(episode_id, version=2).weekly_hours == 12
+    assert service.episode(episode_id, as_of=after_plan).version == 2
+    with pytest.raises(errors.EpisodeNotFound):
+        service.episode(episode_id, as_of=after_plan - timedelta(days=1))
+
+
+def test_recording_times_come_from_the_injected_clock(service, clock):
+    """Every recorded timestamp is the simulated clock's, not the machine's."""
+    episode_id = active_episode(service, clock)
+    assert [e.timestamp for e in service.history(episode_id)] == [
+        clock.now() - timedelta(hours=1),
+        clock.now(),
+    ]
+
+
+def test_unknown_episode_is_reported(service, clock):
+    """Reading an episode that does not exist raises EpisodeNotFound."""
+    with pytest.raises(errors.EpisodeNotFound):
+        service.episode(factories_uuid())
+
+
+def factories_uuid() -> Any:
+    from uuid import UUID  # noqa: PLC0415  (kept with its one use)
+
+    return UUID(int=7)
+
+
+def test_long_episode_loads_from_a_snapshot(sqlite_url):
+    """After 50 entries a snapshot is taken and used to load the episode."""
+    clock = SimulatedClock(factories_start())
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        episode_id = active_episode(service, clock)
+        now = advance(clock, hours=1)
+        service.record_roster([factories.session(episode_id, now, minutes=30)] * 60)
+        assert service.snapshots is not None
+        snapshots = list(service.snapshots.get(episode_id))
+        assert [s.originator_version for s in snapshots] == [50]
+    with EpisodeService(sqlite_url, clock=clock) as fresh:
+        assert fresh.episode(episode_id).version == 62
+
+
+def factories_start() -> Any:
+    from tests.conftest import START  # noqa: PLC0415  (kept with its one use)
+
+    return START
