@@ -38,7 +38,7 @@ def postgres_available() -> bool:
 
 
 def require_postgres() -> None:
-    """Skip without a server on a laptop; fail in CI, which sets IOP_REQUIRE_POSTGRES."""
+    """Skip on a laptop without a server; fail where IOP_REQUIRE_POSTGRES=1 (CI)."""
     if postgres_available():
         return
     if os.environ.get("IOP_REQUIRE_POSTGRES") == "1":

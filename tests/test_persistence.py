@@ -108,9 +108,8 @@ def write_sensitive_episode(url: str, clock) -> None:
         )
 
 
-def test_encryption_leaves_no_plaintext_in_the_sqlite_file(
-    sqlite_url, tmp_path, clock, cipher_key
-):
+@pytest.mark.usefixtures("cipher_key")
+def test_encryption_leaves_no_plaintext_in_the_sqlite_file(sqlite_url, tmp_path, clock):
     """With IOP_CIPHER_KEY set, client reference and medication are not in the file."""
     write_sensitive_episode(sqlite_url, clock)
     raw = (tmp_path / "iop.db").read_bytes()
@@ -124,7 +123,8 @@ def test_without_a_key_the_same_file_holds_plaintext(sqlite_url, tmp_path, clock
     assert b"MRN-0001" in (tmp_path / "iop.db").read_bytes()
 
 
-def test_encrypted_store_reads_back_and_verifies(sqlite_url, clock, cipher_key):
+@pytest.mark.usefixtures("cipher_key")
+def test_encrypted_store_reads_back_and_verifies(sqlite_url, clock):
     """Encryption and compression are transparent to readers and to verification."""
     write_sensitive_episode(sqlite_url, clock)
     with EpisodeService(sqlite_url, clock=clock) as service:
@@ -135,7 +135,8 @@ def test_encrypted_store_reads_back_and_verifies(sqlite_url, clock, cipher_key):
         assert verify_episode(service, episode_id) == []
 
 
-def test_wrong_key_fails_at_start_up(sqlite_url, clock, cipher_key, monkeypatch):
+@pytest.mark.usefixtures("cipher_key")
+def test_wrong_key_fails_at_start_up(sqlite_url, clock, monkeypatch):
     """A wrong key is refused when the service starts, naming the setting."""
     write_sensitive_episode(sqlite_url, clock)
     monkeypatch.setenv("IOP_CIPHER_KEY", AESCipher.create_key(32))

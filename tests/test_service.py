@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -13,6 +14,7 @@ from iop_episodes.domain.commands import Actor, RecordSession
 from iop_episodes.integrity import verify_episode
 from iop_episodes.service import MAX_ATTEMPTS, EpisodeService
 from tests import factories
+from tests.conftest import START
 from tests.helpers import active_episode, advance, open_episode, stored_count
 
 
@@ -85,21 +87,19 @@ def shared_store(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 
-def interleave(
-    service: EpisodeService, rival: EpisodeService, times: int, write: Any
-) -> None:
-    """After each of the service's next ``times`` loads, the rival writes first."""
-    load = service._load  # noqa: SLF001  (the seam where a race can happen)
+def interleave(service: EpisodeService, times: int, rival_write: Any) -> None:
+    """After each of the service's next ``times`` loads, a rival writes first."""
+    load = service._load
     remaining = [times]
 
     def racing_load(episode_id: Any, version: int | None = None) -> Any:
         episode = load(episode_id, version)
         if remaining[0] > 0:
             remaining[0] -= 1
-            write()
+            rival_write()
         return episode
 
-    service._load = racing_load  # type: ignore[method-assign]  # noqa: SLF001
+    service._load = racing_load  # type: ignore[method-assign]  # the race seam
 
 
 def test_conflict_reloads_and_decides_again(shared_store, clock):
@@ -117,7 +117,7 @@ def test_conflict_reloads_and_decides_again(shared_store, clock):
             modality="individual",
             minutes=60,
         )
-        interleave(ours, theirs, 1, lambda: theirs.record_session(rival))
+        interleave(ours, 1, lambda: theirs.record_session(rival))
         receipt = ours.record_session(factories.session(episode_id, now))
         assert receipt.version == 4
         kinds = [
@@ -130,7 +130,7 @@ def test_conflict_reloads_and_decides_again(shared_store, clock):
 
 
 def test_conflict_on_every_attempt_raises_and_stores_nothing(shared_store, clock):
-    """After the bounded retries the command fails with Conflict, half of nothing stored."""
+    """After the bounded retries the command fails with Conflict and stores nothing."""
     with (
         EpisodeService(shared_store, clock=clock) as ours,
         EpisodeService(shared_store, clock=clock) as theirs,
@@ -139,7 +139,6 @@ def test_conflict_on_every_attempt_raises_and_stores_nothing(shared_store, clock
         now = advance(clock, hours=1)
         interleave(
             ours,
-            theirs,
             MAX_ATTEMPTS,
             lambda: theirs.record_session(
                 factories.session(episode_id, now, minutes=30)
@@ -222,21 +221,15 @@ def test_recording_times_come_from_the_injected_clock(service, clock):
     ]
 
 
-def test_unknown_episode_is_reported(service, clock):
+def test_unknown_episode_is_reported(service):
     """Reading an episode that does not exist raises EpisodeNotFound."""
     with pytest.raises(errors.EpisodeNotFound):
-        service.episode(factories_uuid())
-
-
-def factories_uuid() -> Any:
-    from uuid import UUID  # noqa: PLC0415  (kept with its one use)
-
-    return UUID(int=7)
+        service.episode(UUID(int=7))
 
 
 def test_long_episode_loads_from_a_snapshot(sqlite_url):
     """After 50 entries a snapshot is taken and used to load the episode."""
-    clock = SimulatedClock(factories_start())
+    clock = SimulatedClock(START)
     with EpisodeService(sqlite_url, clock=clock) as service:
         episode_id = active_episode(service, clock)
         now = advance(clock, hours=1)
@@ -246,9 +239,3 @@ def test_long_episode_loads_from_a_snapshot(sqlite_url):
         assert [s.originator_version for s in snapshots] == [50]
     with EpisodeService(sqlite_url, clock=clock) as fresh:
         assert fresh.episode(episode_id).version == 62
-
-
-def factories_start() -> Any:
-    from tests.conftest import START  # noqa: PLC0415  (kept with its one use)
-
-    return START

@@ -14,7 +14,11 @@ from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    MapperDeserialisationError,
+)
 
 from iop_episodes.clock import Clock, SystemClock
 from iop_episodes.domain import commands, errors
@@ -190,7 +194,7 @@ class EpisodeService(Application[UUID]):
             return
         try:
             self.mapper.to_domain_event(first[0])
-        except Exception as error:
+        except MapperDeserialisationError as error:
             protected = "with" if self.mapper.cipher else "without"
             raise errors.StoreKeyError(
                 f"store {self.store.url} cannot be read {protected} IOP_CIPHER_KEY "
