@@ -364,8 +364,8 @@ class ProgramSimulation:
             client.sessions.append(receipt.version)
             self._maybe_correct(client, at, receipt.version, modality, minutes)
 
-        if self.rng.random() < 0.03:  # charted the next morning
-            late_at = at + timedelta(hours=15)
+        if self.rng.random() < 0.03:  # charted late, after the next day
+            late_at = at + timedelta(hours=27)
             self.late.append((late_at, record))
             return lambda: None
         return record

@@ -1,0 +1,119 @@
+"""Tamper evidence: verification from the raw store names episode and version."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from iop_episodes.integrity import store_digest, verify_episode, verify_store
+from iop_episodes.service import EpisodeService
+from tests import factories, tamper
+from tests.helpers import active_episode, advance
+
+SCRIPTS = Path(__file__).parent.parent / "scripts"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def raw_store(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def five_entries(url: str, clock) -> object:
+    with EpisodeService(url, clock=clock) as service:
+        episode_id = active_episode(service, clock)
+        for minutes in (180, 120, 90):
+            service.record_session(
+                factories.session(episode_id, advance(clock, hours=1), minutes=minutes)
+            )
+    return episode_id
+
+
+def findings(url: str, clock) -> list[tuple[object, int, str]]:
+    with EpisodeService(url, clock=clock) as service:
+        return [(f.episode_id, f.version, f.problem) for f in verify_store(service)]
+
+
+def test_untouched_store_verifies(raw_store, clock):
+    """A store nobody touched has no findings."""
+    five_entries(raw_store, clock)
+    assert findings(raw_store, clock) == []
+
+
+def test_one_changed_byte_is_found_at_its_version(raw_store, clock):
+    """180 minutes edited to 181 in the database breaks version 3's link."""
+    episode_id = five_entries(raw_store, clock)
+    tamper.replace_text(raw_store, episode_id, 3, '"minutes":180', '"minutes":181')
+    assert findings(raw_store, clock) == [(episode_id, 3, "chain-mismatch")]
+
+
+def test_a_deleted_entry_is_a_gap(raw_store, clock):
+    """Deleting version 4 leaves a gap and a broken link at version 5."""
+    episode_id = five_entries(raw_store, clock)
+    tamper.delete(raw_store, episode_id, 4)
+    assert findings(raw_store, clock) == [
+        (episode_id, 4, "version-gap"),
+        (episode_id, 5, "chain-mismatch"),
+    ]
+
+
+def test_two_swapped_entries_are_both_found(raw_store, clock):
+    """Exchanging versions 3 and 4 breaks both their links."""
+    episode_id = five_entries(raw_store, clock)
+    tamper.swap(raw_store, episode_id, 3, 4)
+    found = findings(raw_store, clock)
+    assert {(v, p) for _, v, p in found} >= {
+        (3, "chain-mismatch"),
+        (4, "chain-mismatch"),
+    }
+
+
+def test_verification_of_named_episodes_only(raw_store, clock):
+    """Verifying one episode ignores damage elsewhere."""
+    damaged = five_entries(raw_store, clock)
+    intact = five_entries(raw_store, clock)
+    tamper.delete(raw_store, damaged, 2)
+    with EpisodeService(raw_store, clock=clock) as service:
+        assert verify_episode(service, intact) == []
+        assert verify_store(service, [intact]) == []
+        assert verify_store(service, [damaged]) != []
+
+
+def test_store_digest_changes_with_one_byte(sqlite_url, clock):
+    """The store digest covers every stored byte of every event."""
+    episode_id = five_entries(sqlite_url, clock)
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        before = store_digest(service)
+    tamper.replace_text(sqlite_url, episode_id, 5, '"minutes":90', '"minutes":91')
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        assert store_digest(service) != before
+
+
+def run_third_party_script(url: str) -> subprocess.CompletedProcess[str]:
+    if url.startswith("sqlite"):
+        args = ["sqlite", url.removeprefix("sqlite:///")]
+    else:
+        dsn, schema = url.split("?schema=")
+        args = ["postgresql", dsn, schema]
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / "recompute_chains.py"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_a_third_party_recomputes_every_chain_from_the_documented_form(
+    raw_store, clock
+):
+    """scripts/recompute_chains.py, which imports nothing of ours, agrees."""
+    episode_id = five_entries(raw_store, clock)
+    clean = run_third_party_script(raw_store)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    tamper.replace_text(raw_store, episode_id, 4, '"minutes":120', '"minutes":121')
+    tampered = run_third_party_script(raw_store)
+    assert tampered.returncode == 1
+    assert f"{episode_id} 4: chain mismatch" in tampered.stdout
