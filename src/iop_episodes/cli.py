@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--store", help="store URL (default: $IOP_STORE or sqlite:///iop.db)"
     )
-    demo.add_argument("--clients", type=int, default=40)
-    demo.add_argument("--weeks", type=int, default=12)
+    demo.add_argument("--clients", type=int, default=60)
+    demo.add_argument("--weeks", type=int, default=16)
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument(
         "--timezone",

@@ -1,0 +1,36 @@
+"""The README's promises: its embedding example runs and its commands exist."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_embedding_example_runs_as_pasted():
+    """The Python block in the README runs and prints what it says."""
+    (example,) = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+    printed: list[str] = []
+    exec(
+        compile(example, "README.md", "exec"),
+        {"print": lambda *a: printed.append(" ".join(map(str, a)))},
+    )  # noqa: S102  (running the README is the point)
+    assert printed[0].startswith("[one-plan-per-episode]")
+    assert printed[1] == "active 9"
+
+
+def test_the_two_commands_are_make_targets():
+    """`make demo` and `make test` exist and CI runs the test one."""
+    dry = subprocess.run(
+        ["make", "-n", "demo", "test"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "iop demo" in dry.stdout
+    assert "pytest" in dry.stdout
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
