@@ -237,5 +237,6 @@ def test_long_episode_loads_from_a_snapshot(sqlite_url):
         assert service.snapshots is not None
         snapshots = list(service.snapshots.get(episode_id))
         assert [s.originator_version for s in snapshots] == [50]
+        assert snapshots[0].timestamp == now  # the clock's, not the machine's
     with EpisodeService(sqlite_url, clock=clock) as fresh:
         assert fresh.episode(episode_id).version == 62

@@ -8,12 +8,17 @@ again a bounded number of times, then raises ``Conflict``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+)
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
@@ -36,6 +41,7 @@ from iop_episodes.transcoding import CanonicalDatetime, DateAsIso
 EPISODE_NAMESPACE = UUID("6f1f8c1e-3b7a-5d0e-9a53-2f4c7b1d9e10")
 """uuid5 namespace of episode ids derived from an assessment's command_id."""
 
+LOG = logging.getLogger(__name__)
 SNAPSHOT_INTERVAL = 50
 MAX_ATTEMPTS = 5
 
@@ -186,6 +192,14 @@ class EpisodeService(Application[UUID]):
             yield cast("EpisodeEvent", event)
 
     # ---- internals -----------------------------------------------------
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        # Snapshots only speed up loading. The events are committed by now, so
+        # a failed snapshot must not turn a stored command into an error.
+        try:
+            super()._take_snapshots(processing_event)
+        except Exception:
+            LOG.exception("snapshot not taken; episodes still load from their events")
 
     def _check_store_key(self) -> None:
         """Fail at start-up, not mid-command, when the key cannot read the store."""

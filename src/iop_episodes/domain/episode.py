@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, Snapshot
 from pydantic import ValidationError
 
 from iop_episodes.domain import commands, errors, events, payloads
@@ -63,6 +63,15 @@ class Receipt:
 
 class Episode(Aggregate):
     """A client's IOP treatment episode, created by its assessment."""
+
+    class Snapshot(Snapshot):
+        """A snapshot stamped with its episode's last recording time, not a clock."""
+
+        @classmethod
+        def take(cls, aggregate: Any) -> Self:
+            taken = super().take(aggregate)
+            object.__setattr__(taken, "timestamp", aggregate.modified_on)
+            return taken
 
     def __init__(self) -> None:
         # The Assessed event fills in the assessment; the rest starts empty.
