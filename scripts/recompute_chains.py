@@ -45,9 +45,7 @@ def postgres_rows(dsn: str, schema: str) -> Iterator[Row]:
             yield originator_id, version, topic, bytes(state)
 
 
-def canonical(
-    episode_id: str, version: int, topic: str, state: dict[str, Any]
-) -> bytes:
+def canonical(episode_id: str, version: int, topic: str, state: dict[str, Any]) -> bytes:
     entry = {
         "actor": state["actor"],
         "class_version": state.get("class_version", 1),
@@ -94,10 +92,7 @@ def main(argv: list[str]) -> int:
     problems = recompute(rows)
     for problem in problems:
         print(problem)
-    print(
-        "all chains recomputed: "
-        + ("ok" if not problems else f"{len(problems)} problems")
-    )
+    print("all chains recomputed: " + ("ok" if not problems else f"{len(problems)} problems"))
     return 1 if problems else 0
 
 

@@ -22,9 +22,7 @@ def advance(clock: SimulatedClock, **delta: float) -> datetime:
     return clock.now()
 
 
-def open_episode(
-    service: EpisodeService, clock: SimulatedClock, **assessment: Any
-) -> UUID:
+def open_episode(service: EpisodeService, clock: SimulatedClock, **assessment: Any) -> UUID:
     return service.assess(factories.assessment(clock.now(), **assessment)).episode_id
 
 

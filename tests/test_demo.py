@@ -66,9 +66,7 @@ def test_demo_histories_are_realistic(program):
     ]
     reasons = {e.payload["reason"] for e in entries if type(e).__name__ == "Discharged"}
     take_home = [e for e in entries if e.payload.get("take_home_doses", 0) > 0]
-    pathways = {
-        e.payload["entry_pathway"] for e in entries if type(e).__name__ == "Assessed"
-    }
+    pathways = {e.payload["entry_pathway"] for e in entries if type(e).__name__ == "Assessed"}
     late = [e for e in entries if e.timestamp - e.occurred_at > timedelta(hours=24)]
     positives = [
         e
@@ -129,10 +127,7 @@ def test_cli_demo_prints_the_same_digest_in_fresh_stores(tmp_path: Path):
 def test_cli_demo_refuses_a_store_that_holds_events(tmp_path: Path):
     """The demo never mixes into a used store; --reset starts a SQLite one afresh."""
     url = f"sqlite:///{tmp_path / 'demo.db'}"
-    assert (
-        run_cli("demo", "--store", url, "--clients", "3", "--weeks", "2").returncode
-        == 0
-    )
+    assert run_cli("demo", "--store", url, "--clients", "3", "--weeks", "2").returncode == 0
     refused = run_cli("demo", "--store", url, "--clients", "3", "--weeks", "2")
     assert refused.returncode == 2
     assert "--reset" in refused.stderr

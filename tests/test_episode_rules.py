@@ -70,9 +70,7 @@ def test_adult_plan_outside_the_band_is_refused(service, clock, hours):
         service,
         errors.HoursOutOfBand,
         service.create_plan,
-        factories.plan(
-            episode_id, advance(clock, hours=1), weekly_hours=hours, modality_hours={}
-        ),
+        factories.plan(episode_id, advance(clock, hours=1), weekly_hours=hours, modality_hours={}),
     )
     assert f"weekly_hours {hours}" in str(raised.value)
     assert "adult" in str(raised.value)
@@ -105,18 +103,14 @@ def test_severe_withdrawal_without_detox_blocks_the_plan(service, clock):
         factories.plan(episode_id, now),
     )
     service.create_plan(
-        factories.plan(
-            episode_id, now, detox_completed_on=now.date() - timedelta(days=1)
-        )
+        factories.plan(episode_id, now, detox_completed_on=now.date() - timedelta(days=1))
     )
     assert service.episode(episode_id).status == "active"
 
 
 def test_medicare_plan_needs_a_certifying_physician(service, clock):
     """Medicare pays for IOP only with a physician's certification."""
-    episode_id = open_episode(
-        service, clock, payer="medicare", birth_date=date(1950, 1, 1)
-    )
+    episode_id = open_episode(service, clock, payer="medicare", birth_date=date(1950, 1, 1))
     now = advance(clock, hours=1)
     raised = assert_refused(
         service,
@@ -125,9 +119,7 @@ def test_medicare_plan_needs_a_certifying_physician(service, clock):
         factories.plan(episode_id, now),
     )
     assert raised.value.field == "certifying_physician_id"
-    service.create_plan(
-        factories.plan(episode_id, now, certifying_physician_id="dr.fox")
-    )
+    service.create_plan(factories.plan(episode_id, now, certifying_physician_id="dr.fox"))
 
 
 def test_second_plan_is_refused(service, clock):
@@ -148,9 +140,7 @@ def test_modality_breakdown_must_add_up(service, clock):
         service,
         ValidationError,
         service.create_plan,
-        factories.plan(
-            episode_id, advance(clock, hours=1), modality_hours={"group": 3}
-        ),
+        factories.plan(episode_id, advance(clock, hours=1), modality_hours={"group": 3}),
     )
     assert "modality_hours" in str(raised.value)
 
@@ -274,9 +264,7 @@ def test_take_home_doses_only_for_methadone_and_buprenorphine(service, clock):
         service.dispense_medication,
         factories.dose(episode_id, now, **naltrexone, take_home_doses=2),
     )
-    service.dispense_medication(
-        factories.dose(episode_id, now, **naltrexone, take_home_doses=0)
-    )
+    service.dispense_medication(factories.dose(episode_id, now, **naltrexone, take_home_doses=0))
 
 
 def test_unknown_medication_is_a_validation_error(service, clock):
@@ -313,9 +301,7 @@ def test_screen_results_must_be_on_the_panel(service, clock):
 def test_step_down_lowers_hours_and_records_who_and_why(service, clock):
     """A step-down stores the hours before and after, the actor and the reason."""
     episode_id = active_episode(service, clock)
-    receipt = service.step_down(
-        factories.step_down(episode_id, advance(clock, days=28))
-    )
+    receipt = service.step_down(factories.step_down(episode_id, advance(clock, days=28)))
     state = service.episode(episode_id)
     assert (state.weekly_hours, state.step_downs) == (9, 1)
     entry = list(service.history(episode_id))[receipt.version - 1]
@@ -345,9 +331,7 @@ def test_step_down_at_most_once_per_iso_week(service, clock):
         service.step_down,
         factories.step_down(episode_id, advance(clock, days=2), to_weekly_hours=6),
     )
-    service.step_down(
-        factories.step_down(episode_id, advance(clock, days=7), to_weekly_hours=6)
-    )
+    service.step_down(factories.step_down(episode_id, advance(clock, days=7), to_weekly_hours=6))
     assert service.episode(episode_id).level == "1"
 
 
@@ -420,9 +404,7 @@ def test_aftercare_and_corrections_after_discharge_are_accepted(service, clock):
     service.discharge(factories.discharge(episode_id, advance(clock, days=30)))
     now = advance(clock, hours=1)
     service.schedule_aftercare(factories.aftercare(episode_id, now))
-    receipt = service.correct_entry(
-        factories.correction(episode_id, now, target_version=3)
-    )
+    receipt = service.correct_entry(factories.correction(episode_id, now, target_version=3))
     assert receipt.version == 6
     assert service.episode(episode_id).voided_versions == (3,)
 
@@ -471,9 +453,7 @@ def test_a_voided_entry_cannot_be_corrected_again(service, clock):
         service.correct_entry,
         factories.correction(episode_id, clock.now(), reason="again"),
     )
-    assert [type(e).__name__ for e in service.history(episode_id)][
-        2
-    ] == "SessionAttended"
+    assert [type(e).__name__ for e in service.history(episode_id)][2] == "SessionAttended"
 
 
 def test_correction_of_a_missing_version_is_refused(service, clock):
@@ -493,9 +473,7 @@ def test_correction_of_a_missing_version_is_refused(service, clock):
 def test_future_entry_beyond_clock_skew_is_refused(service, clock):
     """occurred_at may be up to five minutes ahead of the service clock."""
     episode_id = active_episode(service, clock)
-    service.record_session(
-        factories.session(episode_id, clock.now() + timedelta(minutes=4))
-    )
+    service.record_session(factories.session(episode_id, clock.now() + timedelta(minutes=4)))
     assert_refused(
         service,
         errors.OccurredInFuture,

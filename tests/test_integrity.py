@@ -106,9 +106,7 @@ def run_third_party_script(url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_third_party_recomputes_every_chain_from_the_documented_form(
-    raw_store, clock
-):
+def test_a_third_party_recomputes_every_chain_from_the_documented_form(raw_store, clock):
     """scripts/recompute_chains.py, which imports nothing of ours, agrees."""
     episode_id = five_entries(raw_store, clock)
     clean = run_third_party_script(raw_store)

@@ -33,9 +33,7 @@ def test_store_url_selects_the_backend(url, module):
     assert parse_store(url).env["PERSISTENCE_MODULE"] == module
 
 
-@pytest.mark.parametrize(
-    "url", ["mysql://db/x", "sqlite://", "postgresql://host", "iop.db"]
-)
+@pytest.mark.parametrize("url", ["mysql://db/x", "sqlite://", "postgresql://host", "iop.db"])
 def test_unknown_or_incomplete_store_url_is_refused(url):
     """A URL that names no supported backend is a clear error."""
     with pytest.raises(StoreUrlError, match="store URL"):
@@ -65,9 +63,7 @@ def load_v1_fixture(service: EpisodeService) -> UUID:
     return UUID(str(rows[0].originator_id))
 
 
-def test_version_one_session_still_loads_after_the_schema_gained_setting(
-    store_url, clock
-):
+def test_version_one_session_still_loads_after_the_schema_gained_setting(store_url, clock):
     """The stored v1 SessionAttended is upcast: it was on site."""
     with EpisodeService(store_url, clock=clock) as service:
         episode_id = load_v1_fixture(service)
@@ -102,9 +98,7 @@ def write_sensitive_episode(url: str, clock) -> None:
     with EpisodeService(url, clock=clock) as service:
         episode_id = active_episode(service, clock, medications=["methadone"])
         service.record_session(
-            factories.session(
-                episode_id, advance(clock, hours=1), note="Disclosed relapse."
-            )
+            factories.session(episode_id, advance(clock, hours=1), note="Disclosed relapse.")
         )
 
 
@@ -128,9 +122,7 @@ def test_encrypted_store_reads_back_and_verifies(sqlite_url, clock):
     """Encryption and compression are transparent to readers and to verification."""
     write_sensitive_episode(sqlite_url, clock)
     with EpisodeService(sqlite_url, clock=clock) as service:
-        (episode_id,) = {
-            e.originator_id for e in service.recorder.select_notifications(1, 10)
-        }
+        (episode_id,) = {e.originator_id for e in service.recorder.select_notifications(1, 10)}
         assert service.episode(episode_id).client_ref == "MRN-0001"
         assert verify_episode(service, episode_id) == []
 

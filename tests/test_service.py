@@ -50,18 +50,14 @@ def test_reused_command_id_with_other_content_is_refused(service, clock):
     now = advance(clock, hours=1)
     service.record_session(factories.session(episode_id, now, command_id="s-1"))
     with pytest.raises(errors.IdempotencyKeyReused) as raised:
-        service.record_session(
-            factories.session(episode_id, now, command_id="s-1", minutes=60)
-        )
+        service.record_session(factories.session(episode_id, now, command_id="s-1", minutes=60))
     assert raised.value.field == "command_id"
 
 
 def test_retry_after_state_moved_on_still_replays(service, clock):
     """A step-down retried after it took effect is replayed, not re-judged."""
     episode_id = active_episode(service, clock)
-    command = factories.step_down(
-        episode_id, advance(clock, days=28), command_id="sd-1"
-    )
+    command = factories.step_down(episode_id, advance(clock, days=28), command_id="sd-1")
     service.step_down(command)
     assert service.step_down(command).replayed
 
@@ -70,9 +66,7 @@ def test_retry_is_recognised_by_a_fresh_service(sqlite_url, clock):
     """Receipts live in the store, so a restarted service still replays."""
     with EpisodeService(sqlite_url, clock=clock) as first:
         episode_id = active_episode(first, clock)
-        command = factories.session(
-            episode_id, advance(clock, hours=1), command_id="s-9"
-        )
+        command = factories.session(episode_id, advance(clock, hours=1), command_id="s-9")
         first.record_session(command)
     with EpisodeService(sqlite_url, clock=clock) as second:
         assert second.record_session(command).replayed
@@ -121,9 +115,7 @@ def test_conflict_reloads_and_decides_again(shared_store, clock):
         receipt = ours.record_session(factories.session(episode_id, now))
         assert receipt.version == 4
         kinds = [
-            e.payload["modality"]
-            for e in ours.history(episode_id)
-            if e.originator_version > 2
+            e.payload["modality"] for e in ours.history(episode_id) if e.originator_version > 2
         ]
         assert kinds == ["individual", "group"]
         assert verify_episode(ours, episode_id) == []
@@ -140,9 +132,7 @@ def test_conflict_on_every_attempt_raises_and_stores_nothing(shared_store, clock
         interleave(
             ours,
             MAX_ATTEMPTS,
-            lambda: theirs.record_session(
-                factories.session(episode_id, now, minutes=30)
-            ),
+            lambda: theirs.record_session(factories.session(episode_id, now, minutes=30)),
         )
         with pytest.raises(errors.Conflict):
             ours.record_session(factories.session(episode_id, now, minutes=90))
@@ -177,9 +167,7 @@ def test_roster_with_one_bad_item_stores_none_of_it(service, clock):
     now = advance(clock, hours=2)
     before = stored_count(service)
     with pytest.raises(errors.PlanRequired) as raised:
-        service.record_roster(
-            [factories.session(good, now), factories.session(unplanned, now)]
-        )
+        service.record_roster([factories.session(good, now), factories.session(unplanned, now)])
     assert "roster item 1" in raised.value.__notes__[0]
     assert stored_count(service) == before
 

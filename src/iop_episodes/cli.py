@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
-from uuid import UUID
 
 from iop_episodes.demo import demo_clock, run_demo
+from iop_episodes.extensions import load_extensions
 from iop_episodes.integrity import store_digest, verify_store
 from iop_episodes.service import EpisodeService
 from iop_episodes.settings import StoreUrlError, store_url
@@ -64,15 +63,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             progress=_progress if args.weeks * args.clients > 200 else None,
         )
         elapsed = time.perf_counter() - started
-        statuses = ", ".join(
-            f"{k} {v}" for k, v in sorted(result.episodes_by_status.items())
-        )
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(result.episodes_by_status.items()))
         types = ", ".join(f"{k} {v}" for k, v in sorted(result.events_by_type.items()))
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(result.rejected.items()))
         print(f"episodes by status: {statuses}")
         print(f"events by type: {types}")
         print(f"commands rejected by a rule: {rejected or 'none'}")
         print(f"events stored: {result.events} in {elapsed:.1f} s")
+        for extension in load_extensions():
+            print(extension.after_demo(service, clock.now()))
         findings = verify_store(service)
         verdict = "ok" if not findings else f"FAILED ({len(findings)} findings)"
         print(f"chain verification: {verdict}")
@@ -82,33 +81,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if not findings else EXIT_FAILED
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    with EpisodeService(store_url(args.store)) as service:
-        only = [UUID(value) for value in args.episodes] or None
-        findings = verify_store(service, only)
-    if args.json:
-        print(
-            json.dumps([{**vars(f), "episode_id": str(f.episode_id)} for f in findings])
-        )
-    else:
-        for finding in findings:
-            print(finding)
-        print(
-            "verification: ok"
-            if not findings
-            else f"verification: {len(findings)} findings"
-        )
-    return EXIT_OK if not findings else EXIT_FAILED
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iop", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="simulate a program into an empty store")
-    demo.add_argument(
-        "--store", help="store URL (default: $IOP_STORE or sqlite:///iop.db)"
-    )
+    demo.add_argument("--store", help="store URL (default: $IOP_STORE or sqlite:///iop.db)")
     demo.add_argument("--clients", type=int, default=60)
     demo.add_argument("--weeks", type=int, default=16)
     demo.add_argument("--seed", type=int, default=1)
@@ -116,19 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--timezone",
         help="program timezone (default: $IOP_TIMEZONE or America/New_York)",
     )
-    demo.add_argument(
-        "--reset", action="store_true", help="remove the SQLite store first"
-    )
+    demo.add_argument("--reset", action="store_true", help="remove the SQLite store first")
     demo.set_defaults(handler=cmd_demo)
 
-    audit = commands.add_parser("audit", help="auditor's tools").add_subparsers(
-        dest="audit_command", required=True
-    )
-    verify = audit.add_parser("verify", help="recompute hash chains from the raw store")
-    verify.add_argument("episodes", nargs="*", help="episode ids (default: all)")
-    verify.add_argument("--store")
-    verify.add_argument("--json", action="store_true")
-    verify.set_defaults(handler=cmd_audit_verify)
+    for extension in load_extensions():
+        extension.register(commands)
     return parser
 
 

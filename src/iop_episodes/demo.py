@@ -134,13 +134,9 @@ class ProgramSimulation:
         opioid = Substance.OPIATES in substances
         medication = None
         if opioid:
-            medication = rng.choice(
-                [Medication.BUPRENORPHINE, Medication.METHADONE, None]
-            )
+            medication = rng.choice([Medication.BUPRENORPHINE, Medication.METHADONE, None])
         elif Substance.ALCOHOL in substances:
-            medication = rng.choice(
-                [Medication.NALTREXONE, Medication.DISULFIRAM, None]
-            )
+            medication = rng.choice([Medication.NALTREXONE, Medication.DISULFIRAM, None])
         intake_window = max(1, self.weeks * 7 // 2)
         adolescent = rng.random() < 0.12
         return Client(
@@ -211,9 +207,7 @@ class ProgramSimulation:
     ) -> list[tuple[datetime, int, Action]]:
         assert client.plan_day is not None  # noqa: S101  (active clients have a plan day)
         completed = day - client.plan_day >= client.planned_weeks * 7
-        dropped = today.weekday() == 6 and (
-            self.rng.random() < (1 - client.engagement) / 6
-        )
+        dropped = today.weekday() == 6 and (self.rng.random() < (1 - client.engagement) / 6)
         if completed or dropped:
             at = self._at(today, 16 if completed else 12)
             client.status = "discharged"
@@ -223,9 +217,7 @@ class ProgramSimulation:
             return []
         return self._program_day(client, today)
 
-    def _program_day(
-        self, client: Client, today: date
-    ) -> list[tuple[datetime, int, Action]]:
+    def _program_day(self, client: Client, today: date) -> list[tuple[datetime, int, Action]]:
         key = client.index
         if self.rng.random() > client.engagement:
             return []  # missed the whole program day
@@ -234,9 +226,7 @@ class ProgramSimulation:
         for modality, minutes in self._sessions_for(client, today):
             at = start
             start += timedelta(minutes=minutes)
-            items.append(
-                (start, key, self._session_action(client, at, modality, minutes))
-            )
+            items.append((start, key, self._session_action(client, at, modality, minutes)))
         if client.medication is not None:
             at = self._at(today, 17)
             items.append((at, key, partial(self._dispense, client, at)))
@@ -297,9 +287,7 @@ class ProgramSimulation:
                 "entry_pathway": pathway,
                 "payer": payer,
                 "asam": {
-                    "intoxication_withdrawal": 3
-                    if client.severe_withdrawal
-                    else rng.randint(0, 2),
+                    "intoxication_withdrawal": 3 if client.severe_withdrawal else rng.randint(0, 2),
                     "biomedical": rng.randint(0, 2),
                     "emotional_behavioral_cognitive": rng.randint(0, 3),
                     "readiness_to_change": rng.randint(1, 3),
@@ -316,9 +304,7 @@ class ProgramSimulation:
 
     def _plan(self, client: Client, at: datetime, today: date) -> None:
         rng = self.rng
-        hours = Decimal(
-            rng.choice([6, 9]) if client.adolescent else rng.choice([9, 12, 12, 15])
-        )
+        hours = Decimal(rng.choice([6, 9]) if client.adolescent else rng.choice([9, 12, 12, 15]))
         non_group = {Modality.INDIVIDUAL: Decimal(1), Modality.FAMILY: Decimal("0.5")}
         if hours >= 9:
             non_group[Modality.YOGA] = Decimal(1)
@@ -463,9 +449,7 @@ class ProgramSimulation:
                 results[substance] = "positive"
         relapsed = rng.random() < client.relapse_risk
         if relapsed:
-            used = next(
-                (s for s in client.substances if s in PANELS[panel]), Substance.COCAINE
-            )
+            used = next((s for s in client.substances if s in PANELS[panel]), Substance.COCAINE)
             results[used] = "positive"
         self.service.record_screen(
             {
@@ -480,8 +464,7 @@ class ProgramSimulation:
         client.weeks[week.week] = week.model_copy(
             update={
                 "negative_screens": week.negative_screens + (0 if relapsed else 1),
-                "unexpected_positive_screens": week.unexpected_positive_screens
-                + int(relapsed),
+                "unexpected_positive_screens": week.unexpected_positive_screens + int(relapsed),
             }
         )
 
@@ -507,9 +490,7 @@ class ProgramSimulation:
                 "occurred_at": at,
                 "reason": reason,
                 "summary": f"Discharged: TEDS reason {int(reason)}.",
-                "transferred_to": "RES-NORTH"
-                if reason == DischargeReason.TRANSFERRED
-                else None,
+                "transferred_to": "RES-NORTH" if reason == DischargeReason.TRANSFERRED else None,
             }
         )
         if reason not in {
@@ -577,15 +558,11 @@ class ProgramSimulation:
 
     def _week(self, client: Client, at: datetime) -> WeekEvidence:
         name = iso_week(at, self.service.program_timezone)
-        return client.weeks.get(name) or WeekEvidence(
-            week=name, target_hours=client.weekly_hours
-        )
+        return client.weeks.get(name) or WeekEvidence(week=name, target_hours=client.weekly_hours)
 
     def _count_hours(self, client: Client, at: datetime, hours: Decimal) -> None:
         week = self._week(client, at)
-        attended = max(Decimal(0), week.attended_hours + hours).quantize(
-            Decimal("0.01")
-        )
+        attended = max(Decimal(0), week.attended_hours + hours).quantize(Decimal("0.01"))
         client.weeks[week.week] = week.model_copy(update={"attended_hours": attended})
 
     def _result(self) -> DemoResult:

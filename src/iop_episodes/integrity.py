@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
     from iop_episodes.service import EpisodeService
 
-Problem = Literal["version-gap", "chain-mismatch", "unreadable", "unknown-type"]
+Problem = Literal[
+    "version-gap", "chain-mismatch", "unreadable", "unknown-type", "projection-mismatch"
+]
 PAGE = 1000
 
 
@@ -94,9 +96,7 @@ def verify_episode(service: EpisodeService, episode_id: UUID) -> list[Finding]:
             )
         expected_version = version + 1
         if event_type_of(record.topic) not in EVENT_TYPES:
-            findings.append(
-                Finding(episode_id, version, "unknown-type", f"topic {record.topic!r}")
-            )
+            findings.append(Finding(episode_id, version, "unknown-type", f"topic {record.topic!r}"))
             continue
         try:
             state = stored_state(service, record)
@@ -143,9 +143,7 @@ def episode_ids(service: EpisodeService) -> list[UUID]:
     return list(seen)
 
 
-def verify_store(
-    service: EpisodeService, only: list[UUID] | None = None
-) -> list[Finding]:
+def verify_store(service: EpisodeService, only: list[UUID] | None = None) -> list[Finding]:
     findings: list[Finding] = []
     for episode_id in only if only is not None else episode_ids(service):
         findings.extend(verify_episode(service, episode_id))

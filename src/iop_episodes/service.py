@@ -52,9 +52,7 @@ class EpisodeService(Application[UUID]):
     """Record and read treatment episodes in one event store."""
 
     name = "Episodes"
-    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {
-        Episode: SNAPSHOT_INTERVAL
-    }
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Episode: SNAPSHOT_INTERVAL}
     env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "2000"}
 
     def __init__(
@@ -87,13 +85,9 @@ class EpisodeService(Application[UUID]):
         """Open an episode; returns its id. Retrying with a command_id is safe."""
         command = _validated(commands.Assess, cmd)
         if command.program_timezone is None:
-            command = command.model_copy(
-                update={"program_timezone": self.program_timezone}
-            )
+            command = command.model_copy(update={"program_timezone": self.program_timezone})
         episode_id = command.episode_id or (
-            uuid5(EPISODE_NAMESPACE, command.command_id)
-            if command.command_id
-            else uuid4()
+            uuid5(EPISODE_NAMESPACE, command.command_id) if command.command_id else uuid4()
         )
         episode = Episode.assess(command, episode_id=episode_id, now=self.clock.now())
         try:
@@ -105,24 +99,16 @@ class EpisodeService(Application[UUID]):
     def create_plan(self, cmd: commands.CreatePlan | Mapping[str, Any]) -> Receipt:
         return self._execute(_validated(commands.CreatePlan, cmd), Episode.create_plan)
 
-    def record_session(
-        self, cmd: commands.RecordSession | Mapping[str, Any]
-    ) -> Receipt:
-        return self._execute(
-            _validated(commands.RecordSession, cmd), Episode.record_session
-        )
+    def record_session(self, cmd: commands.RecordSession | Mapping[str, Any]) -> Receipt:
+        return self._execute(_validated(commands.RecordSession, cmd), Episode.record_session)
 
-    def dispense_medication(
-        self, cmd: commands.DispenseMedication | Mapping[str, Any]
-    ) -> Receipt:
+    def dispense_medication(self, cmd: commands.DispenseMedication | Mapping[str, Any]) -> Receipt:
         return self._execute(
             _validated(commands.DispenseMedication, cmd), Episode.dispense_medication
         )
 
     def record_screen(self, cmd: commands.RecordScreen | Mapping[str, Any]) -> Receipt:
-        return self._execute(
-            _validated(commands.RecordScreen, cmd), Episode.record_screen
-        )
+        return self._execute(_validated(commands.RecordScreen, cmd), Episode.record_screen)
 
     def step_down(self, cmd: commands.StepDownHours | Mapping[str, Any]) -> Receipt:
         return self._execute(_validated(commands.StepDownHours, cmd), Episode.step_down)
@@ -130,17 +116,13 @@ class EpisodeService(Application[UUID]):
     def discharge(self, cmd: commands.Discharge | Mapping[str, Any]) -> Receipt:
         return self._execute(_validated(commands.Discharge, cmd), Episode.discharge)
 
-    def schedule_aftercare(
-        self, cmd: commands.ScheduleAftercare | Mapping[str, Any]
-    ) -> Receipt:
+    def schedule_aftercare(self, cmd: commands.ScheduleAftercare | Mapping[str, Any]) -> Receipt:
         return self._execute(
             _validated(commands.ScheduleAftercare, cmd), Episode.schedule_aftercare
         )
 
     def correct_entry(self, cmd: commands.CorrectEntry | Mapping[str, Any]) -> Receipt:
-        return self._execute(
-            _validated(commands.CorrectEntry, cmd), Episode.correct_entry
-        )
+        return self._execute(_validated(commands.CorrectEntry, cmd), Episode.correct_entry)
 
     def record_roster(
         self, sessions: Sequence[commands.RecordSession | Mapping[str, Any]]
@@ -155,13 +137,9 @@ class EpisodeService(Application[UUID]):
                 if command.episode_id not in episodes:
                     episodes[command.episode_id] = self._load(command.episode_id)
                 try:
-                    receipts.append(
-                        episodes[command.episode_id].record_session(command, now)
-                    )
+                    receipts.append(episodes[command.episode_id].record_session(command, now))
                 except errors.EpisodeRuleError as error:
-                    error.add_note(
-                        f"roster item {index} (episode {command.episode_id})"
-                    )
+                    error.add_note(f"roster item {index} (episode {command.episode_id})")
                     raise
             try:
                 self.save(*episodes.values())
@@ -243,9 +221,7 @@ class EpisodeService(Application[UUID]):
             raise errors.EpisodeNotFound(f"no episode {episode_id}") from None
         return episode
 
-    def _replayed_assessment(
-        self, episode_id: UUID, command: commands.Assess
-    ) -> Receipt:
+    def _replayed_assessment(self, episode_id: UUID, command: commands.Assess) -> Receipt:
         existing = self._load(episode_id)
         if command.command_id is not None:
             receipt = existing.receipt_for(command.command_id)

@@ -63,9 +63,7 @@ def parse_store(url: str) -> Store:
         )
     if parts.scheme in {"postgresql", "postgres"}:
         return Store(url, _postgres_env(url))
-    raise StoreUrlError(
-        f"store URL {url!r}: the scheme must be memory, sqlite or postgresql"
-    )
+    raise StoreUrlError(f"store URL {url!r}: the scheme must be memory, sqlite or postgresql")
 
 
 def _postgres_env(url: str) -> dict[str, str]:

@@ -155,9 +155,7 @@ class Episode(Aggregate):
     def record_session(self, cmd: commands.RecordSession, now: datetime) -> Receipt:
         return self._handle(cmd, now, events.SessionAttended, self._check_care)
 
-    def dispense_medication(
-        self, cmd: commands.DispenseMedication, now: datetime
-    ) -> Receipt:
+    def dispense_medication(self, cmd: commands.DispenseMedication, now: datetime) -> Receipt:
         return self._handle(cmd, now, events.MedicationDispensed, self._check_dose)
 
     def record_screen(self, cmd: commands.RecordScreen, now: datetime) -> Receipt:
@@ -169,9 +167,7 @@ class Episode(Aggregate):
     def discharge(self, cmd: commands.Discharge, now: datetime) -> Receipt:
         return self._handle(cmd, now, events.Discharged, self._check_discharge)
 
-    def schedule_aftercare(
-        self, cmd: commands.ScheduleAftercare, now: datetime
-    ) -> Receipt:
+    def schedule_aftercare(self, cmd: commands.ScheduleAftercare, now: datetime) -> Receipt:
         return self._handle(cmd, now, events.AftercareScheduled, self._check_aftercare)
 
     def correct_entry(self, cmd: commands.CorrectEntry, now: datetime) -> Receipt:
@@ -353,9 +349,7 @@ class Episode(Aggregate):
             amended=amended.model_dump(mode="json"),
         )
 
-    def _validate_amendment(
-        self, target_type: str, amended: dict[str, object]
-    ) -> Model:
+    def _validate_amendment(self, target_type: str, amended: dict[str, object]) -> Model:
         payload_type = events.EVENT_TYPES[target_type].payload_type
         try:
             replacement = payload_type.model_validate(amended)
@@ -382,8 +376,7 @@ class Episode(Aggregate):
     def _require_after(self, moment: datetime, start: datetime, what: str) -> None:
         if moment < start:
             raise errors.OccurredBeforeStart(
-                f"occurred_at {canonical_time(moment)} is before {what} "
-                f"at {canonical_time(start)}"
+                f"occurred_at {canonical_time(moment)} is before {what} at {canonical_time(start)}"
             )
 
     def _require_in_band(self, hours: Decimal, level: Level) -> None:
@@ -442,8 +435,7 @@ def check_dose(dose: payloads.MedicationDispensed, prescribed: list[str]) -> Non
         )
     if dose.take_home_doses > MAX_TAKE_HOME_DOSES:
         raise errors.InvalidDose(
-            f"take_home_doses must be at most {MAX_TAKE_HOME_DOSES}, "
-            f"got {dose.take_home_doses}",
+            f"take_home_doses must be at most {MAX_TAKE_HOME_DOSES}, got {dose.take_home_doses}",
             field="take_home_doses",
         )
 

@@ -68,9 +68,7 @@ class Assessed(EpisodeEvent, Aggregate.Created):
         episode.age_group = age_group_at(age_on(details.birth_date, local_day))
         episode.payer = details.payer
         episode.assessed_at = self.occurred_at
-        episode.severe_withdrawal = (
-            details.asam.intoxication_withdrawal >= SEVERE_WITHDRAWAL_RATING
-        )
+        episode.severe_withdrawal = details.asam.intoxication_withdrawal >= SEVERE_WITHDRAWAL_RATING
         episode.detox_completed_on = details.detox_completed_on
 
 
@@ -111,9 +109,7 @@ class StepDown(EpisodeEvent):
     def evolve(self, episode: Episode) -> None:
         episode.weekly_hours = Decimal(self.payload["to_weekly_hours"])
         episode.level = Level(self.payload["to_level"])
-        episode.last_step_down_week = iso_week(
-            self.occurred_at, episode.program_timezone
-        )
+        episode.last_step_down_week = iso_week(self.occurred_at, episode.program_timezone)
         episode.step_downs += 1
 
 

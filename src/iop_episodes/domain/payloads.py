@@ -86,15 +86,9 @@ class PlanCreated(Model):
 
     @model_validator(mode="after")
     def _breakdown_adds_up(self) -> PlanCreated:
-        if (
-            self.modality_hours
-            and sum(self.modality_hours.values()) != self.weekly_hours
-        ):
+        if self.modality_hours and sum(self.modality_hours.values()) != self.weekly_hours:
             total = sum(self.modality_hours.values())
-            msg = (
-                f"modality_hours must add up to weekly_hours "
-                f"({total} != {self.weekly_hours})"
-            )
+            msg = f"modality_hours must add up to weekly_hours ({total} != {self.weekly_hours})"
             raise ValueError(msg)
         return self
 

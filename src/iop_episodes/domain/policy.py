@@ -92,9 +92,7 @@ def decide(
     floor = IOP_FLOOR[AgeGroup(standing.age_group)]
     current = standing.weekly_hours
     leaves = current <= floor
-    target = (
-        current - rules.step_hours if leaves else max(floor, current - rules.step_hours)
-    )
+    target = current - rules.step_hours if leaves else max(floor, current - rules.step_hours)
     if target <= 0:
         reason = f"a step of {rules.step_hours} hours would leave no treatment"
         return decision.model_copy(update={"reason": reason})

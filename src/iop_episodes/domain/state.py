@@ -40,11 +40,7 @@ class EpisodeState(Model):
     @classmethod
     def of(cls, episode: Episode) -> EpisodeState:
         status: Status = (
-            "discharged"
-            if episode.is_discharged
-            else "active"
-            if episode.has_plan
-            else "assessed"
+            "discharged" if episode.is_discharged else "active" if episode.has_plan else "assessed"
         )
         return cls(
             episode_id=episode.id,

@@ -109,9 +109,7 @@ HoursOrZero = Annotated[
 
 Reference = Annotated[
     str,
-    StringConstraints(
-        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"
-    ),
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"),
 ]
 """An identifier from another system: letters, digits and ``._:@/-``."""
 

@@ -110,9 +110,7 @@ class EpisodeMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = SimulatedClock(START)
-        self.service = EpisodeService(
-            self.store_url, clock=self.clock, timezone=TIMEZONE
-        )
+        self.service = EpisodeService(self.store_url, clock=self.clock, timezone=TIMEZONE)
         self.model = Model()
         self.episode_id: Any = None
 
@@ -121,9 +119,7 @@ class EpisodeMachine(RuleBasedStateMachine):
 
     # ---- running a command against its prediction -----------------------
 
-    def check(
-        self, expected: type[Exception] | None, event_type: str, call: Any
-    ) -> None:
+    def check(self, expected: type[Exception] | None, event_type: str, call: Any) -> None:
         if expected is None:
             call()
             self.model.entries.append(event_type)
@@ -139,9 +135,7 @@ class EpisodeMachine(RuleBasedStateMachine):
         stored = len(list(self.service.recorder.select_events(self.episode_id)))
         assert stored == before, f"{event_type} refused but {stored - before} stored"
 
-    def common_error(
-        self, role: str, event_type: str, at: datetime
-    ) -> type[Exception] | None:
+    def common_error(self, role: str, event_type: str, at: datetime) -> type[Exception] | None:
         if role not in MAY[event_type]:
             return errors.PermissionDenied
         if at > self.clock.now() + timedelta(minutes=5):
@@ -154,9 +148,7 @@ class EpisodeMachine(RuleBasedStateMachine):
             return errors.EpisodeDischarged
         return None
 
-    def care_error(
-        self, role: str, event_type: str, at: datetime
-    ) -> type[Exception] | None:
+    def care_error(self, role: str, event_type: str, at: datetime) -> type[Exception] | None:
         error = self.common_error(role, event_type, at)
         if error is not None:
             return error
@@ -244,9 +236,7 @@ class EpisodeMachine(RuleBasedStateMachine):
                 expected = errors.PlanAlreadyCreated
             elif self.model.severe and not detox:
                 expected = errors.DetoxRequired
-            elif not band(Level.INTENSIVE_OUTPATIENT, self.model.age_group).admits(
-                Decimal(hours)
-            ):
+            elif not band(Level.INTENSIVE_OUTPATIENT, self.model.age_group).admits(Decimal(hours)):
                 expected = errors.HoursOutOfBand
         self.check(expected, "PlanCreated", lambda: self.service.create_plan(command))
         if expected is None:
@@ -257,9 +247,7 @@ class EpisodeMachine(RuleBasedStateMachine):
     @rule(
         role=roles_favouring("therapist"),
         minutes=st.integers(5, 480),
-        offset=st.sampled_from(
-            [timedelta(0), timedelta(hours=-30), timedelta(minutes=10)]
-        ),
+        offset=st.sampled_from([timedelta(0), timedelta(hours=-30), timedelta(minutes=10)]),
     )
     def record_session(self, role: str, minutes: int, offset: timedelta) -> None:
         command = {
@@ -268,9 +256,7 @@ class EpisodeMachine(RuleBasedStateMachine):
             "minutes": minutes,
         }
         expected = self.care_error(role, "SessionAttended", command["occurred_at"])
-        self.check(
-            expected, "SessionAttended", lambda: self.service.record_session(command)
-        )
+        self.check(expected, "SessionAttended", lambda: self.service.record_session(command))
 
     @rule(
         role=roles_favouring("nurse"),
@@ -304,9 +290,7 @@ class EpisodeMachine(RuleBasedStateMachine):
             "results": {"cocaine": "positive" if positive else "negative"},
         }
         expected = self.care_error(role, "ScreenResulted", command["occurred_at"])
-        self.check(
-            expected, "ScreenResulted", lambda: self.service.record_screen(command)
-        )
+        self.check(expected, "ScreenResulted", lambda: self.service.record_screen(command))
 
     @rule(
         role=roles_favouring("physician"),
@@ -375,25 +359,15 @@ class EpisodeMachine(RuleBasedStateMachine):
             "action": "void" if void else "amend",
             "reason": "Correction.",
         }
-        target_type = (
-            self.model.entries[target - 1]
-            if target <= len(self.model.entries)
-            else None
-        )
+        target_type = self.model.entries[target - 1] if target <= len(self.model.entries) else None
         if not void:
             command["amended"] = {"modality": "individual", "minutes": 45}
         expected = self.common_error(role, "EntryCorrected", command["occurred_at"])
-        if expected is None and (
-            target_type not in CORRECTABLE or target in self.model.voided
-        ):
+        if expected is None and (target_type not in CORRECTABLE or target in self.model.voided):
             expected = errors.CorrectionInvalid
         if expected is None and not void and target_type != "SessionAttended":
-            expected = (
-                errors.CorrectionInvalid
-            )  # a session payload amends only sessions
-        self.check(
-            expected, "EntryCorrected", lambda: self.service.correct_entry(command)
-        )
+            expected = errors.CorrectionInvalid  # a session payload amends only sessions
+        self.check(expected, "EntryCorrected", lambda: self.service.correct_entry(command))
         if expected is None and void:
             self.model.voided.add(target)
 
@@ -433,9 +407,9 @@ class EpisodeMachine(RuleBasedStateMachine):
             return
         live: Episode = self.service.repository.get(self.episode_id)
         for snapshots in (self.service.snapshots, None):
-            rebuilt: Episode = Repository(
-                self.service.events, snapshot_store=snapshots
-            ).get(self.episode_id)
+            rebuilt: Episode = Repository(self.service.events, snapshot_store=snapshots).get(
+                self.episode_id
+            )
             assert EpisodeState.of(rebuilt) == EpisodeState.of(live)
             assert rebuilt.__dict__ == live.__dict__
 

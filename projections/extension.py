@@ -1,0 +1,23 @@
+"""The read side as an ``iop`` extension: its commands and the demo's schedule."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from iop_episodes.domain.weeks import iso_week
+from iop_episodes.service import EpisodeService
+from projections import cli
+from projections.runner import ViewRunner
+from projections.schedule import program_schedule
+
+
+class ReadSide:
+    def register(self, commands: Any) -> None:
+        cli.register(commands)
+
+    def after_demo(self, service: EpisodeService, now: datetime) -> str:
+        runner = ViewRunner(service)
+        runner.catch_up(cli.progress_printer("projections"))
+        week = iso_week(now, service.program_timezone)
+        return cli.schedule_table(program_schedule(runner.views, week), week)

@@ -1,0 +1,203 @@
+"""How each episode event changes the hour schedule and the audit history.
+
+The projector is the same for every backend: it reads and writes through a
+``ViewTransaction`` so that a whole batch of events, and the tracking
+position after it, commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import date, timedelta
+from typing import Any
+
+from iop_episodes.domain import events
+from iop_episodes.domain.canonical import canonical_json, canonical_time
+from iop_episodes.domain.catalog import age_group_at
+from iop_episodes.domain.screening import screen_meaning
+from iop_episodes.domain.weeks import age_on, iso_week, local
+from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
+from projections.transaction import ViewTransaction
+
+LATE_AFTER = timedelta(hours=24)
+"""An entry recorded more than this long after it happened is a late entry."""
+
+
+def json_text(value: Any) -> str:
+    return canonical_json(value).decode("ascii")
+
+
+def project(event: events.EpisodeEvent, tx: ViewTransaction) -> None:
+    """Apply one event to both views."""
+    tx.add_audit(audit_row(event))
+    episode_id = str(event.originator_id)
+    if isinstance(event, events.Assessed):
+        tx.save_episode(assessed_row(event))
+        return
+    row = tx.episode(episode_id)
+    if row is None:  # the view is behind the store: never expected, say so loudly
+        msg = f"episode {episode_id} version {event.originator_version} before its assessment"
+        raise LookupError(msg)
+    row = dataclasses.replace(row, version=event.originator_version)
+    row = _schedule_change(event, row, tx)
+    tx.save_episode(row)
+
+
+def audit_row(event: events.EpisodeEvent) -> AuditRow:
+    corrects = (
+        int(event.payload["target_version"]) if isinstance(event, events.EntryCorrected) else None
+    )
+    return AuditRow(
+        episode_id=str(event.originator_id),
+        version=event.originator_version,
+        event_type=event.type_name(),
+        occurred_at=canonical_time(event.occurred_at),
+        recorded_at=canonical_time(event.timestamp),
+        actor_id=event.actor["id"],
+        actor_role=event.actor["role"],
+        command_id=event.command_id,
+        payload=json_text(event.payload),
+        chain=event.chain,
+        corrects_version=corrects,
+        late=event.timestamp - event.occurred_at > LATE_AFTER,
+    )
+
+
+def assessed_row(event: events.EpisodeEvent) -> EpisodeRow:
+    timezone = event.payload["program_timezone"]
+    born = date.fromisoformat(event.payload["birth_date"])
+    age = age_on(born, local(event.occurred_at, timezone).date())
+    return EpisodeRow(
+        episode_id=str(event.originator_id),
+        status="assessed",
+        age_group=str(age_group_at(age)),
+        program_timezone=timezone,
+        level=None,
+        weekly_hours=None,
+        plan_weekly_hours=None,
+        modality_hours="{}",
+        medications="[]",
+        plan_started_at=None,
+        last_change_at=None,
+        discharged_at=None,
+        discharge_reason=None,
+        version=event.originator_version,
+    )
+
+
+def _schedule_change(
+    event: events.EpisodeEvent, row: EpisodeRow, tx: ViewTransaction
+) -> EpisodeRow:
+    if isinstance(event, events.PlanCreated):
+        return _planned(event, row)
+    if isinstance(event, events.StepDown):
+        return _stepped_down(event, row, tx)
+    if isinstance(event, events.Discharged):
+        return dataclasses.replace(
+            row,
+            status="discharged",
+            discharged_at=canonical_time(event.occurred_at),
+            discharge_reason=int(event.payload["reason"]),
+        )
+    if isinstance(event, events.EntryCorrected):
+        _corrected(event, row, tx)
+        return row
+    entry = care_entry(event, row)
+    if entry is not None:
+        tx.save_entry(entry)
+        tx.add_activity(entry.episode_id, entry.week, entry.item, 1, entry.minutes)
+    return row
+
+
+def _planned(event: events.EpisodeEvent, row: EpisodeRow) -> EpisodeRow:
+    hours = event.payload["weekly_hours"]
+    started = canonical_time(event.occurred_at)
+    return dataclasses.replace(
+        row,
+        status="active",
+        level="2.1",
+        weekly_hours=hours,
+        plan_weekly_hours=hours,
+        modality_hours=json_text(event.payload["modality_hours"]),
+        medications=json_text(event.payload["medications"]),
+        plan_started_at=started,
+        last_change_at=started,
+    )
+
+
+def _stepped_down(event: events.EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) -> EpisodeRow:
+    payload = event.payload
+    policy = payload.get("policy")
+    tx.add_step_down(
+        StepDownRow(
+            episode_id=row.episode_id,
+            version=event.originator_version,
+            occurred_at=canonical_time(event.occurred_at),
+            week=iso_week(event.occurred_at, row.program_timezone),
+            from_hours=payload["from_weekly_hours"],
+            to_hours=payload["to_weekly_hours"],
+            to_level=payload["to_level"],
+            actor_id=event.actor["id"],
+            actor_role=event.actor["role"],
+            reason=payload["reason"],
+            policy=f"{policy['id']}@{policy['version']}" if policy else None,
+        )
+    )
+    return dataclasses.replace(
+        row,
+        level=payload["to_level"],
+        weekly_hours=payload["to_weekly_hours"],
+        last_change_at=canonical_time(event.occurred_at),
+    )
+
+
+def care_entry(
+    event: events.EpisodeEvent,
+    row: EpisodeRow,
+    payload: dict[str, Any] | None = None,
+) -> EntryRow | None:
+    """What a session, dose or screen adds to its week; None for other entries."""
+    body = event.payload if payload is None else payload
+    week = iso_week(event.occurred_at, row.program_timezone)
+    episode_id, version = row.episode_id, event.originator_version
+    if isinstance(event, events.SessionAttended):
+        item, minutes = f"session:{body['modality']}", int(body["minutes"])
+    elif isinstance(event, events.MedicationDispensed):
+        item, minutes = "dose", 0
+    elif isinstance(event, events.ScreenResulted):
+        prescribed = _json_list(row.medications)
+        item, minutes = f"screen:{screen_meaning(body['results'], prescribed)}", 0
+    else:
+        return None
+    return EntryRow(episode_id, version, week, item, minutes)
+
+
+def _corrected(event: events.EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) -> None:
+    target = int(event.payload["target_version"])
+    before = tx.entry(row.episode_id, target)
+    if before is None or before.voided:
+        return  # aftercare corrections change no hours
+    tx.add_activity(row.episode_id, before.week, before.item, -1, -before.minutes)
+    if event.payload["action"] == "void":
+        tx.save_entry(dataclasses.replace(before, voided=True))
+        return
+    amended = _amended_entry(before, event.payload["amended"], row)
+    tx.save_entry(amended)
+    tx.add_activity(row.episode_id, amended.week, amended.item, 1, amended.minutes)
+
+
+def _amended_entry(before: EntryRow, amended: dict[str, Any], row: EpisodeRow) -> EntryRow:
+    if before.item.startswith("session:"):
+        item, minutes = f"session:{amended['modality']}", int(amended["minutes"])
+    elif before.item.startswith("screen:"):
+        prescribed = _json_list(row.medications)
+        item, minutes = f"screen:{screen_meaning(amended['results'], prescribed)}", 0
+    else:
+        item, minutes = before.item, before.minutes
+    return dataclasses.replace(before, item=item, minutes=minutes)
+
+
+def _json_list(text: str) -> list[str]:
+    values: list[str] = json.loads(text)
+    return values

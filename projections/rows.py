@@ -1,0 +1,68 @@
+"""The rows the two views are made of, as plain frozen records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EpisodeRow:
+    """An episode's current hour schedule."""
+
+    episode_id: str
+    status: str
+    age_group: str
+    program_timezone: str
+    level: str | None
+    weekly_hours: str | None
+    plan_weekly_hours: str | None
+    modality_hours: str  # canonical JSON object
+    medications: str  # canonical JSON array
+    plan_started_at: str | None
+    last_change_at: str | None
+    discharged_at: str | None
+    discharge_reason: int | None
+    version: int
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """One session, dose or screen and what it adds to its week."""
+
+    episode_id: str
+    version: int
+    week: str
+    item: str  # "session:<modality>", "dose" or "screen:<meaning>"
+    minutes: int
+    voided: bool = False
+
+
+@dataclass(frozen=True)
+class StepDownRow:
+    episode_id: str
+    version: int
+    occurred_at: str
+    week: str
+    from_hours: str
+    to_hours: str
+    to_level: str
+    actor_id: str
+    actor_role: str
+    reason: str
+    policy: str | None  # "<id>@<version>"
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    episode_id: str
+    version: int
+    event_type: str
+    occurred_at: str
+    recorded_at: str
+    actor_id: str
+    actor_role: str
+    command_id: str | None
+    payload: str  # canonical JSON object
+    chain: str
+    corrects_version: int | None
+    late: bool

@@ -1,0 +1,107 @@
+"""Keeping the views up to date: catch up, run, rebuild, status.
+
+The runner reads the episode store's notification log from the views'
+tracked position, a page at a time, and hands each page to the views as one
+transaction. That works on every backend (SQLite has no subscription), and
+a crash between two pages loses nothing: the next run starts after the
+last committed page.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from eventsourcing.persistence import InfrastructureFactory, Tracking
+from eventsourcing.utils import Environment
+
+from iop_episodes.domain.events import EpisodeEvent
+from iop_episodes.service import EpisodeService
+from projections.views import (
+    UPSTREAM,
+    EpisodeViews,
+    MemoryEpisodeViews,
+    PostgresEpisodeViews,
+    SQLiteEpisodeViews,
+)
+
+BATCH = 500
+Progress = Callable[[int, int], None]
+
+_memory_views: weakref.WeakKeyDictionary[EpisodeService, MemoryEpisodeViews] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def open_views(service: EpisodeService) -> EpisodeViews:
+    """The views that follow this service's store, in the same database."""
+    backend = service.store.backend
+    if backend == "memory":
+        return _memory_views.setdefault(service, MemoryEpisodeViews())
+    view_class = SQLiteEpisodeViews if backend == "sqlite" else PostgresEpisodeViews
+    factory = InfrastructureFactory.construct(
+        Environment("EpisodeViews", {**service.store.env, "CREATE_TABLE": "y"})
+    )
+    return cast("EpisodeViews", factory.tracking_recorder(view_class))
+
+
+@dataclass(frozen=True)
+class Status:
+    position: int
+    head: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.position)
+
+
+class ViewRunner:
+    """Projects the episode log into the views, exactly once."""
+
+    def __init__(
+        self,
+        service: EpisodeService,
+        views: EpisodeViews | None = None,
+        *,
+        batch_size: int = BATCH,
+    ) -> None:
+        self.service = service
+        self.views = views or open_views(service)
+        self.batch_size = batch_size
+
+    def status(self) -> Status:
+        head = self.service.recorder.max_notification_id() or 0
+        return Status(self.views.position(), head)
+
+    def catch_up(self, progress: Progress | None = None) -> int:
+        """Project everything recorded so far; returns how many events."""
+        done = 0
+        head = self.service.recorder.max_notification_id() or 0
+        while True:
+            page = self.service.recorder.select_notifications(
+                self.views.position() + 1, self.batch_size
+            )
+            if not page:
+                return done
+            batch = [
+                cast("EpisodeEvent", self.service.mapper.to_domain_event(notification))
+                for notification in page
+            ]
+            self.views.project(batch, Tracking(UPSTREAM, page[-1].id))
+            done += len(page)
+            if progress is not None:
+                progress(page[-1].id, max(head, page[-1].id))
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Forget the views and project the whole log again."""
+        self.views.reset()
+        return self.catch_up(progress)
+
+    def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
+        """Catch up, then keep catching up until ``stop`` is set."""
+        while not stop.is_set():
+            self.catch_up()
+            stop.wait(poll_seconds)

@@ -1,0 +1,254 @@
+"""The views' tables and statements, shared by SQLite and PostgreSQL.
+
+Both dialects take the same SQL but for placeholders and table qualifiers:
+times are canonical UTC strings (they sort as times), hours are canonical
+decimal strings, flags are integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass, fields
+from typing import Any, Protocol
+
+from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
+
+TABLES = {
+    "episodes": EpisodeRow,
+    "entries": EntryRow,
+    "step_downs": StepDownRow,
+    "audit": AuditRow,
+}
+
+
+class Cursor(Protocol):
+    def execute(self, statement: Any, params: Any = ..., /) -> Any: ...
+
+    def fetchall(self) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    placeholder: str  # "?" or "%s"
+    prefix: str  # "iop_" or "schema.iop_"
+
+    def table(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def sql(self, statement: str) -> str:
+        """Statements are written with ``?`` and ``{name}`` table slots."""
+        named = statement.format(**{name: self.table(name) for name in (*TABLES, "activity")})
+        return named.replace("?", self.placeholder)
+
+
+def create_statements(dialect: Dialect) -> list[str]:
+    statements = [
+        """CREATE TABLE IF NOT EXISTS {episodes} (
+            episode_id TEXT PRIMARY KEY, status TEXT NOT NULL, age_group TEXT NOT NULL,
+            program_timezone TEXT NOT NULL, level TEXT, weekly_hours TEXT,
+            plan_weekly_hours TEXT, modality_hours TEXT NOT NULL, medications TEXT NOT NULL,
+            plan_started_at TEXT, last_change_at TEXT, discharged_at TEXT,
+            discharge_reason INTEGER, version INTEGER NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS {entries} (
+            episode_id TEXT NOT NULL, version INTEGER NOT NULL, week TEXT NOT NULL,
+            item TEXT NOT NULL, minutes INTEGER NOT NULL, voided INTEGER NOT NULL,
+            PRIMARY KEY (episode_id, version))""",
+        """CREATE TABLE IF NOT EXISTS {activity} (
+            episode_id TEXT NOT NULL, week TEXT NOT NULL, item TEXT NOT NULL,
+            count INTEGER NOT NULL, minutes INTEGER NOT NULL,
+            PRIMARY KEY (episode_id, week, item))""",
+        """CREATE TABLE IF NOT EXISTS {step_downs} (
+            episode_id TEXT NOT NULL, version INTEGER NOT NULL, occurred_at TEXT NOT NULL,
+            week TEXT NOT NULL, from_hours TEXT NOT NULL, to_hours TEXT NOT NULL,
+            to_level TEXT NOT NULL, actor_id TEXT NOT NULL, actor_role TEXT NOT NULL,
+            reason TEXT NOT NULL, policy TEXT, PRIMARY KEY (episode_id, version))""",
+        """CREATE TABLE IF NOT EXISTS {audit} (
+            episode_id TEXT NOT NULL, version INTEGER NOT NULL, event_type TEXT NOT NULL,
+            occurred_at TEXT NOT NULL, recorded_at TEXT NOT NULL, actor_id TEXT NOT NULL,
+            actor_role TEXT NOT NULL, command_id TEXT, payload TEXT NOT NULL,
+            chain TEXT NOT NULL, corrects_version INTEGER, late INTEGER NOT NULL,
+            PRIMARY KEY (episode_id, version))""",
+    ]
+    return [dialect.sql(statement) for statement in statements]
+
+
+def _columns(row_type: type[Any]) -> list[str]:
+    return [field.name for field in fields(row_type)]
+
+
+def _values(row: Any) -> tuple[Any, ...]:
+    return tuple(int(v) if isinstance(v, bool) else v for v in astuple(row))
+
+
+def _upsert(table: str, row_type: type[Any], keys: Sequence[str]) -> str:
+    columns = _columns(row_type)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+    return (
+        f"INSERT INTO {{{table}}} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
+
+
+def _insert(table: str, row_type: type[Any]) -> str:
+    columns = _columns(row_type)
+    return (
+        f"INSERT INTO {{{table}}} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    )
+
+
+UPSERT_EPISODE = _upsert("episodes", EpisodeRow, ["episode_id"])
+UPSERT_ENTRY = _upsert("entries", EntryRow, ["episode_id", "version"])
+INSERT_STEP_DOWN = _insert("step_downs", StepDownRow)
+INSERT_AUDIT = _insert("audit", AuditRow)
+ADD_ACTIVITY = (
+    "INSERT INTO {activity} (episode_id, week, item, count, minutes) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (episode_id, week, item) DO UPDATE SET "
+    "count = {activity}.count + excluded.count, minutes = {activity}.minutes + excluded.minutes"
+)
+
+
+def _row(row_type: type[Any], record: Any) -> Any:
+    values = {name: record[name] for name in _columns(row_type)}
+    for field in fields(row_type):
+        if field.type == "bool":
+            values[field.name] = bool(values[field.name])
+    return row_type(**values)
+
+
+class SqlViewTransaction:
+    """``ViewTransaction`` over one open database transaction."""
+
+    def __init__(self, cursor: Cursor, dialect: Dialect) -> None:
+        self.cursor = cursor
+        self.dialect = dialect
+        self.statements = {
+            name: dialect.sql(statement)
+            for name, statement in (
+                ("episode", "SELECT * FROM {episodes} WHERE episode_id = ?"),
+                (
+                    "entry",
+                    "SELECT * FROM {entries} WHERE episode_id = ? AND version = ?",
+                ),
+                ("save_episode", UPSERT_EPISODE),
+                ("save_entry", UPSERT_ENTRY),
+                ("add_activity", ADD_ACTIVITY),
+                ("add_step_down", INSERT_STEP_DOWN),
+                ("add_audit", INSERT_AUDIT),
+            )
+        }
+
+    def episode(self, episode_id: str) -> EpisodeRow | None:
+        self.cursor.execute(self.statements["episode"], (episode_id,))
+        record = self.cursor.fetchone()
+        return None if record is None else _row(EpisodeRow, record)
+
+    def save_episode(self, row: EpisodeRow) -> None:
+        self.cursor.execute(self.statements["save_episode"], _values(row))
+
+    def entry(self, episode_id: str, version: int) -> EntryRow | None:
+        self.cursor.execute(self.statements["entry"], (episode_id, version))
+        record = self.cursor.fetchone()
+        return None if record is None else _row(EntryRow, record)
+
+    def save_entry(self, row: EntryRow) -> None:
+        self.cursor.execute(self.statements["save_entry"], _values(row))
+
+    def add_activity(self, episode_id: str, week: str, item: str, count: int, minutes: int) -> None:
+        self.cursor.execute(
+            self.statements["add_activity"], (episode_id, week, item, count, minutes)
+        )
+
+    def add_step_down(self, row: StepDownRow) -> None:
+        self.cursor.execute(self.statements["add_step_down"], _values(row))
+
+    def add_audit(self, row: AuditRow) -> None:
+        self.cursor.execute(self.statements["add_audit"], _values(row))
+
+
+class SqlQueries:
+    """Read queries, the same for both dialects."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+
+    def episodes(self, cursor: Cursor, episode_ids: Iterable[str] | None) -> list[EpisodeRow]:
+        statement = "SELECT * FROM {episodes}"
+        params: tuple[Any, ...] = ()
+        if episode_ids is not None:
+            ids = list(episode_ids)
+            if not ids:
+                return []
+            statement += f" WHERE episode_id IN ({', '.join('?' for _ in ids)})"
+            params = tuple(ids)
+        cursor.execute(self.dialect.sql(statement + " ORDER BY episode_id"), params)
+        return [_row(EpisodeRow, record) for record in cursor.fetchall()]
+
+    def activity(
+        self, cursor: Cursor, episode_id: str | None, weeks: Sequence[str] | None
+    ) -> list[tuple[str, str, str, int, int]]:
+        statement = "SELECT episode_id, week, item, count, minutes FROM {activity} WHERE 1 = 1"
+        params: list[Any] = []
+        if episode_id is not None:
+            statement += " AND episode_id = ?"
+            params.append(episode_id)
+        if weeks is not None:
+            statement += f" AND week IN ({', '.join('?' for _ in weeks)})"
+            params.extend(weeks)
+        cursor.execute(self.dialect.sql(statement + " ORDER BY episode_id, week, item"), params)
+        return [
+            (r["episode_id"], r["week"], r["item"], r["count"], r["minutes"])
+            for r in cursor.fetchall()
+        ]
+
+    def step_downs(self, cursor: Cursor, episode_id: str | None) -> list[StepDownRow]:
+        statement = "SELECT * FROM {step_downs}"
+        params: tuple[Any, ...] = ()
+        if episode_id is not None:
+            statement += " WHERE episode_id = ?"
+            params = (episode_id,)
+        cursor.execute(self.dialect.sql(statement + " ORDER BY episode_id, version"), params)
+        return [_row(StepDownRow, record) for record in cursor.fetchall()]
+
+    def audit(self, cursor: Cursor, episode_id: str) -> list[AuditRow]:
+        cursor.execute(
+            self.dialect.sql("SELECT * FROM {audit} WHERE episode_id = ? ORDER BY version"),
+            (episode_id,),
+        )
+        return [_row(AuditRow, record) for record in cursor.fetchall()]
+
+    def audit_links(self, cursor: Cursor) -> dict[str, list[tuple[int, str]]]:
+        cursor.execute(
+            self.dialect.sql(
+                "SELECT episode_id, version, chain FROM {audit} ORDER BY episode_id, version"
+            )
+        )
+        links: dict[str, list[tuple[int, str]]] = {}
+        for record in cursor.fetchall():
+            links.setdefault(record["episode_id"], []).append((record["version"], record["chain"]))
+        return links
+
+    def dump(self, cursor: Cursor) -> dict[str, list[tuple[Any, ...]]]:
+        tables = {}
+        for name, key in KEYS.items():
+            cursor.execute(self.dialect.sql(f"SELECT * FROM {{{name}}} ORDER BY {key}"))
+            tables[name] = [
+                tuple(record.values()) if isinstance(record, dict) else tuple(record)
+                for record in cursor.fetchall()
+            ]
+        return tables
+
+
+KEYS = {
+    "episodes": "episode_id",
+    "entries": "episode_id, version",
+    "activity": "episode_id, week, item",
+    "step_downs": "episode_id, version",
+    "audit": "episode_id, version",
+}
+
+
+def clear_statements(dialect: Dialect) -> list[str]:
+    return [dialect.sql(f"DELETE FROM {{{name}}}") for name in (*TABLES, "activity")]

@@ -1,0 +1,281 @@
+"""The materialised views and their tracking, on memory, SQLite and PostgreSQL.
+
+Each backend is one of the library's tracking recorders extended with the
+view tables: a batch of events and the tracking position after it are
+written in one transaction, so every event is projected exactly once.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import astuple
+from typing import Any
+
+from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.popo import POPOTrackingRecorder
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+
+from iop_episodes.domain.events import EpisodeEvent
+from projections.projector import project
+from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
+from projections.sql import (
+    Cursor,
+    Dialect,
+    SqlQueries,
+    SqlViewTransaction,
+    clear_statements,
+    create_statements,
+)
+
+UPSTREAM = "Episodes"
+"""The application whose notification log the views follow."""
+
+Activity = tuple[str, str, str, int, int]
+
+
+class EpisodeViews(TrackingRecorder, ABC):
+    """Both views plus the position in the episode log they reflect."""
+
+    @abstractmethod
+    def project(self, events: Sequence[EpisodeEvent], tracking: Tracking) -> None:
+        """Apply the events and record ``tracking``, all or nothing."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget every row and the tracked position (before a rebuild)."""
+
+    def position(self) -> int:
+        return self.max_tracking_id(UPSTREAM) or 0
+
+    @abstractmethod
+    def episodes(self, episode_ids: Iterable[str] | None = None) -> list[EpisodeRow]: ...
+
+    @abstractmethod
+    def activity(
+        self, episode_id: str | None = None, weeks: Sequence[str] | None = None
+    ) -> list[Activity]: ...
+
+    @abstractmethod
+    def step_downs(self, episode_id: str | None = None) -> list[StepDownRow]: ...
+
+    @abstractmethod
+    def audit(self, episode_id: str) -> list[AuditRow]: ...
+
+    @abstractmethod
+    def audit_links(self) -> dict[str, list[tuple[int, str]]]:
+        """Every episode's (version, chain) pairs as the audit view holds them."""
+
+    @abstractmethod
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every view table, in key order: for comparing two views."""
+
+
+class SqlViewsMixin(EpisodeViews, ABC):
+    """The parts of the SQLite and PostgreSQL views that are the same."""
+
+    dialect: Dialect
+    queries: SqlQueries
+
+    @abstractmethod
+    @contextmanager
+    def _transaction(self, *, commit: bool) -> Iterator[Any]: ...
+
+    @abstractmethod
+    def _delete_tracking_statement(self) -> tuple[Any, tuple[Any, ...]]: ...
+
+    def project(self, events: Sequence[EpisodeEvent], tracking: Tracking) -> None:
+        with self._transaction(commit=True) as cursor:
+            view = SqlViewTransaction(cursor, self.dialect)
+            for event in events:
+                project(event, view)
+            self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]  # both bases have it
+
+    def reset(self) -> None:
+        with self._transaction(commit=True) as cursor:
+            for statement in clear_statements(self.dialect):
+                cursor.execute(statement)
+            cursor.execute(*self._delete_tracking_statement())
+
+    def _read(self, query: Any, *args: Any) -> Any:
+        with self._transaction(commit=False) as cursor:
+            return query(cursor, *args)
+
+    def episodes(self, episode_ids: Iterable[str] | None = None) -> list[EpisodeRow]:
+        rows: list[EpisodeRow] = self._read(self.queries.episodes, episode_ids)
+        return rows
+
+    def activity(
+        self, episode_id: str | None = None, weeks: Sequence[str] | None = None
+    ) -> list[Activity]:
+        rows: list[Activity] = self._read(self.queries.activity, episode_id, weeks)
+        return rows
+
+    def step_downs(self, episode_id: str | None = None) -> list[StepDownRow]:
+        rows: list[StepDownRow] = self._read(self.queries.step_downs, episode_id)
+        return rows
+
+    def audit(self, episode_id: str) -> list[AuditRow]:
+        rows: list[AuditRow] = self._read(self.queries.audit, episode_id)
+        return rows
+
+    def audit_links(self) -> dict[str, list[tuple[int, str]]]:
+        links: dict[str, list[tuple[int, str]]] = self._read(self.queries.audit_links)
+        return links
+
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        tables: dict[str, list[tuple[Any, ...]]] = self._read(self.queries.dump)
+        return tables
+
+
+class SQLiteEpisodeViews(SQLiteTrackingRecorder, SqlViewsMixin):
+    """Views in the same SQLite file as the events, in tables named ``iop_*``."""
+
+    dialect = Dialect(placeholder="?", prefix="iop_")
+    queries = SqlQueries(dialect)
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            *create_statements(self.dialect),
+        ]
+
+    @contextmanager
+    def _transaction(self, *, commit: bool) -> Iterator[Cursor]:
+        with self.datastore.transaction(commit=commit) as cursor:
+            yield cursor
+
+    def _delete_tracking_statement(self) -> tuple[Any, tuple[Any, ...]]:
+        return ("DELETE FROM tracking WHERE application_name = ?", (UPSTREAM,))
+
+
+class PostgresEpisodeViews(PostgresTrackingRecorder, SqlViewsMixin):
+    """Views beside the events in the store's schema, in tables named ``iop_*``."""
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.dialect = Dialect(placeholder="%s", prefix=f"{self.datastore.schema}.iop_")
+        self.queries = SqlQueries(self.dialect)
+
+    def create_table(self) -> None:
+        super().create_table()
+        with self.datastore.transaction(commit=True) as cursor:
+            for statement in create_statements(self.dialect):
+                cursor.execute(statement)
+
+    @contextmanager
+    def _transaction(self, *, commit: bool) -> Iterator[Cursor]:
+        with self.datastore.transaction(commit=commit) as cursor:
+            yield cursor
+
+    def _delete_tracking_statement(self) -> tuple[Any, tuple[Any, ...]]:
+        table = f"{self.datastore.schema}.{self.tracking_table_name}"
+        return (f"DELETE FROM {table} WHERE application_name = %s", (UPSTREAM,))
+
+
+class MemoryViewTransaction:
+    """``ViewTransaction`` over dictionaries, for the in-memory store."""
+
+    def __init__(self, tables: dict[str, dict[Any, Any]]) -> None:
+        self.tables = tables
+
+    def episode(self, episode_id: str) -> EpisodeRow | None:
+        row: EpisodeRow | None = self.tables["episodes"].get(episode_id)
+        return row
+
+    def save_episode(self, row: EpisodeRow) -> None:
+        self.tables["episodes"][row.episode_id] = row
+
+    def entry(self, episode_id: str, version: int) -> EntryRow | None:
+        row: EntryRow | None = self.tables["entries"].get((episode_id, version))
+        return row
+
+    def save_entry(self, row: EntryRow) -> None:
+        self.tables["entries"][(row.episode_id, row.version)] = row
+
+    def add_activity(self, episode_id: str, week: str, item: str, count: int, minutes: int) -> None:
+        key = (episode_id, week, item)
+        old_count, old_minutes = self.tables["activity"].get(key, (0, 0))
+        self.tables["activity"][key] = (old_count + count, old_minutes + minutes)
+
+    def add_step_down(self, row: StepDownRow) -> None:
+        self.tables["step_downs"][(row.episode_id, row.version)] = row
+
+    def add_audit(self, row: AuditRow) -> None:
+        key = (row.episode_id, row.version)
+        if key in self.tables["audit"]:
+            msg = f"audit entry {key} projected twice"
+            raise KeyError(msg)
+        self.tables["audit"][key] = row
+
+
+class MemoryEpisodeViews(POPOTrackingRecorder, EpisodeViews):
+    """Views in process memory, beside a ``memory://`` store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, dict[Any, Any]] = self._empty()
+
+    @staticmethod
+    def _empty() -> dict[str, dict[Any, Any]]:
+        return {name: {} for name in ("episodes", "entries", "activity", "step_downs", "audit")}
+
+    def project(self, events: Sequence[EpisodeEvent], tracking: Tracking) -> None:
+        with self._database_lock:
+            self._assert_tracking_uniqueness(tracking)
+            working = copy.copy({name: dict(table) for name, table in self.tables.items()})
+            view = MemoryViewTransaction(working)
+            for event in events:
+                project(event, view)
+            self.tables = working  # all of the batch, or (on error) none of it
+            self._insert_tracking(tracking)
+
+    def reset(self) -> None:
+        with self._database_lock:
+            self.tables = self._empty()
+            self._max_tracking_ids.pop(UPSTREAM, None)
+
+    def episodes(self, episode_ids: Iterable[str] | None = None) -> list[EpisodeRow]:
+        rows = self.tables["episodes"]
+        wanted = sorted(rows) if episode_ids is None else sorted(set(episode_ids) & set(rows))
+        return [rows[episode_id] for episode_id in wanted]
+
+    def activity(
+        self, episode_id: str | None = None, weeks: Sequence[str] | None = None
+    ) -> list[Activity]:
+        return [
+            (ep, week, item, count, minutes)
+            for (ep, week, item), (count, minutes) in sorted(self.tables["activity"].items())
+            if (episode_id is None or ep == episode_id) and (weeks is None or week in weeks)
+        ]
+
+    def step_downs(self, episode_id: str | None = None) -> list[StepDownRow]:
+        return [
+            row
+            for key, row in sorted(self.tables["step_downs"].items())
+            if episode_id is None or key[0] == episode_id
+        ]
+
+    def audit(self, episode_id: str) -> list[AuditRow]:
+        return [row for key, row in sorted(self.tables["audit"].items()) if key[0] == episode_id]
+
+    def audit_links(self) -> dict[str, list[tuple[int, str]]]:
+        links: dict[str, list[tuple[int, str]]] = {}
+        for (episode_id, version), row in sorted(self.tables["audit"].items()):
+            links.setdefault(episode_id, []).append((version, row.chain))
+        return links
+
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        tables: dict[str, list[tuple[Any, ...]]] = {}
+        for name, table in self.tables.items():
+            rows = []
+            for key, value in sorted(table.items()):
+                if name == "activity":
+                    rows.append((*key, *value))
+                else:
+                    rows.append(tuple(int(v) if isinstance(v, bool) else v for v in astuple(value)))
+            tables[name] = rows
+        return tables

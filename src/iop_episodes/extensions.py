@@ -1,0 +1,30 @@
+"""Extensions the ``iop`` command discovers, so the write side never imports them.
+
+The read side (the ``projections`` package) registers itself under the
+``iop_episodes.extensions`` entry-point group; the CLI and the demo call it
+through this protocol without naming it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from iop_episodes.service import EpisodeService
+
+GROUP = "iop_episodes.extensions"
+
+
+class Extension(Protocol):
+    def register(self, commands: Any) -> None:
+        """Add subcommands to ``iop``'s subparsers."""
+        ...
+
+    def after_demo(self, service: EpisodeService, now: datetime) -> str:
+        """Text to print after the demo's summary, before its digest line."""
+        ...
+
+
+def load_extensions() -> list[Extension]:
+    return [point.load()() for point in sorted(entry_points(group=GROUP), key=lambda p: p.name)]

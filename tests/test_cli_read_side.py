@@ -1,0 +1,232 @@
+"""The read side's commands, run as a user runs them, and killed part way."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from iop_episodes.domain.catalog import AgeGroup, Level, band
+from iop_episodes.service import EpisodeService
+from projections.runner import ViewRunner
+from tests import tamper
+
+
+def iop(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "iop_episodes.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("demo") / "iop.db"
+    done = iop("demo", "--store", f"sqlite:///{path}", "--clients", "12", "--weeks", "8")
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+@pytest.fixture
+def demo_url(demo_file: Path, tmp_path: Path) -> str:
+    """A private copy of the demo store, free to tamper with."""
+    copy = tmp_path / "copy.db"
+    shutil.copy(demo_file, copy)
+    return f"sqlite:///{copy}"
+
+
+def some_episode(url: str) -> UUID:
+    with EpisodeService(url) as service:
+        return UUID(str(service.recorder.select_notifications(1, 1)[0].originator_id))
+
+
+def test_demo_ends_with_the_schedule_above_the_digest(demo_file):
+    """The demo catches up the views and prints the program's hour schedule."""
+    done = iop(
+        "demo",
+        "--store",
+        f"sqlite:///{demo_file.parent / 'again.db'}",
+        "--clients",
+        "12",
+        "--weeks",
+        "8",
+    )
+    lines = done.stdout.splitlines()
+    table = next(i for i, line in enumerate(lines) if line.startswith("hour schedule for"))
+    assert lines[-1].startswith("store digest: ")
+    assert table < len(lines) - 1
+    assert "episode" in lines[table + 1]
+    assert "compliance" in lines[table + 1]
+
+
+def test_schedule_json_lists_active_clients_inside_their_band(demo_url):
+    """Every client in the schedule has target hours inside their level's band."""
+    done = iop("schedule", "--store", demo_url, "--week", "2026-W09", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert rows
+    for row in rows:
+        hours = Decimal(row["weekly_hours"])
+        assert band(Level(row["level"]), AgeGroup(row["age_group"])).admits(hours), row
+
+
+def test_schedule_of_one_episode_shows_taper_and_weeks(demo_url):
+    """--episode prints the plan, the taper and each week."""
+    episode_id = some_episode(demo_url)
+    done = iop("schedule", "--store", demo_url, "--episode", str(episode_id))
+    assert done.returncode == 0, done.stderr
+    assert f"episode {episode_id}" in done.stdout
+    assert "target" in done.stdout
+
+
+def test_verify_passes_on_the_untouched_demo(demo_url):
+    """iop audit verify exits 0 on a store nobody touched."""
+    done = iop("audit", "verify", "--store", demo_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verification: ok" in done.stdout
+
+
+@pytest.mark.parametrize("damage", ["byte", "delete", "swap"])
+def test_verify_fails_naming_episode_and_version(demo_url, damage):
+    """A changed byte, a deleted row, two swapped rows: exit 1, episode and version named."""
+    episode_id = some_episode(demo_url)
+    assert iop("projections", "catch-up", "--store", demo_url).returncode == 0
+    if damage == "byte":
+        tamper.replace_text(demo_url, episode_id, 2, '"days_per_week":3', '"days_per_week":4')
+        expected = [f"episode {episode_id} version 2: chain-mismatch"]
+    elif damage == "delete":
+        tamper.delete(demo_url, episode_id, 3)
+        expected = [
+            f"episode {episode_id} version 3: version-gap",
+            f"episode {episode_id} version 3: projection-mismatch",
+        ]
+    else:
+        tamper.swap(demo_url, episode_id, 3, 4)
+        expected = [
+            f"episode {episode_id} version 3: chain-mismatch",
+            f"episode {episode_id} version 4: chain-mismatch",
+        ]
+    done = iop("audit", "verify", "--store", demo_url)
+    assert done.returncode == 1
+    for line in expected:
+        assert line in done.stdout
+
+
+def test_history_exports(demo_url):
+    """text, jsonl and csv; --version cuts the history and shows that state."""
+    episode_id = str(some_episode(demo_url))
+    jsonl = iop(
+        "audit",
+        "history",
+        episode_id,
+        "--store",
+        demo_url,
+        "--format",
+        "jsonl",
+        "--version",
+        "3",
+    )
+    assert [json.loads(line)["version"] for line in jsonl.stdout.splitlines()] == [
+        1,
+        2,
+        3,
+    ]
+    text = iop("audit", "history", episode_id, "--store", demo_url, "--version", "2")
+    assert "version 2" in text.stdout.splitlines()[0]
+    csv_text = iop("audit", "history", episode_id, "--store", demo_url, "--format", "csv")
+    assert csv_text.stdout.splitlines()[0].startswith("episode_id,version,event_type")
+    naive = iop(
+        "audit",
+        "history",
+        episode_id,
+        "--store",
+        demo_url,
+        "--as-of",
+        "2026-01-20T00:00",
+    )
+    assert naive.returncode == 2
+    assert "timezone" in naive.stderr
+
+
+def test_projection_status_catch_up_and_rebuild(demo_url):
+    """status reports position, head and lag; rebuild ends where catch-up ends."""
+    status = json.loads(iop("projections", "status", "--store", demo_url, "--json").stdout)
+    assert status["lag"] == status["head"] - status["position"]
+    assert iop("projections", "rebuild", "--store", demo_url).returncode == 0
+    after = json.loads(iop("projections", "status", "--store", demo_url, "--json").stdout)
+    assert after["lag"] == 0
+    assert after["position"] == after["head"]
+
+
+# ---- a real crash -----------------------------------------------------------------
+
+
+def kill_catch_up_part_way(url: str) -> int:
+    """Start a catch-up in a subprocess and SIGKILL it after some batches commit."""
+    with EpisodeService(url) as service:
+        runner = ViewRunner(service)
+        runner.views.reset()  # the demo caught up; start from an empty read side
+        head = runner.status().head
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "iop_episodes.cli",
+                "projections",
+                "catch-up",
+                "--store",
+                url,
+                "--batch",
+                "10",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while runner.views.position() < head // 5 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        position = runner.views.position()
+    assert 0 < position < head, f"killed at {position} of {head}: not part way"
+    return position
+
+
+def assert_restart_equals_rebuild(url: str) -> None:
+    kill_catch_up_part_way(url)
+    assert iop("projections", "catch-up", "--store", url).returncode == 0
+    with EpisodeService(url) as service:
+        runner = ViewRunner(service)
+        assert runner.status().lag == 0
+        resumed = runner.views.dump()
+        runner.rebuild()
+        assert runner.views.dump() == resumed
+
+
+@pytest.mark.slow
+def test_catch_up_killed_part_way_resumes_to_what_a_rebuild_gives_on_sqlite(tmp_path):
+    """SIGKILL mid-backlog, restart: every view equals a rebuild."""
+    url = f"sqlite:///{tmp_path / 'backlog.db'}"
+    assert iop("demo", "--store", url, "--clients", "40", "--weeks", "12").returncode == 0
+    assert_restart_equals_rebuild(url)
+
+
+@pytest.mark.slow
+def test_catch_up_killed_part_way_resumes_to_what_a_rebuild_gives_on_postgres(
+    postgres_url,
+):
+    """The same against PostgreSQL."""
+    done = iop("demo", "--store", postgres_url, "--clients", "40", "--weeks", "12")
+    assert done.returncode == 0, done.stderr
+    assert_restart_equals_rebuild(postgres_url)
