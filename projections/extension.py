@@ -7,7 +7,9 @@ from typing import Any
 
 from iop_episodes.domain.weeks import iso_week
 from iop_episodes.service import EpisodeService
+from iop_episodes.stepdown import CandidateSource
 from projections import cli
+from projections.candidates import ScheduleCandidates
 from projections.runner import ViewRunner
 from projections.schedule import program_schedule
 
@@ -15,6 +17,9 @@ from projections.schedule import program_schedule
 class ReadSide:
     def register(self, commands: Any) -> None:
         cli.register(commands)
+
+    def candidates(self, service: EpisodeService) -> CandidateSource:
+        return ScheduleCandidates(service)
 
     def after_demo(self, service: EpisodeService, now: datetime) -> str:
         runner = ViewRunner(service)

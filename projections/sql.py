@@ -195,6 +195,8 @@ class SqlQueries:
             statement += " AND episode_id = ?"
             params.append(episode_id)
         if weeks is not None:
+            if not weeks:
+                return []
             statement += f" AND week IN ({', '.join('?' for _ in weeks)})"
             params.extend(weeks)
         cursor.execute(self.dialect.sql(statement + " ORDER BY episode_id, week, item"), params)

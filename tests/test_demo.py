@@ -13,12 +13,20 @@ import pytest
 from iop_episodes.demo import demo_clock, run_demo
 from iop_episodes.integrity import store_digest, verify_store
 from iop_episodes.service import EpisodeService
+from projections.candidates import ScheduleCandidates
 
 
 def digest_of(clients: int, weeks: int, seed: int) -> str:
     clock = demo_clock()
     with EpisodeService("memory://", clock=clock) as service:
-        run_demo(service, clock, clients=clients, weeks=weeks, seed=seed)
+        run_demo(
+            service,
+            clock,
+            clients=clients,
+            weeks=weeks,
+            seed=seed,
+            candidates=ScheduleCandidates(service),
+        )
         return store_digest(service)
 
 
@@ -36,7 +44,9 @@ def test_another_seed_gives_another_digest():
 def program() -> tuple[EpisodeService, Counter[str]]:
     clock = demo_clock()
     service = EpisodeService("memory://", clock=clock)
-    result = run_demo(service, clock, clients=40, weeks=14, seed=11)
+    result = run_demo(
+        service, clock, clients=40, weeks=14, seed=11, candidates=ScheduleCandidates(service)
+    )
     return service, result.events_by_type
 
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from iop_episodes.demo import demo_clock, run_demo
-from iop_episodes.extensions import load_extensions
+from iop_episodes.extensions import candidate_source, load_extensions
 from iop_episodes.integrity import store_digest, verify_store
+from iop_episodes.scheduler import DEFAULT_CRON, run_scheduler
 from iop_episodes.service import EpisodeService
 from iop_episodes.settings import StoreUrlError, store_url
+from iop_episodes.stepdown import run_stepdown_sweep
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -60,6 +65,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             clients=args.clients,
             weeks=args.weeks,
             seed=args.seed,
+            candidates=candidate_source(service),
             progress=_progress if args.weeks * args.clients > 200 else None,
         )
         elapsed = time.perf_counter() - started
@@ -81,6 +87,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if not findings else EXIT_FAILED
 
 
+def _as_of(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(tz=UTC)
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        msg = f"--as-of needs a timezone, such as {text}Z or {text}-05:00"
+        raise ValueError(msg)
+    return moment
+
+
+def cmd_stepdown_run(args: argparse.Namespace) -> int:
+    as_of = _as_of(args.as_of)
+    with EpisodeService(store_url(args.store), timezone=args.timezone) as service:
+        summary = run_stepdown_sweep(
+            service, candidate_source(service), as_of, dry_run=args.dry_run
+        )
+    if args.json:
+        print(json.dumps(summary.as_json(), indent=2))
+        return EXIT_OK
+    for outcome in summary.outcomes:
+        print(f"{outcome.episode_id}  {outcome.outcome:<16}  {outcome.reason}")
+        if outcome.decision is not None and outcome.outcome == "stepped-down":
+            weeks = ", ".join(
+                f"{w.week} {w.attended_hours}/{w.target_hours}h "
+                f"neg {w.negative_screens} unexp {w.unexpected_positive_screens}"
+                for w in outcome.decision.evidence
+            )
+            print(f"    evidence: {weeks}")
+    print(summary.line())
+    return EXIT_OK
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with EpisodeService(store_url(args.store), timezone=args.timezone) as service:
+        run_scheduler(service, candidate_source(service), cron=args.cron, timezone=args.timezone)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iop", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +143,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--reset", action="store_true", help="remove the SQLite store first")
     demo.set_defaults(handler=cmd_demo)
+
+    stepdown = commands.add_parser("stepdown", help="the step-down job").add_subparsers(
+        dest="stepdown_command", required=True
+    )
+    sweep = stepdown.add_parser("run", help="run one step-down sweep now")
+    sweep.add_argument("--store")
+    sweep.add_argument("--as-of", help="ISO 8601 time with zone (default: now)")
+    sweep.add_argument("--dry-run", action="store_true", help="decide, record nothing")
+    sweep.add_argument("--timezone")
+    sweep.add_argument("--json", action="store_true")
+    sweep.set_defaults(handler=cmd_stepdown_run)
+
+    scheduler = commands.add_parser("scheduler", help="run the sweep on a cron schedule")
+    scheduler.add_argument("--store")
+    scheduler.add_argument(
+        "--cron",
+        default=DEFAULT_CRON,
+        help="5 fields, or 6 with seconds first (default: 0 2 * * *)",
+    )
+    scheduler.add_argument("--timezone", help="(default: $IOP_TIMEZONE or America/New_York)")
+    scheduler.set_defaults(handler=cmd_scheduler)
 
     for extension in load_extensions():
         extension.register(commands)

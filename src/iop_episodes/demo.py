@@ -37,10 +37,9 @@ from iop_episodes.domain.catalog import (
     Substance,
     Topic,
 )
-from iop_episodes.domain.payloads import WeekEvidence
-from iop_episodes.domain.policy import EpisodeStanding, decide
-from iop_episodes.domain.weeks import iso_week, zone
+from iop_episodes.domain.weeks import zone
 from iop_episodes.service import EpisodeService
+from iop_episodes.stepdown import CandidateSource, run_stepdown_sweep
 
 DEMO_NAMESPACE = UUID("0b6b3f4e-8d0a-5e62-a1c4-7c9e2d5f8a31")
 START_MONDAY = date(2026, 1, 5)
@@ -54,7 +53,6 @@ STAFF = {
     "physician": ["dr.fox"],
     "program_director": ["pd.gray"],
 }
-SCHEDULER = {"id": "stepdown-scheduler", "role": "scheduler"}
 
 Action = Callable[[], Any]
 
@@ -75,10 +73,7 @@ class Client:
     status: str = "waiting"
     plan_day: int | None = None
     weekly_hours: Decimal = Decimal(0)
-    last_change_at: datetime | None = None
-    weeks: dict[str, WeekEvidence] = field(default_factory=dict)
     sessions: list[int] = field(default_factory=list)
-    level: str = "2.1"
 
 
 @dataclass
@@ -104,9 +99,11 @@ class ProgramSimulation:
         clients: int,
         weeks: int,
         seed: int,
+        candidates: CandidateSource | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.service = service
+        self.candidates = candidates
         self.clock = clock
         self.rng = random.Random(seed)
         self.weeks = weeks
@@ -327,7 +324,6 @@ class ProgramSimulation:
             }
         )
         client.weekly_hours = hours
-        client.last_change_at = at
 
     def _session_action(
         self, client: Client, at: datetime, modality: Modality, minutes: int
@@ -346,7 +342,6 @@ class ProgramSimulation:
                     "topics": self.rng.sample(list(Topic), 2),
                 }
             )
-            self._count_hours(client, at, Decimal(minutes) / 60)
             client.sessions.append(receipt.version)
             self._maybe_correct(client, at, receipt.version, modality, minutes)
 
@@ -373,14 +368,12 @@ class ProgramSimulation:
                 "action": "void",
                 "reason": "Charted for the wrong client.",
             }
-            self._count_hours(client, at, -Decimal(minutes) / 60)
         else:
             cmd = {
                 "action": "amend",
                 "reason": "Session ended early; duration corrected.",
                 "amended": {"modality": modality, "minutes": minutes - 30},
             }
-            self._count_hours(client, at, -Decimal(30) / 60)
         correction = {
             "episode_id": client.episode_id,
             "actor": actor(self.rng, "counselor"),
@@ -460,13 +453,6 @@ class ProgramSimulation:
                 "results": results,
             }
         )
-        week = self._week(client, at)
-        client.weeks[week.week] = week.model_copy(
-            update={
-                "negative_screens": week.negative_screens + (0 if relapsed else 1),
-                "unexpected_positive_screens": week.unexpected_positive_screens + int(relapsed),
-            }
-        )
 
     def _discharge(self, client: Client, at: datetime, *, completed: bool) -> None:
         rng = self.rng
@@ -522,48 +508,17 @@ class ProgramSimulation:
     # ---- weekly step-down sweep -------------------------------------------
 
     def _sweep(self, today: date) -> None:
-        as_of = self._at(today, 2)
-        for client in self.clients:
-            if client.status != "active" or client.last_change_at is None:
-                continue
-            standing = EpisodeStanding(
-                weekly_hours=client.weekly_hours,
-                level=client.level,
-                age_group="adolescent" if client.adolescent else "adult",
-                program_timezone=self.service.program_timezone,
-                last_change_at=client.last_change_at,
-            )
-            decision = decide(standing, list(client.weeks.values()), as_of)
-            if decision.outcome != "step-down" or decision.to_weekly_hours is None:
-                continue
-            week, version = decision.as_of_week, decision.policy.version
-            self.service.step_down(
-                {
-                    "episode_id": client.episode_id,
-                    "command_id": f"stepdown:{client.episode_id}:{week}:v{version}",
-                    "actor": SCHEDULER,
-                    "occurred_at": as_of,
-                    "to_weekly_hours": decision.to_weekly_hours,
-                    "reason": decision.reason,
-                    "policy": decision.policy,
-                    "evidence": decision.evidence,
-                }
-            )
-            client.weekly_hours = decision.to_weekly_hours
-            client.last_change_at = as_of
-            if decision.leaves_iop:
-                client.level = "1"
+        """Monday 02:00: the real step-down job, as the scheduler would run it."""
+        if self.candidates is None:
+            return
+        summary = run_stepdown_sweep(self.service, self.candidates, self._at(today, 2))
+        by_id = {client.episode_id: client for client in self.clients}
+        for outcome in summary.outcomes:
+            decision = outcome.decision
+            if outcome.outcome == "stepped-down" and decision and decision.to_weekly_hours:
+                by_id[outcome.episode_id].weekly_hours = decision.to_weekly_hours
 
     # ---- bookkeeping -------------------------------------------------------
-
-    def _week(self, client: Client, at: datetime) -> WeekEvidence:
-        name = iso_week(at, self.service.program_timezone)
-        return client.weeks.get(name) or WeekEvidence(week=name, target_hours=client.weekly_hours)
-
-    def _count_hours(self, client: Client, at: datetime, hours: Decimal) -> None:
-        week = self._week(client, at)
-        attended = max(Decimal(0), week.attended_hours + hours).quantize(Decimal("0.01"))
-        client.weeks[week.week] = week.model_copy(update={"attended_hours": attended})
 
     def _result(self) -> DemoResult:
         by_type: Counter[str] = Counter()
@@ -587,10 +542,18 @@ def run_demo(
     clients: int,
     weeks: int,
     seed: int,
+    candidates: CandidateSource | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> DemoResult:
+    """Simulate; ``candidates`` (the hour schedule's) lets the step-down job run."""
     simulation = ProgramSimulation(
-        service, clock, clients=clients, weeks=weeks, seed=seed, progress=progress
+        service,
+        clock,
+        clients=clients,
+        weeks=weeks,
+        seed=seed,
+        candidates=candidates,
+        progress=progress,
     )
     return simulation.run()
 

@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from iop_episodes.service import EpisodeService
+from iop_episodes.stepdown import CandidateSource
 
 GROUP = "iop_episodes.extensions"
 
@@ -21,6 +22,10 @@ class Extension(Protocol):
         """Add subcommands to ``iop``'s subparsers."""
         ...
 
+    def candidates(self, service: EpisodeService) -> CandidateSource:
+        """Where the step-down job finds active episodes and their recent weeks."""
+        ...
+
     def after_demo(self, service: EpisodeService, now: datetime) -> str:
         """Text to print after the demo's summary, before its digest line."""
         ...
@@ -28,3 +33,11 @@ class Extension(Protocol):
 
 def load_extensions() -> list[Extension]:
     return [point.load()() for point in sorted(entry_points(group=GROUP), key=lambda p: p.name)]
+
+
+def candidate_source(service: EpisodeService) -> CandidateSource:
+    """The first installed extension's candidate source for the step-down job."""
+    for extension in load_extensions():
+        return extension.candidates(service)
+    msg = "no read side installed: the step-down job needs the projections package"
+    raise LookupError(msg)

@@ -1,0 +1,150 @@
+"""The scheduler process: APScheduler runs the step-down sweep on a cron trigger.
+
+* The trigger fires in the program's timezone (default daily at 02:00).
+* A sweep missed while the process was down runs once on start (as of the
+  latest fire time); overdue runs coalesce into one (``coalesce=True``,
+  no misfire grace limit) and only one instance runs at a time.
+* Across processes and nodes a ``SweepGuard`` lets one process sweep each run.
+* SIGTERM and SIGINT stop it cleanly after the episode being swept.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from iop_episodes.domain.policy import StepDownSettings
+from iop_episodes.domain.weeks import zone
+from iop_episodes.service import EpisodeService
+from iop_episodes.stepdown import CandidateSource, SweepSummary, run_stepdown_sweep
+from iop_episodes.sweeplock import SweepGuard, guard_for
+
+LOG = logging.getLogger(__name__)
+DEFAULT_CRON = "0 2 * * *"
+LOOKBACKS = (
+    timedelta(seconds=2),
+    timedelta(minutes=2),
+    timedelta(hours=2),
+    timedelta(days=2),
+    timedelta(days=35),
+    timedelta(days=400),
+)
+
+
+def parse_cron(expression: str, timezone: str) -> CronTrigger:
+    """Five crontab fields, or six with seconds first (``*/1 * * * * *``)."""
+    fields = expression.split()
+    if len(fields) == 5:
+        return CronTrigger.from_crontab(expression, timezone=zone(timezone))
+    if len(fields) == 6:
+        second, minute, hour, day, month, day_of_week = fields
+        return CronTrigger(
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=day_of_week,
+            timezone=zone(timezone),
+        )
+    msg = f"--cron must have 5 fields (or 6 with seconds first), got {expression!r}"
+    raise ValueError(msg)
+
+
+def last_fire_time(trigger: CronTrigger, now: datetime) -> datetime | None:
+    """The latest time at or before ``now`` the trigger fired (or would have)."""
+    for lookback in LOOKBACKS:
+        moment: datetime | None = trigger.get_next_fire_time(None, now - lookback)
+        if moment is None or moment > now:
+            continue
+        latest = moment
+        while moment is not None and moment <= now:
+            latest = moment
+            moment = trigger.get_next_fire_time(moment, moment + timedelta(microseconds=1))
+        return latest
+    return None
+
+
+class SweepJob:
+    """What each fire of the trigger does: take the guard, sweep, log the run."""
+
+    def __init__(
+        self,
+        service: EpisodeService,
+        source: CandidateSource,
+        guard: SweepGuard,
+        trigger: CronTrigger,
+        *,
+        settings: StepDownSettings | None = None,
+        stop: threading.Event | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.service = service
+        self.source = source
+        self.guard = guard
+        self.trigger = trigger
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        self.now = now or service.clock.now
+
+    def __call__(self) -> SweepSummary | None:
+        run_at = last_fire_time(self.trigger, self.now())
+        if run_at is None:
+            return None
+        return self.run(run_at)
+
+    def run(self, run_at: datetime) -> SweepSummary | None:
+        with self.guard.hold(run_at) as skip:
+            if skip is not None:
+                LOG.info("run at %s skipped: %s", run_at.isoformat(), skip)
+                return None
+            LOG.info("run at %s: sweep started", run_at.isoformat())
+            summary = run_stepdown_sweep(
+                self.service, self.source, run_at, settings=self.settings, stop=self.stop
+            )
+            if not summary.interrupted:
+                self.guard.finished(run_at, summary.line())
+            LOG.info("run at %s: %s", run_at.isoformat(), summary.line())
+            return summary
+
+
+def run_scheduler(
+    service: EpisodeService,
+    source: CandidateSource,
+    *,
+    cron: str = DEFAULT_CRON,
+    timezone: str | None = None,
+    settings: StepDownSettings | None = None,
+) -> None:
+    """Block, sweeping on the trigger, until SIGTERM or SIGINT."""
+    tz = timezone or service.program_timezone
+    trigger = parse_cron(cron, tz)
+    stop = threading.Event()
+    job = SweepJob(
+        service, source, guard_for(service.store, service), trigger, settings=settings, stop=stop
+    )
+    scheduler = BlockingScheduler(timezone=zone(tz))
+    common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+    scheduler.add_job(job, trigger, id="stepdown-sweep", **common)
+    # The run missed while the process was down (or the latest one), once, now.
+    scheduler.add_job(job, id="stepdown-catch-up", **common)
+
+    def shut_down(signum: int, frame: FrameType | None) -> None:
+        del frame
+        LOG.info("signal %s: stopping after the current episode", signal.Signals(signum).name)
+        stop.set()
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, shut_down)
+    signal.signal(signal.SIGINT, shut_down)
+    LOG.info("scheduler: step-down sweep on %r in %s", cron, tz)
+    scheduler.start()
+    LOG.info("scheduler stopped")
