@@ -30,3 +30,29 @@ def active_episode(service: EpisodeService, clock: SimulatedClock, **plan: Any) 
     episode_id = open_episode(service, clock)
     service.create_plan(factories.plan(episode_id, advance(clock, hours=1), **plan))
     return episode_id
+
+
+def due_program(
+    service: EpisodeService, clock: SimulatedClock, episodes: int, weeks: int = 5
+) -> list[UUID]:
+    """Planned episodes (12 h) with ``weeks`` full weeks of attendance and clean screens.
+
+    The clock must stand on a Monday morning; it ends on the Monday after.
+    """
+    ids = [
+        service.assess(factories.assessment(clock.now(), client_ref=f"MRN-D{n:05d}")).episode_id
+        for n in range(episodes)
+    ]
+    monday = advance(clock, minutes=30)
+    for episode_id in ids:
+        service.create_plan(factories.plan(episode_id, monday, modality_hours={}))
+    for week in range(weeks):
+        for day in (0, 2, 4):
+            moment = monday + timedelta(weeks=week, days=day, hours=3)
+            clock.set(max(clock.now(), moment + timedelta(hours=4)))
+            service.record_roster([factories.session(e, moment, minutes=240) for e in ids])
+            if day == 2:
+                for episode_id in ids:
+                    service.record_screen(factories.screen(episode_id, moment))
+    clock.set(monday + timedelta(weeks=weeks))
+    return ids

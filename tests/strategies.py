@@ -65,3 +65,53 @@ def steps(clients: int) -> st.SearchStrategy[Step]:
 
 def histories(clients: int = 3, max_steps: int = 40) -> st.SearchStrategy[list[Step]]:
     return st.lists(steps(clients), min_size=1, max_size=max_steps)
+
+
+# ---- the step-down policy's inputs ------------------------------------------------
+
+TIMEZONES = ["America/New_York", "America/Los_Angeles", "Europe/London", "UTC"]
+
+
+@st.composite
+def policy_inputs(draw: st.DrawFn) -> tuple[Any, list[Any], Any]:
+    """An episode's standing, a few weeks of evidence, and an as-of moment."""
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415  (strategies stay light)
+    from decimal import Decimal  # noqa: PLC0415
+
+    from iop_episodes.domain.payloads import WeekEvidence  # noqa: PLC0415
+    from iop_episodes.domain.policy import EpisodeStanding  # noqa: PLC0415
+    from iop_episodes.domain.weeks import iso_week  # noqa: PLC0415
+
+    timezone = draw(st.sampled_from(TIMEZONES))
+    adolescent = draw(st.booleans())
+    floor = 6 if adolescent else 9
+    hours = Decimal(draw(st.integers(floor, 19)))
+    level = draw(st.sampled_from(["2.1", "2.1", "1"]))
+    if level == "1":
+        hours = Decimal(draw(st.integers(1, floor - 1)))
+    as_of = datetime(2026, 1, 5, tzinfo=UTC) + timedelta(hours=draw(st.integers(0, 24 * 400)))
+    progressing = draw(st.booleans())  # half the time, a client the rule should step down
+    earliest_change = 24 * 36 if progressing else 0
+    last_change = as_of - timedelta(hours=draw(st.integers(earliest_change, 24 * 70)))
+    ratios = ["0.9", "1", "1.1"] if progressing else ["0.5", "0.89", "0.9", "1", "1.1"]
+    weeks = []
+    for back in range(1, 7):
+        moment = as_of - timedelta(weeks=back)
+        attended = hours * Decimal(draw(st.sampled_from(ratios)))
+        weeks.append(
+            WeekEvidence(
+                week=iso_week(moment, timezone),
+                target_hours=hours,
+                attended_hours=attended.quantize(Decimal("0.01")),
+                negative_screens=draw(st.integers(1 if progressing else 0, 2)),
+                unexpected_positive_screens=0 if progressing else draw(st.sampled_from([0, 1])),
+            )
+        )
+    standing = EpisodeStanding(
+        weekly_hours=hours,
+        level=level,
+        age_group="adolescent" if adolescent else "adult",
+        program_timezone=timezone,
+        last_change_at=last_change,
+    )
+    return standing, weeks, as_of

@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -29,14 +29,6 @@ from iop_episodes.sweeplock import SweepGuard, guard_for
 
 LOG = logging.getLogger(__name__)
 DEFAULT_CRON = "0 2 * * *"
-LOOKBACKS = (
-    timedelta(seconds=2),
-    timedelta(minutes=2),
-    timedelta(hours=2),
-    timedelta(days=2),
-    timedelta(days=35),
-    timedelta(days=400),
-)
 
 
 def parse_cron(expression: str, timezone: str) -> CronTrigger:
@@ -59,18 +51,14 @@ def parse_cron(expression: str, timezone: str) -> CronTrigger:
     raise ValueError(msg)
 
 
-def last_fire_time(trigger: CronTrigger, now: datetime) -> datetime | None:
-    """The latest time at or before ``now`` the trigger fired (or would have)."""
-    for lookback in LOOKBACKS:
-        moment: datetime | None = trigger.get_next_fire_time(None, now - lookback)
-        if moment is None or moment > now:
-            continue
-        latest = moment
-        while moment is not None and moment <= now:
-            latest = moment
-            moment = trigger.get_next_fire_time(moment, moment + timedelta(microseconds=1))
-        return latest
-    return None
+def run_key(now: datetime) -> datetime:
+    """The run a fire belongs to: its moment to the whole second.
+
+    APScheduler wakes within milliseconds of the scheduled second, so every
+    process on the same trigger derives the same key for the same run, and
+    the two runs of a repeated daylight-saving hour get different keys.
+    """
+    return now.replace(microsecond=0)
 
 
 class SweepJob:
@@ -81,7 +69,6 @@ class SweepJob:
         service: EpisodeService,
         source: CandidateSource,
         guard: SweepGuard,
-        trigger: CronTrigger,
         *,
         settings: StepDownSettings | None = None,
         stop: threading.Event | None = None,
@@ -90,16 +77,12 @@ class SweepJob:
         self.service = service
         self.source = source
         self.guard = guard
-        self.trigger = trigger
         self.settings = settings
         self.stop = stop or threading.Event()
         self.now = now or service.clock.now
 
     def __call__(self) -> SweepSummary | None:
-        run_at = last_fire_time(self.trigger, self.now())
-        if run_at is None:
-            return None
-        return self.run(run_at)
+        return self.run(run_key(self.now()))
 
     def run(self, run_at: datetime) -> SweepSummary | None:
         with self.guard.hold(run_at) as skip:
@@ -128,13 +111,12 @@ def run_scheduler(
     tz = timezone or service.program_timezone
     trigger = parse_cron(cron, tz)
     stop = threading.Event()
-    job = SweepJob(
-        service, source, guard_for(service.store, service), trigger, settings=settings, stop=stop
-    )
+    job = SweepJob(service, source, guard_for(service.store, service), settings=settings, stop=stop)
     scheduler = BlockingScheduler(timezone=zone(tz))
     common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
     scheduler.add_job(job, trigger, id="stepdown-sweep", **common)
-    # The run missed while the process was down (or the latest one), once, now.
+    # A run missed while the process was down happens once, now: a sweep as of
+    # now decides on the same complete weeks and records nothing twice.
     scheduler.add_job(job, id="stepdown-catch-up", **common)
 
     def shut_down(signum: int, frame: FrameType | None) -> None:
