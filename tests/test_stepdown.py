@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import pytest
-from zoneinfo import ZoneInfo
 
 from iop_episodes.clock import SimulatedClock
 from iop_episodes.scheduler import SweepJob, parse_cron, run_key
@@ -93,7 +93,8 @@ def test_dry_run_decides_and_records_nothing(service, clock, due):
     assert step_downs(service, due) == {e: [] for e in due}
 
 
-def test_an_error_on_one_episode_never_stops_the_sweep(service, clock, due):
+@pytest.mark.usefixtures("due")
+def test_an_error_on_one_episode_never_stops_the_sweep(service, clock):
     """A candidate the store does not know is an error; the others still step down."""
     source = ScheduleCandidates(service)
 
@@ -109,7 +110,8 @@ def test_an_error_on_one_episode_never_stops_the_sweep(service, clock, due):
     assert "EpisodeNotFound" in summary.outcomes[0].reason
 
 
-def test_a_projection_behind_the_store_is_skipped_not_trusted(service, clock, due):
+@pytest.mark.usefixtures("due")
+def test_a_projection_behind_the_store_is_skipped_not_trusted(service, clock):
     """If the schedule has not seen a newer step-down, the aggregate check skips it."""
     runner = ViewRunner(service)
     runner.catch_up()
@@ -117,7 +119,7 @@ def test_a_projection_behind_the_store_is_skipped_not_trusted(service, clock, du
     run_stepdown_sweep(service, ScheduleCandidates(service), clock.now())
 
     class Frozen:
-        def candidates(self, as_of: datetime, weeks: int) -> list[Candidate]:
+        def candidates(self, _as_of: datetime, _weeks: int) -> list[Candidate]:
             return [Candidate(UUID(e), s, w) for e, s, w in stale]
 
     later = run_stepdown_sweep(service, Frozen(), clock.now())
@@ -145,7 +147,8 @@ def test_cron_fires_twice_in_the_repeated_hour_and_the_second_sweep_records_noth
         assert step_downs(service, due) == {e: ["9"] for e in due}
 
 
-def test_a_run_already_swept_is_skipped_by_the_guard(service, clock, due):
+@pytest.mark.usefixtures("due")
+def test_a_run_already_swept_is_skipped_by_the_guard(service, clock):
     """The guard's log lets one process sweep each run; the next call says why not."""
     guard = MemorySweepGuard()
     job = SweepJob(service, ScheduleCandidates(service), guard)
