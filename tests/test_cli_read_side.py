@@ -230,3 +230,20 @@ def test_catch_up_killed_part_way_resumes_to_what_a_rebuild_gives_on_postgres(
     done = iop("demo", "--store", postgres_url, "--clients", "40", "--weeks", "12")
     assert done.returncode == 0, done.stderr
     assert_restart_equals_rebuild(postgres_url)
+
+
+def test_stepdown_run_after_the_demo_reports_and_a_rerun_adds_nothing(demo_url):
+    """`iop stepdown run --as-of ... --json` twice: decisions, then zero new step-downs."""
+    as_of = "2026-03-02T07:00:00+00:00"  # the Monday after the demo's eighth week
+    first = iop("stepdown", "run", "--store", demo_url, "--as-of", as_of, "--json")
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["examined"] == len(report["decisions"]) > 0
+    assert all(d["decision"]["evidence"] for d in report["decisions"])
+    again = json.loads(
+        iop("stepdown", "run", "--store", demo_url, "--as-of", as_of, "--json").stdout
+    )
+    assert again["counts"].get("stepped-down", 0) == 0
+    dry = iop("stepdown", "run", "--store", demo_url, "--as-of", "2026-03-02T07:00", "--json")
+    assert dry.returncode == 2
+    assert "--as-of needs a timezone" in dry.stderr
