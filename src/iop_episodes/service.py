@@ -8,17 +8,15 @@ again a bounded number of times, then raises ``Conflict``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
 
-from eventsourcing.application import (
-    AggregateNotFoundError,
-    Application,
-    ProcessingEvent,
-)
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
@@ -53,7 +51,15 @@ class EpisodeService(Application[UUID]):
 
     name = "Episodes"
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Episode: SNAPSHOT_INTERVAL}
-    env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "2000"}
+    env: ClassVar[dict[str, str]] = {
+        "AGGREGATE_CACHE_MAXSIZE": "2000",
+        # Commands judge the cached copy and rely on optimistic concurrency: a
+        # stale copy fails to save (version conflict) and is reloaded, and a
+        # refusal is re-checked against the store. So no fast-forward query
+        # and no deep copy on every load.
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+    }
 
     def __init__(
         self,
@@ -73,6 +79,7 @@ class EpisodeService(Application[UUID]):
                 f"IOP_CIPHER_KEY is not a base64 AES key of 16, 24 or 32 bytes: {error}"
             ) from None
         self._check_store_key()
+        self._stripes = [threading.Lock() for _ in range(64)]
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -91,7 +98,7 @@ class EpisodeService(Application[UUID]):
         )
         episode = Episode.assess(command, episode_id=episode_id, now=self.clock.now())
         try:
-            self.save(episode)
+            self._store(episode)
         except IntegrityError:
             return self._replayed_assessment(episode_id, command)
         return Receipt(episode.id, episode.version)
@@ -130,22 +137,25 @@ class EpisodeService(Application[UUID]):
         """A day's attendance for many episodes, stored all together or not at all."""
         roster = [_validated(commands.RecordSession, item) for item in sessions]
         for _ in range(MAX_ATTEMPTS):
-            episodes: dict[UUID, Episode] = {}
-            receipts = []
-            now = self.clock.now()
-            for index, command in enumerate(roster):
-                if command.episode_id not in episodes:
-                    episodes[command.episode_id] = self._load(command.episode_id)
-                try:
-                    receipts.append(episodes[command.episode_id].record_session(command, now))
-                except errors.EpisodeRuleError as error:
-                    error.add_note(f"roster item {index} (episode {command.episode_id})")
-                    raise
-            try:
-                self.save(*episodes.values())
-            except IntegrityError:
-                continue
-            return receipts
+            with self._locked(command.episode_id for command in roster):
+                episodes: dict[UUID, Episode] = {}
+                receipts = []
+                now = self.clock.now()
+                for index, command in enumerate(roster):
+                    if command.episode_id not in episodes:
+                        episodes[command.episode_id] = self._load(command.episode_id)
+                    episode = episodes[command.episode_id]
+                    try:
+                        receipts.append(episode.record_session(command, now))
+                    except errors.EpisodeRuleError as error:
+                        self._evict(*episodes.values())  # earlier items changed them
+                        if self._evict_if_stale(episode):
+                            break
+                        error.add_note(f"roster item {index} (episode {command.episode_id})")
+                        raise
+                else:
+                    if self._saved(*episodes.values()):
+                        return receipts
         raise errors.Conflict(
             f"roster of {len(roster)} sessions lost the race {MAX_ATTEMPTS} times"
         )
@@ -162,7 +172,13 @@ class EpisodeService(Application[UUID]):
         """The episode's state now, at a version, or as recorded at a moment."""
         if as_of is not None:
             version = self._version_recorded_by(episode_id, as_of)
-        return EpisodeState.of(self._load(episode_id, version=version))
+        if version is not None:
+            return EpisodeState.of(self._load(episode_id, version=version))
+        with self._locked([episode_id]):
+            episode = self._load(episode_id)
+            if self._evict_if_stale(episode):
+                episode = self._load(episode_id)
+            return EpisodeState.of(episode)
 
     def history(self, episode_id: UUID) -> Iterator[EpisodeEvent]:
         """The episode's entries in version order, upcast to current classes."""
@@ -171,13 +187,31 @@ class EpisodeService(Application[UUID]):
 
     # ---- internals -----------------------------------------------------
 
-    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+    def _store(self, *episodes: Episode) -> None:
+        """Write the episodes' new entries in one transaction, then snapshot long ones.
+
+        The library's ``save`` checks runtime protocols on every object it is
+        given; these are always Episodes, so their events go straight to the
+        event store.
+        """
+        new_events = [event for episode in episodes for event in episode.collect_events()]
+        self.events.put(new_events)
+        if self.repository.cache is not None:
+            for episode in episodes:
+                self.repository.cache.put(episode.id, episode)
+        for event in new_events:
+            if event.originator_version % SNAPSHOT_INTERVAL == 0:
+                self._snapshot(event.originator_id, event.originator_version)
+
+    def _snapshot(self, episode_id: UUID, version: int) -> None:
         # Snapshots only speed up loading. The events are committed by now, so
         # a failed snapshot must not turn a stored command into an error.
         try:
-            super()._take_snapshots(processing_event)
+            self.take_snapshot(episode_id, version)
         except Exception:
-            LOG.exception("snapshot not taken; episodes still load from their events")
+            LOG.exception(
+                "snapshot of %s at %s not taken; it loads from events", episode_id, version
+            )
 
     def _check_store_key(self) -> None:
         """Fail at start-up, not mid-command, when the key cannot read the store."""
@@ -200,19 +234,56 @@ class EpisodeService(Application[UUID]):
     ) -> Receipt:
         episode_id: UUID = command.episode_id  # type: ignore[attr-defined]  # every EpisodeCommand has it
         for _ in range(MAX_ATTEMPTS):
-            episode = self._load(episode_id)
-            receipt = decide(episode, command, self.clock.now())
-            if not episode.pending_events:
-                return receipt
-            try:
-                self.save(episode)
-            except IntegrityError:
-                continue
-            return receipt
+            with self._locked([episode_id]):
+                episode = self._load(episode_id)
+                try:
+                    receipt = decide(episode, command, self.clock.now())
+                except errors.EpisodeRuleError:
+                    if self._evict_if_stale(episode):
+                        continue  # judged on a stale copy: judge again on the store's
+                    raise
+                if not episode.pending_events:
+                    return receipt
+                if self._saved(episode):
+                    return receipt
         raise errors.Conflict(
             f"episode {episode_id}: other writers changed it on each of "
             f"{MAX_ATTEMPTS} attempts; {type(command).__name__} was not stored"
         )
+
+    def _saved(self, *episodes: Episode) -> bool:
+        """Save in one transaction; on a version conflict forget the copies and say so."""
+        try:
+            self._store(*episodes)
+        except IntegrityError:
+            self._evict(*episodes)
+            return False
+        except BaseException:
+            self._evict(*episodes)
+            raise
+        return True
+
+    def _evict(self, *episodes: Episode) -> None:
+        if self.repository.cache is not None:
+            for episode in episodes:
+                with contextlib.suppress(KeyError):
+                    self.repository.cache.get(episode.id, evict=True)
+
+    def _evict_if_stale(self, episode: Episode) -> bool:
+        """Whether another writer stored entries after this copy (then forget it)."""
+        if not self.recorder.select_events(episode.id, gt=episode.version, limit=1):
+            return False
+        self._evict(episode)
+        return True
+
+    @contextlib.contextmanager
+    def _locked(self, episode_ids: Iterable[UUID]) -> Iterator[None]:
+        """Threads of this process take turns per episode (cached copies are shared)."""
+        stripes = sorted({hash(episode_id) % len(self._stripes) for episode_id in episode_ids})
+        with contextlib.ExitStack() as stack:
+            for stripe in stripes:
+                stack.enter_context(self._stripes[stripe])
+            yield
 
     def _load(self, episode_id: UUID, version: int | None = None) -> Episode:
         try:

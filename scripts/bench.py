@@ -1,0 +1,520 @@
+#!/usr/bin/env python3
+"""Benchmarks: the engine against the storage under it, as ratios in one run.
+
+Every figure is a ratio against a baseline measured in the same process on
+the same machine, so it means the same on a noisy machine. Stores are
+temporary. Durability is what the engine ships with, for the engine and its
+baselines alike: SQLite in WAL mode with ``synchronous=FULL`` (the library's
+settings), PostgreSQL with its server defaults (``synchronous_commit=on``).
+
+    python scripts/bench.py [--quick] [--json] [--postgres URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+from iop_episodes.clock import SimulatedClock
+from iop_episodes.domain.canonical import chain_seed, next_link
+from iop_episodes.integrity import entry_link, notifications, stored_state, verify_store
+from iop_episodes.service import EpisodeService
+from iop_episodes.stepdown import run_stepdown_sweep
+from projections.candidates import ScheduleCandidates
+from projections.runner import ViewRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests import factories  # noqa: E402  (the same valid commands the tests use)
+from tests.helpers import due_program  # noqa: E402
+
+START = datetime(2026, 3, 2, 14, tzinfo=UTC)
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+DDL = (
+    "CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER, "
+    "topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))"
+)
+
+
+@dataclass
+class Result:
+    id: str
+    what: str
+    value: float
+    target: str
+    holds: bool | None
+    detail: str
+
+    def row(self) -> str:
+        verdict = {True: "holds", False: "MISSED", None: "report"}[self.holds]
+        return f"{self.id:<4} {self.what:<58} {self.value:>8.3f}  {self.target:<12} {verdict:<7} {self.detail}"
+
+
+def timed(work: Callable[[], Any]) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def best(work_factory: Callable[[], Callable[[], Any]], repeat: int) -> float:
+    """Best of ``repeat`` fresh runs: the least disturbed by the machine."""
+    return min(timed(work_factory()) for _ in range(repeat))
+
+
+def service_on(url: str) -> tuple[EpisodeService, SimulatedClock]:
+    clock = SimulatedClock(START, tick=timedelta(milliseconds=1))
+    return EpisodeService(url, clock=clock, timezone="America/New_York"), clock
+
+
+def planned(service: EpisodeService, clock: SimulatedClock, count: int) -> list[uuid.UUID]:
+    ids = []
+    for n in range(count):
+        episode_id = service.assess(
+            factories.assessment(clock.now(), client_ref=f"MRN-B{n:06d}")
+        ).episode_id
+        service.create_plan(factories.plan(episode_id, clock.now()))
+        ids.append(episode_id)
+    return ids
+
+
+def sessions(ids: list[uuid.UUID], clock: SimulatedClock, count: int) -> list[dict[str, Any]]:
+    now = clock.now()
+    return [factories.session(ids[n % len(ids)], now, minutes=60) for n in range(count)]
+
+
+def raw_rows(url: str) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
+        return conn.execute(
+            "SELECT originator_id, originator_version, topic, state FROM stored_events"
+            " WHERE topic LIKE '%SessionAttended' ORDER BY rowid"
+        ).fetchall()
+
+
+def raw_sqlite(folder: Path, name: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(folder / name, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(DDL)
+    return conn
+
+
+# ---- B1 and B2: writes on SQLite --------------------------------------------------
+
+
+def b1(folder: Path, count: int) -> tuple[Result, float]:
+    url = f"sqlite:///{folder / 'b1.db'}"
+    service, clock = service_on(url)
+    ids = planned(service, clock, 50)
+    commands = sessions(ids, clock, count)
+    engine = timed(lambda: [service.record_session(c) for c in commands])
+    service.close()
+    rows = raw_rows(url)
+    conn = raw_sqlite(folder, "b1raw.db")
+
+    def raw() -> None:
+        for row in rows:
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO stored_events VALUES (?, ?, ?, ?)", row)
+            conn.execute("COMMIT")
+
+    baseline = timed(raw)
+    ratio = baseline / engine
+    detail = f"{count / engine:,.0f} commands/s vs {count / baseline:,.0f} raw inserts/s"
+    return Result(
+        "B1",
+        "single SessionAttended commands, one transaction each (SQLite)",
+        ratio,
+        ">= 0.40",
+        ratio >= 0.40,
+        detail,
+    ), count / engine
+
+
+def b2(folder: Path, episodes: int, per_episode: int) -> Result:
+    url = f"sqlite:///{folder / 'b2.db'}"
+    service, clock = service_on(url)
+    ids = planned(service, clock, episodes)
+    roster = sessions(ids, clock, episodes * per_episode)
+    engine = timed(lambda: service.record_roster(roster))
+    service.close()
+    rows = raw_rows(url)
+    conn = raw_sqlite(folder, "b2raw.db")
+
+    def raw() -> None:
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO stored_events VALUES (?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+
+    baseline = timed(raw)
+    ratio = baseline / engine
+    detail = f"{len(roster)} events, {episodes} episodes: {engine * 1000:.1f} ms vs {baseline * 1000:.1f} ms"
+    return Result(
+        "B2",
+        "a day's roster in one call vs executemany in one transaction",
+        ratio,
+        ">= 0.25",
+        ratio >= 0.25,
+        detail,
+    )
+
+
+# ---- B3: loading long episodes ---------------------------------------------------
+
+
+def b3(folder: Path) -> Result:
+    url = f"sqlite:///{folder / 'b3.db'}"
+    service, clock = service_on(url)
+    short, long = planned(service, clock, 2)
+    service.record_roster(sessions([short], clock, 18))
+    for _ in range(4):
+        service.record_roster(sessions([long], clock, 500))
+    service.close()
+
+    def load(episode_id: uuid.UUID) -> Callable[[], Callable[[], Any]]:
+        def factory() -> Callable[[], Any]:
+            fresh = EpisodeService(url)  # an empty cache: the load reads the store
+            return lambda: [fresh.episode(episode_id) for _ in range(20)]
+
+        return factory
+
+    ratio = best(load(long), 5) / best(load(short), 5)
+    return Result(
+        "B3",
+        "load an episode of 2,000 events vs one of 20 (fresh cache)",
+        ratio,
+        "<= 3",
+        ratio <= 3,
+        "snapshots every 50 entries",
+    )
+
+
+# ---- B4: projection catch-up ---------------------------------------------------------
+
+
+def catch_up_ratio(url: str) -> tuple[float, float, float]:
+    service = EpisodeService(url)
+
+    def decode_only() -> None:
+        for notification in notifications(service):
+            service.mapper.to_domain_event(notification)
+
+    baseline = best(lambda: decode_only, 3)
+    runner = ViewRunner(service)
+
+    def rebuild() -> Callable[[], Any]:
+        runner.views.reset()
+        return runner.catch_up
+
+    engine = best(rebuild, 3)
+    events = service.recorder.max_notification_id() or 0
+    service.close()
+    return baseline / engine, events / engine, events / baseline
+
+
+def demo_store(url: str, clients: int, weeks: int) -> None:
+    from iop_episodes.demo import demo_clock, run_demo  # noqa: PLC0415
+
+    clock = demo_clock()
+    with EpisodeService(url, clock=clock) as service:
+        run_demo(
+            service,
+            clock,
+            clients=clients,
+            weeks=weeks,
+            seed=5,
+            candidates=ScheduleCandidates(service),
+        )
+
+
+def b4(folder: Path, clients: int, weeks: int) -> Result:
+    url = f"sqlite:///{folder / 'b4.db'}"
+    demo_store(url, clients, weeks)
+    ratio, engine_rate, read_rate = catch_up_ratio(url)
+    return Result(
+        "B4",
+        "projection catch-up (both views) vs read and decode alone",
+        ratio,
+        ">= 0.50",
+        ratio >= 0.50,
+        f"{engine_rate:,.0f} events/s vs {read_rate:,.0f} events/s",
+    )
+
+
+# ---- B5: the sweep does not slow with history ------------------------------------------
+
+
+def b5(folder: Path, episodes: int) -> Result:
+    seconds = []
+    for weeks, name in ((5, "b5a.db"), (10, "b5b.db")):
+        url = f"sqlite:///{folder / name}"
+        clock = SimulatedClock(START - timedelta(weeks=weeks) + timedelta(hours=0))
+        with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
+            due_program(service, clock, episodes=episodes, weeks=weeks)
+            ViewRunner(service).catch_up()
+            as_of = clock.now()
+        with EpisodeService(url, timezone="America/New_York") as service:
+            source = ScheduleCandidates(service)
+            seconds.append(timed(lambda: run_stepdown_sweep(service, source, as_of)))
+    ratio = seconds[1] / seconds[0]
+    return Result(
+        "B5",
+        f"step-down sweep, {episodes:,} active episodes: 2x history vs 1x",
+        ratio,
+        "<= 1.2",
+        ratio <= 1.2,
+        f"{seconds[0]:.1f} s and {seconds[1]:.1f} s per sweep",
+    )
+
+
+# ---- B6: chain verification ------------------------------------------------------------
+
+
+def b6(folder: Path) -> Result:
+    url = f"sqlite:///{folder / 'b4.db'}"  # the demo store B4 built
+    service = EpisodeService(url)
+    canonical: list[tuple[str, bytes]] = []
+    previous: dict[str, str] = {}
+    for record in service.recorder.select_notifications(1, 10**9):
+        state = stored_state(service, record)
+        key = str(record.originator_id)
+        link_before = previous.get(key, chain_seed(key))
+        canonical.append((link_before, b""))
+        previous[key] = state["chain"]
+        canonical[-1] = (link_before, _canonical_bytes(record, state))
+
+    def hashes_only() -> None:
+        for link, data in canonical:
+            next_link(link, data)
+
+    engine = best(lambda: lambda: verify_store(service), 3)
+    baseline = best(lambda: hashes_only, 3)
+    service.close()
+    ratio = baseline / engine
+    return Result(
+        "B6",
+        "verify every chain of a store vs hashlib over the same bytes",
+        ratio,
+        ">= 0.50",
+        ratio >= 0.50,
+        f"{len(canonical) / engine:,.0f} entries/s vs {len(canonical) / baseline:,.0f}",
+    )
+
+
+def _canonical_bytes(record: Any, state: dict[str, Any]) -> bytes:
+    from iop_episodes.domain.canonical import canonical_time, entry_bytes  # noqa: PLC0415
+    from iop_episodes.integrity import event_type_of  # noqa: PLC0415
+
+    return entry_bytes(
+        episode_id=record.originator_id,
+        version=record.originator_version,
+        event_type=event_type_of(record.topic),
+        class_version=int(state.get("class_version", 1)),
+        recorded_at=canonical_time(state["timestamp"]),
+        occurred_at=canonical_time(state["occurred_at"]),
+        actor=state["actor"],
+        command_id=state["command_id"],
+        payload=state["payload"],
+    )
+
+
+# ---- B7: PostgreSQL ------------------------------------------------------------------
+
+
+def b7(count: int, clients: int, weeks: int, server: str) -> list[Result]:
+    import psycopg  # noqa: PLC0415
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{server}?schema={schema}"
+    try:
+        service, clock = service_on(url)
+        ids = planned(service, clock, 50)
+        commands = sessions(ids, clock, count)
+        engine = timed(lambda: [service.record_session(c) for c in commands])
+        service.close()
+        with psycopg.connect(server, autocommit=True) as conn:
+            rows = conn.execute(
+                f"SELECT originator_id, originator_version, topic, state FROM {schema}.episodes_events"  # noqa: S608
+                " WHERE topic LIKE '%%SessionAttended'"
+            ).fetchall()
+            conn.execute(f"CREATE TABLE {schema}.raw (LIKE {schema}.episodes_events INCLUDING ALL)")
+            started = time.perf_counter()
+            for row in rows:
+                with conn.transaction():
+                    conn.execute(
+                        f"INSERT INTO {schema}.raw (originator_id, originator_version, topic, state)"  # noqa: S608
+                        " VALUES (%s, %s, %s, %s)",
+                        row,
+                    )
+            baseline = time.perf_counter() - started
+        writes = Result(
+            "B7a",
+            "B1 on PostgreSQL vs raw psycopg inserts",
+            baseline / engine,
+            "report",
+            None,
+            f"{count / engine:,.0f} vs {count / baseline:,.0f} per s",
+        )
+        demo_store(url, clients, weeks)
+        ratio, engine_rate, read_rate = catch_up_ratio(url)
+        reads = Result(
+            "B7b",
+            "B4 on PostgreSQL vs read and decode alone",
+            ratio,
+            "report",
+            None,
+            f"{engine_rate:,.0f} events/s vs {read_rate:,.0f} events/s",
+        )
+        return [writes, reads]
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+# ---- B8: against a plain eventsourcing application -----------------------------------
+
+
+class Counter(Aggregate):
+    @event("Registered")
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sessions: list[int] = []
+
+    @event("SessionAttended")
+    def attend(self, minutes: int) -> None:
+        self.sessions.append(minutes)
+
+
+class PlainApplication(Application[uuid.UUID]):
+    def register(self, name: str) -> uuid.UUID:
+        counter = Counter(name)
+        self.save(counter)
+        return counter.id
+
+    def attend(self, counter_id: uuid.UUID, minutes: int) -> None:
+        counter: Counter = self.repository.get(counter_id)
+        counter.attend(minutes)
+        self.save(counter)
+
+
+def b8(folder: Path, count: int, ours: float) -> Result:
+    db = folder / "b8.db"
+    app = PlainApplication(
+        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(db)}
+    )
+    ids = [app.register(f"c{n}") for n in range(50)]
+    plain = count / timed(lambda: [app.attend(ids[n % 50], 60) for n in range(count)])
+    app.close()
+    return Result(
+        "B8",
+        "our B1 vs a plain eventsourcing Application (defaults)",
+        ours / plain,
+        "report",
+        None,
+        f"{ours:,.0f} vs {plain:,.0f} commands/s",
+    )
+
+
+# ---- memory of a large rebuild (full run only) -------------------------------------------
+
+
+def rebuild_memory(folder: Path, events: int) -> Result:
+    url = f"sqlite:///{folder / 'big.db'}"
+    from scripts.load_store import load  # noqa: PLC0415
+
+    load(url, events, 2_000)
+    service = EpisodeService(url)
+    runner = ViewRunner(service)
+    tracemalloc.start()
+    runner.rebuild()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    service.close()
+    return Result(
+        "MEM",
+        f"peak memory rebuilding both views over {events:,} events",
+        peak / 2**20,
+        "report MiB",
+        None,
+        "traced Python allocations, batches of 500",
+    )
+
+
+def run(quick: bool, server: str | None) -> list[Result]:
+    sizes = (
+        {"b1": 1000, "roster": (200, 5), "demo": (30, 8), "b5": 150}
+        if quick
+        else {"b1": 4000, "roster": (400, 5), "demo": (120, 16), "b5": 1000}
+    )
+    results = []
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        one, ours = b1(folder, sizes["b1"])
+        results.append(one)
+        results.append(b2(folder, *sizes["roster"]))
+        results.append(b3(folder))
+        results.append(b4(folder, *sizes["demo"]))
+        results.append(b5(folder, sizes["b5"]))
+        results.append(b6(folder))
+        if server:
+            results.extend(b7(sizes["b1"], *sizes["demo"], server))
+        results.append(b8(folder, sizes["b1"], ours))
+        if not quick:
+            results.append(rebuild_memory(folder, 1_000_000))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("IOP_BENCH_POSTGRES", POSTGRES),
+        help="PostgreSQL server for B7 ('' to skip)",
+    )
+    args = parser.parse_args()
+    started = time.perf_counter()
+    results = run(args.quick, args.postgres or None)
+    elapsed = time.perf_counter() - started
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "quick": args.quick,
+                    "seconds": round(elapsed, 1),
+                    "results": [r.__dict__ for r in results],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for result in results:
+            print(result.row())
+        print(f"{'quick' if args.quick else 'full'} run in {elapsed:.0f} s")
+    missed = [r.id for r in results if r.holds is False]
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
