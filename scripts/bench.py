@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import os
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from eventsourcing.domain import Aggregate, event
 
 from iop_episodes.clock import SimulatedClock
 from iop_episodes.domain.canonical import chain_seed, next_link
-from iop_episodes.integrity import entry_link, notifications, stored_state, verify_store
+from iop_episodes.integrity import notifications, stored_state, verify_store
 from iop_episodes.service import EpisodeService
 from iop_episodes.stepdown import run_stepdown_sweep
 from projections.candidates import ScheduleCandidates
@@ -66,7 +65,8 @@ class Result:
 
     def row(self) -> str:
         verdict = {True: "holds", False: "MISSED", None: "report"}[self.holds]
-        return f"{self.id:<4} {self.what:<58} {self.value:>8.3f}  {self.target:<12} {verdict:<7} {self.detail}"
+        figure = f"{self.value:>8.3f}  {self.target:<12} {verdict:<7}"
+        return f"{self.id:<4} {self.what:<64} {figure} {self.detail}"
 
 
 def timed(work: Callable[[], Any]) -> float:
@@ -166,7 +166,10 @@ def b2(folder: Path, episodes: int, per_episode: int) -> Result:
 
     baseline = timed(raw)
     ratio = baseline / engine
-    detail = f"{len(roster)} events, {episodes} episodes: {engine * 1000:.1f} ms vs {baseline * 1000:.1f} ms"
+    detail = (
+        f"{len(roster)} events, {episodes} episodes: "
+        f"{engine * 1000:.1f} ms vs {baseline * 1000:.1f} ms"
+    )
     return Result(
         "B2",
         "a day's roster in one call vs executemany in one transaction",
@@ -273,7 +276,7 @@ def b5(folder: Path, episodes: int) -> Result:
             as_of = clock.now()
         with EpisodeService(url, timezone="America/New_York") as service:
             source = ScheduleCandidates(service)
-            seconds.append(timed(lambda: run_stepdown_sweep(service, source, as_of)))
+            seconds.append(timed(partial(run_stepdown_sweep, service, source, as_of)))
     ratio = seconds[1] / seconds[0]
     return Result(
         "B5",
@@ -354,15 +357,16 @@ def b7(count: int, clients: int, weeks: int, server: str) -> list[Result]:
         service.close()
         with psycopg.connect(server, autocommit=True) as conn:
             rows = conn.execute(
-                f"SELECT originator_id, originator_version, topic, state FROM {schema}.episodes_events"  # noqa: S608
-                " WHERE topic LIKE '%%SessionAttended'"
+                "SELECT originator_id, originator_version, topic, state"  # noqa: S608
+                f" FROM {schema}.episodes_events WHERE topic LIKE '%%SessionAttended'"
             ).fetchall()
             conn.execute(f"CREATE TABLE {schema}.raw (LIKE {schema}.episodes_events INCLUDING ALL)")
             started = time.perf_counter()
             for row in rows:
                 with conn.transaction():
                     conn.execute(
-                        f"INSERT INTO {schema}.raw (originator_id, originator_version, topic, state)"  # noqa: S608
+                        f"INSERT INTO {schema}.raw"  # noqa: S608
+                        " (originator_id, originator_version, topic, state)"
                         " VALUES (%s, %s, %s, %s)",
                         row,
                     )
@@ -460,7 +464,7 @@ def rebuild_memory(folder: Path, events: int) -> Result:
     )
 
 
-def run(quick: bool, server: str | None) -> list[Result]:
+def run(*, quick: bool, server: str | None) -> list[Result]:
     sizes = (
         {"b1": 1000, "roster": (200, 5), "demo": (30, 8), "b5": 150}
         if quick
@@ -495,7 +499,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     started = time.perf_counter()
-    results = run(args.quick, args.postgres or None)
+    results = run(quick=args.quick, server=args.postgres or None)
     elapsed = time.perf_counter() - started
     if args.json:
         print(
