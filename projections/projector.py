@@ -12,9 +12,19 @@ import json
 from datetime import date, timedelta
 from typing import Any
 
-from iop_episodes.domain import events
 from iop_episodes.domain.canonical import canonical_json, canonical_time
 from iop_episodes.domain.catalog import age_group_at
+from iop_episodes.domain.events import (
+    Assessed,
+    Discharged,
+    EntryCorrected,
+    EpisodeEvent,
+    MedicationDispensed,
+    PlanCreated,
+    ScreenResulted,
+    SessionAttended,
+    StepDown,
+)
 from iop_episodes.domain.screening import screen_meaning
 from iop_episodes.domain.weeks import age_on, iso_week, local
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
@@ -28,11 +38,11 @@ def json_text(value: Any) -> str:
     return canonical_json(value).decode("ascii")
 
 
-def project(event: events.EpisodeEvent, tx: ViewTransaction) -> None:
+def project(event: EpisodeEvent, tx: ViewTransaction) -> None:
     """Apply one event to both views."""
     tx.add_audit(audit_row(event))
     episode_id = str(event.originator_id)
-    if isinstance(event, events.Assessed):
+    if isinstance(event, Assessed):
         tx.save_episode(assessed_row(event))
         return
     row = tx.episode(episode_id)
@@ -44,10 +54,8 @@ def project(event: events.EpisodeEvent, tx: ViewTransaction) -> None:
     tx.save_episode(row)
 
 
-def audit_row(event: events.EpisodeEvent) -> AuditRow:
-    corrects = (
-        int(event.payload["target_version"]) if isinstance(event, events.EntryCorrected) else None
-    )
+def audit_row(event: EpisodeEvent) -> AuditRow:
+    corrects = int(event.payload["target_version"]) if isinstance(event, EntryCorrected) else None
     return AuditRow(
         episode_id=str(event.originator_id),
         version=event.originator_version,
@@ -64,7 +72,7 @@ def audit_row(event: events.EpisodeEvent) -> AuditRow:
     )
 
 
-def assessed_row(event: events.EpisodeEvent) -> EpisodeRow:
+def assessed_row(event: EpisodeEvent) -> EpisodeRow:
     timezone = event.payload["program_timezone"]
     born = date.fromisoformat(event.payload["birth_date"])
     age = age_on(born, local(event.occurred_at, timezone).date())
@@ -86,21 +94,19 @@ def assessed_row(event: events.EpisodeEvent) -> EpisodeRow:
     )
 
 
-def _schedule_change(
-    event: events.EpisodeEvent, row: EpisodeRow, tx: ViewTransaction
-) -> EpisodeRow:
-    if isinstance(event, events.PlanCreated):
+def _schedule_change(event: EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) -> EpisodeRow:
+    if isinstance(event, PlanCreated):
         return _planned(event, row)
-    if isinstance(event, events.StepDown):
+    if isinstance(event, StepDown):
         return _stepped_down(event, row, tx)
-    if isinstance(event, events.Discharged):
+    if isinstance(event, Discharged):
         return dataclasses.replace(
             row,
             status="discharged",
             discharged_at=canonical_time(event.occurred_at),
             discharge_reason=int(event.payload["reason"]),
         )
-    if isinstance(event, events.EntryCorrected):
+    if isinstance(event, EntryCorrected):
         _corrected(event, row, tx)
         return row
     entry = care_entry(event, row)
@@ -110,7 +116,7 @@ def _schedule_change(
     return row
 
 
-def _planned(event: events.EpisodeEvent, row: EpisodeRow) -> EpisodeRow:
+def _planned(event: EpisodeEvent, row: EpisodeRow) -> EpisodeRow:
     hours = event.payload["weekly_hours"]
     started = canonical_time(event.occurred_at)
     return dataclasses.replace(
@@ -126,7 +132,7 @@ def _planned(event: events.EpisodeEvent, row: EpisodeRow) -> EpisodeRow:
     )
 
 
-def _stepped_down(event: events.EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) -> EpisodeRow:
+def _stepped_down(event: EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) -> EpisodeRow:
     payload = event.payload
     policy = payload.get("policy")
     tx.add_step_down(
@@ -153,7 +159,7 @@ def _stepped_down(event: events.EpisodeEvent, row: EpisodeRow, tx: ViewTransacti
 
 
 def care_entry(
-    event: events.EpisodeEvent,
+    event: EpisodeEvent,
     row: EpisodeRow,
     payload: dict[str, Any] | None = None,
 ) -> EntryRow | None:
@@ -161,11 +167,11 @@ def care_entry(
     body = event.payload if payload is None else payload
     week = iso_week(event.occurred_at, row.program_timezone)
     episode_id, version = row.episode_id, event.originator_version
-    if isinstance(event, events.SessionAttended):
+    if isinstance(event, SessionAttended):
         item, minutes = f"session:{body['modality']}", int(body["minutes"])
-    elif isinstance(event, events.MedicationDispensed):
+    elif isinstance(event, MedicationDispensed):
         item, minutes = "dose", 0
-    elif isinstance(event, events.ScreenResulted):
+    elif isinstance(event, ScreenResulted):
         prescribed = _json_list(row.medications)
         item, minutes = f"screen:{screen_meaning(body['results'], prescribed)}", 0
     else:
@@ -173,7 +179,7 @@ def care_entry(
     return EntryRow(episode_id, version, week, item, minutes)
 
 
-def _corrected(event: events.EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) -> None:
+def _corrected(event: EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) -> None:
     target = int(event.payload["target_version"])
     before = tx.entry(row.episode_id, target)
     if before is None or before.voided:

@@ -8,7 +8,7 @@ decimal strings, flags are integers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
@@ -23,6 +23,8 @@ TABLES = {
 
 class Cursor(Protocol):
     def execute(self, statement: Any, params: Any = ..., /) -> Any: ...
+
+    def executemany(self, statement: Any, params: Any, /) -> Any: ...
 
     def fetchall(self) -> Any: ...
 
@@ -78,8 +80,20 @@ def _columns(row_type: type[Any]) -> list[str]:
     return [field.name for field in fields(row_type)]
 
 
+_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _names(row_type: type[Any]) -> tuple[str, ...]:
+    names = _NAMES.get(row_type)
+    if names is None:
+        names = _NAMES[row_type] = tuple(field.name for field in fields(row_type))
+    return names
+
+
 def _values(row: Any) -> tuple[Any, ...]:
-    return tuple(int(v) if isinstance(v, bool) else v for v in astuple(row))
+    # dataclasses.astuple deep-copies every value; these rows hold only scalars.
+    values = (getattr(row, name) for name in _names(type(row)))
+    return tuple(int(v) if isinstance(v, bool) else v for v in values)
 
 
 def _upsert(table: str, row_type: type[Any], keys: Sequence[str]) -> str:
@@ -119,53 +133,87 @@ def _row(row_type: type[Any], record: Any) -> Any:
 
 
 class SqlViewTransaction:
-    """``ViewTransaction`` over one open database transaction."""
+    """``ViewTransaction`` that buffers a batch in memory and writes it with ``executemany``.
+
+    Reads fall through to the open database transaction on a miss, so rows
+    written by earlier batches are seen; ``flush`` writes everything this
+    batch changed, before the tracking row, in the same transaction.
+    """
 
     def __init__(self, cursor: Cursor, dialect: Dialect) -> None:
         self.cursor = cursor
         self.dialect = dialect
-        self.statements = {
-            name: dialect.sql(statement)
-            for name, statement in (
-                ("episode", "SELECT * FROM {episodes} WHERE episode_id = ?"),
-                (
-                    "entry",
-                    "SELECT * FROM {entries} WHERE episode_id = ? AND version = ?",
+        self.episodes: dict[str, EpisodeRow | None] = {}
+        self.changed_episodes: set[str] = set()
+        self.entries: dict[tuple[str, int], EntryRow | None] = {}
+        self.changed_entries: set[tuple[str, int]] = set()
+        self.activity: dict[tuple[str, str, str], list[int]] = {}
+        self.step_downs: list[StepDownRow] = []
+        self.audit: list[AuditRow] = []
+
+    def prefetch(self, episode_ids: Iterable[str]) -> None:
+        """Read the batch's episodes in one query."""
+        wanted = sorted(set(episode_ids) - set(self.episodes))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            self.cursor.execute(
+                self.dialect.sql(
+                    "SELECT * FROM {episodes} WHERE episode_id IN "
+                    f"({', '.join('?' for _ in chunk)})"
                 ),
-                ("save_episode", UPSERT_EPISODE),
-                ("save_entry", UPSERT_ENTRY),
-                ("add_activity", ADD_ACTIVITY),
-                ("add_step_down", INSERT_STEP_DOWN),
-                ("add_audit", INSERT_AUDIT),
+                tuple(chunk),
             )
-        }
+            found = {r["episode_id"]: _row(EpisodeRow, r) for r in self.cursor.fetchall()}
+            for episode_id in chunk:
+                self.episodes[episode_id] = found.get(episode_id)
 
     def episode(self, episode_id: str) -> EpisodeRow | None:
-        self.cursor.execute(self.statements["episode"], (episode_id,))
-        record = self.cursor.fetchone()
-        return None if record is None else _row(EpisodeRow, record)
+        if episode_id not in self.episodes:
+            self.prefetch([episode_id])
+        return self.episodes[episode_id]
 
     def save_episode(self, row: EpisodeRow) -> None:
-        self.cursor.execute(self.statements["save_episode"], _values(row))
+        self.episodes[row.episode_id] = row
+        self.changed_episodes.add(row.episode_id)
 
     def entry(self, episode_id: str, version: int) -> EntryRow | None:
-        self.cursor.execute(self.statements["entry"], (episode_id, version))
-        record = self.cursor.fetchone()
-        return None if record is None else _row(EntryRow, record)
+        key = (episode_id, version)
+        if key not in self.entries:
+            self.cursor.execute(
+                self.dialect.sql("SELECT * FROM {entries} WHERE episode_id = ? AND version = ?"),
+                key,
+            )
+            record = self.cursor.fetchone()
+            self.entries[key] = None if record is None else _row(EntryRow, record)
+        return self.entries[key]
 
     def save_entry(self, row: EntryRow) -> None:
-        self.cursor.execute(self.statements["save_entry"], _values(row))
+        key = (row.episode_id, row.version)
+        self.entries[key] = row
+        self.changed_entries.add(key)
 
     def add_activity(self, episode_id: str, week: str, item: str, count: int, minutes: int) -> None:
-        self.cursor.execute(
-            self.statements["add_activity"], (episode_id, week, item, count, minutes)
-        )
+        totals = self.activity.setdefault((episode_id, week, item), [0, 0])
+        totals[0] += count
+        totals[1] += minutes
 
     def add_step_down(self, row: StepDownRow) -> None:
-        self.cursor.execute(self.statements["add_step_down"], _values(row))
+        self.step_downs.append(row)
 
     def add_audit(self, row: AuditRow) -> None:
-        self.cursor.execute(self.statements["add_audit"], _values(row))
+        self.audit.append(row)
+
+    def flush(self) -> None:
+        writes: list[tuple[str, list[tuple[Any, ...]]]] = [
+            (UPSERT_EPISODE, [_values(self.episodes[k]) for k in sorted(self.changed_episodes)]),
+            (UPSERT_ENTRY, [_values(self.entries[k]) for k in sorted(self.changed_entries)]),
+            (ADD_ACTIVITY, [(*key, c, m) for key, (c, m) in sorted(self.activity.items())]),
+            (INSERT_STEP_DOWN, [_values(row) for row in self.step_downs]),
+            (INSERT_AUDIT, [_values(row) for row in self.audit]),
+        ]
+        for statement, rows in writes:
+            if rows:
+                self.cursor.executemany(self.dialect.sql(statement), rows)
 
 
 class SqlQueries:

@@ -90,8 +90,10 @@ class SqlViewsMixin(EpisodeViews, ABC):
     def project(self, events: Sequence[EpisodeEvent], tracking: Tracking) -> None:
         with self._transaction(commit=True) as cursor:
             view = SqlViewTransaction(cursor, self.dialect)
+            view.prefetch(str(event.originator_id) for event in events)
             for event in events:
                 project(event, view)
+            view.flush()
             self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]  # both bases have it
 
     def reset(self) -> None:
