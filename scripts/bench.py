@@ -206,7 +206,7 @@ def b3(folder: Path) -> Result:
         ratio,
         "<= 3",
         ratio <= 3,
-        "snapshots every 50 entries",
+        "snapshots every 20 entries",
     )
 
 

@@ -216,15 +216,21 @@ def test_unknown_episode_is_reported(service):
 
 
 def test_long_episode_loads_from_a_snapshot(sqlite_url):
-    """After 50 entries a snapshot is taken and used to load the episode."""
+    """Crossing each 20th entry snapshots the episode as it stands; loads start there."""
     clock = SimulatedClock(START)
     with EpisodeService(sqlite_url, clock=clock) as service:
         episode_id = active_episode(service, clock)
         now = advance(clock, hours=1)
         service.record_roster([factories.session(episode_id, now, minutes=30)] * 60)
+        for _ in range(18):
+            service.record_session(factories.session(episode_id, now, minutes=30))
         assert service.snapshots is not None
         snapshots = list(service.snapshots.get(episode_id))
-        assert [s.originator_version for s in snapshots] == [50]
+        assert [s.originator_version for s in snapshots] == [62, 80]
         assert snapshots[0].timestamp == now  # the clock's, not the machine's
     with EpisodeService(sqlite_url, clock=clock) as fresh:
-        assert fresh.episode(episode_id).version == 62
+        assert fresh.episode(episode_id).version == 80
+        assert (
+            fresh.repository.get(episode_id).__dict__["chain"]
+            == list(fresh.history(episode_id))[-1].chain
+        )

@@ -40,7 +40,7 @@ EPISODE_NAMESPACE = UUID("6f1f8c1e-3b7a-5d0e-9a53-2f4c7b1d9e10")
 """uuid5 namespace of episode ids derived from an assessment's command_id."""
 
 LOG = logging.getLogger(__name__)
-SNAPSHOT_INTERVAL = 50
+SNAPSHOT_INTERVAL = 20
 MAX_ATTEMPTS = 5
 
 C = TypeVar("C", bound=commands.Command)
@@ -194,24 +194,27 @@ class EpisodeService(Application[UUID]):
         given; these are always Episodes, so their events go straight to the
         event store.
         """
-        new_events = [event for episode in episodes for event in episode.collect_events()]
-        self.events.put(new_events)
-        if self.repository.cache is not None:
-            for episode in episodes:
+        pending = {episode.id: episode.collect_events() for episode in episodes}
+        self.events.put([event for events in pending.values() for event in events])
+        for episode in episodes:
+            if self.repository.cache is not None:
                 self.repository.cache.put(episode.id, episode)
-        for event in new_events:
-            if event.originator_version % SNAPSHOT_INTERVAL == 0:
-                self._snapshot(event.originator_id, event.originator_version)
+            first = pending[episode.id][0].originator_version if pending[episode.id] else 0
+            if first and (first - 1) // SNAPSHOT_INTERVAL != episode.version // SNAPSHOT_INTERVAL:
+                self._snapshot(episode)
 
-    def _snapshot(self, episode_id: UUID, version: int) -> None:
-        # Snapshots only speed up loading. The events are committed by now, so
-        # a failed snapshot must not turn a stored command into an error.
+    def _snapshot(self, episode: Episode) -> None:
+        """Snapshot the episode as it now stands, without reading it back.
+
+        Snapshots only speed up loading. The events are committed by now, so
+        a failed snapshot must not turn a stored command into an error.
+        """
+        if self.snapshots is None:
+            return
         try:
-            self.take_snapshot(episode_id, version)
+            self.snapshots.put([Episode.Snapshot.take(episode)])
         except Exception:
-            LOG.exception(
-                "snapshot of %s at %s not taken; it loads from events", episode_id, version
-            )
+            LOG.exception("snapshot of %s not taken; it loads from its events", episode.id)
 
     def _check_store_key(self) -> None:
         """Fail at start-up, not mid-command, when the key cannot read the store."""
