@@ -23,6 +23,7 @@ from eventsourcing.persistence import (
     MapperDeserialisationError,
 )
 
+from iop_episodes import pglocks
 from iop_episodes.clock import Clock, SystemClock
 from iop_episodes.domain import commands, errors
 from iop_episodes.domain.episode import Episode, Receipt
@@ -72,8 +73,16 @@ class EpisodeService(Application[UUID]):
         self.store = parse_store(store_url(store))
         self.clock: Clock = clock or SystemClock()
         self.program_timezone = program_timezone(timezone)
+        # Processes starting at once on one PostgreSQL store would race to
+        # create its tables ("tuple concurrently updated"): take turns.
+        starting = (
+            pglocks.held(self.store.env, "create-tables")
+            if self.store.backend == "postgresql"
+            else contextlib.nullcontext()
+        )
         try:
-            super().__init__({**self.store.env, **protection_env(), **(env or {})})
+            with starting:
+                super().__init__({**self.store.env, **protection_env(), **(env or {})})
         except ValueError as error:
             raise errors.StoreKeyError(
                 f"IOP_CIPHER_KEY is not a base64 AES key of 16, 24 or 32 bytes: {error}"

@@ -27,7 +27,9 @@ class Store:
 
     @property
     def backend(self) -> str:
-        return self.url.split(":", 1)[0]
+        """``memory``, ``sqlite`` or ``postgresql``."""
+        scheme = self.url.split(":", 1)[0]
+        return "postgresql" if scheme == "postgres" else scheme
 
 
 def store_url(explicit: str | None = None) -> str:

@@ -11,7 +11,6 @@ the next run sweeps again; the sweep's idempotence makes that safe.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import sqlite3
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from iop_episodes.domain.canonical import canonical_time
+from iop_episodes.pglocks import connect, lock_key
 from iop_episodes.settings import Store
 
 NODE = f"{os.uname().nodename}:{os.getpid()}"
@@ -109,21 +109,10 @@ class PostgresSweepGuard:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.schema = env.get("POSTGRES_SCHEMA") or "public"
-        digest = hashlib.sha256(f"iop-sweep:{env['POSTGRES_DBNAME']}:{self.schema}".encode())
-        self.key = int.from_bytes(digest.digest()[:8], "big", signed=True)
+        self.key = lock_key(env, "sweep")
 
     def _connect(self) -> Any:
-        import psycopg  # noqa: PLC0415  (the driver is an optional extra)
-
-        return psycopg.connect(
-            host=self.env["POSTGRES_HOST"],
-            port=int(self.env["POSTGRES_PORT"]),
-            dbname=self.env["POSTGRES_DBNAME"],
-            user=self.env["POSTGRES_USER"],
-            password=self.env.get("POSTGRES_PASSWORD") or None,
-            autocommit=True,
-            connect_timeout=10,
-        )
+        return connect(self.env)
 
     def _table(self) -> str:
         return f'"{self.schema}".iop_sweep_runs'
