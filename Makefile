@@ -21,4 +21,4 @@ lint: $(STAMP)
 	$(BIN)/mypy src projections
 
 test: lint
-	$(BIN)/pytest -n 2 --durations=10
+	$(BIN)/pytest -n 2 -rP --durations=10

@@ -10,7 +10,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from iop_episodes.domain.catalog import (
     AftercareKind,
@@ -84,13 +84,16 @@ class PlanCreated(Model):
     certifying_physician_id: Reference | None = None
     detox_completed_on: date | None = None
 
-    @model_validator(mode="after")
-    def _breakdown_adds_up(self) -> PlanCreated:
-        if self.modality_hours and sum(self.modality_hours.values()) != self.weekly_hours:
-            total = sum(self.modality_hours.values())
-            msg = f"modality_hours must add up to weekly_hours ({total} != {self.weekly_hours})"
+    @field_validator("modality_hours")
+    @classmethod
+    def _breakdown_adds_up(
+        cls, breakdown: dict[Modality, Decimal], info: ValidationInfo
+    ) -> dict[Modality, Decimal]:
+        weekly = info.data.get("weekly_hours")
+        if breakdown and weekly is not None and sum(breakdown.values()) != weekly:
+            msg = f"must add up to weekly_hours ({sum(breakdown.values())} != {weekly})"
             raise ValueError(msg)
-        return self
+        return breakdown
 
 
 class SessionAttended(Model):
@@ -165,14 +168,18 @@ class EntryCorrected(Model):
     target_version: Annotated[int, Field(ge=1)]
     action: Literal["void", "amend"]
     reason: Reason
-    amended: dict[str, object] | None = None
+    amended: dict[str, object] | None = Field(default=None, validate_default=True)
 
-    @model_validator(mode="after")
-    def _amend_carries_replacement(self) -> EntryCorrected:
-        if self.action == "amend" and self.amended is None:
+    @field_validator("amended")
+    @classmethod
+    def _amend_carries_replacement(
+        cls, amended: dict[str, object] | None, info: ValidationInfo
+    ) -> dict[str, object] | None:
+        action = info.data.get("action")
+        if action == "amend" and amended is None:
             msg = "an amend correction needs the amended payload"
             raise ValueError(msg)
-        if self.action == "void" and self.amended is not None:
+        if action == "void" and amended is not None:
             msg = "a void correction carries no amended payload"
             raise ValueError(msg)
-        return self
+        return amended
