@@ -20,6 +20,7 @@ from eventsourcing.utils import Environment
 
 from iop_episodes.domain.events import EpisodeEvent
 from iop_episodes.service import EpisodeService
+from projections.sealing import Sealer
 from projections.views import (
     UPSTREAM,
     EpisodeViews,
@@ -45,7 +46,10 @@ def open_views(service: EpisodeService) -> EpisodeViews:
     factory = InfrastructureFactory.construct(
         Environment("EpisodeViews", {**service.store.env, "CREATE_TABLE": "y"})
     )
-    return cast("EpisodeViews", factory.tracking_recorder(view_class))
+    views = cast("SQLiteEpisodeViews | PostgresEpisodeViews", factory.tracking_recorder(view_class))
+    if service.mapper.cipher is not None:
+        views.seal_with(Sealer(service.mapper.cipher))
+    return views
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ decimal strings, flags are integers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
+from projections.sealing import SEALED_COLUMNS, Sealer
 
 TABLES = {
     "episodes": EpisodeRow,
@@ -35,6 +36,23 @@ class Cursor(Protocol):
 class Dialect:
     placeholder: str  # "?" or "%s"
     prefix: str  # "iop_" or "schema.iop_"
+    sealer: Sealer = field(default_factory=Sealer)
+
+    def values(self, row: Any) -> tuple[Any, ...]:
+        """A row's column values for writing, sensitive ones sealed."""
+        sealed = SEALED_COLUMNS.get(type(row).__name__, frozenset())
+        return tuple(
+            self.sealer.seal(value) if name in sealed else value
+            for name, value in zip(_names(type(row)), _values(row), strict=True)
+        )
+
+    def row(self, row_type: type[Any], record: Any) -> Any:
+        """A row read back, sensitive columns opened."""
+        row = _row(row_type, record)
+        sealed = SEALED_COLUMNS.get(row_type.__name__)
+        if not sealed or self.sealer.cipher is None:
+            return row
+        return replace(row, **{name: self.sealer.open(getattr(row, name)) for name in sealed})
 
     def table(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -126,9 +144,9 @@ ADD_ACTIVITY = (
 
 def _row(row_type: type[Any], record: Any) -> Any:
     values = {name: record[name] for name in _columns(row_type)}
-    for field in fields(row_type):
-        if field.type == "bool":
-            values[field.name] = bool(values[field.name])
+    for column in fields(row_type):
+        if column.type == "bool":
+            values[column.name] = bool(values[column.name])
     return row_type(**values)
 
 
@@ -163,7 +181,9 @@ class SqlViewTransaction:
                 ),
                 tuple(chunk),
             )
-            found = {r["episode_id"]: _row(EpisodeRow, r) for r in self.cursor.fetchall()}
+            found = {
+                r["episode_id"]: self.dialect.row(EpisodeRow, r) for r in self.cursor.fetchall()
+            }
             for episode_id in chunk:
                 self.episodes[episode_id] = found.get(episode_id)
 
@@ -184,7 +204,7 @@ class SqlViewTransaction:
                 key,
             )
             record = self.cursor.fetchone()
-            self.entries[key] = None if record is None else _row(EntryRow, record)
+            self.entries[key] = None if record is None else self.dialect.row(EntryRow, record)
         return self.entries[key]
 
     def save_entry(self, row: EntryRow) -> None:
@@ -204,12 +224,13 @@ class SqlViewTransaction:
         self.audit.append(row)
 
     def flush(self) -> None:
+        seal = self.dialect.values
         writes: list[tuple[str, list[tuple[Any, ...]]]] = [
-            (UPSERT_EPISODE, [_values(self.episodes[k]) for k in sorted(self.changed_episodes)]),
-            (UPSERT_ENTRY, [_values(self.entries[k]) for k in sorted(self.changed_entries)]),
+            (UPSERT_EPISODE, [seal(self.episodes[k]) for k in sorted(self.changed_episodes)]),
+            (UPSERT_ENTRY, [seal(self.entries[k]) for k in sorted(self.changed_entries)]),
             (ADD_ACTIVITY, [(*key, c, m) for key, (c, m) in sorted(self.activity.items())]),
-            (INSERT_STEP_DOWN, [_values(row) for row in self.step_downs]),
-            (INSERT_AUDIT, [_values(row) for row in self.audit]),
+            (INSERT_STEP_DOWN, [seal(row) for row in self.step_downs]),
+            (INSERT_AUDIT, [seal(row) for row in self.audit]),
         ]
         for statement, rows in writes:
             if rows:
@@ -232,7 +253,7 @@ class SqlQueries:
             statement += f" WHERE episode_id IN ({', '.join('?' for _ in ids)})"
             params = tuple(ids)
         cursor.execute(self.dialect.sql(statement + " ORDER BY episode_id"), params)
-        return [_row(EpisodeRow, record) for record in cursor.fetchall()]
+        return [self.dialect.row(EpisodeRow, record) for record in cursor.fetchall()]
 
     def activity(
         self, cursor: Cursor, episode_id: str | None, weeks: Sequence[str] | None
@@ -260,14 +281,14 @@ class SqlQueries:
             statement += " WHERE episode_id = ?"
             params = (episode_id,)
         cursor.execute(self.dialect.sql(statement + " ORDER BY episode_id, version"), params)
-        return [_row(StepDownRow, record) for record in cursor.fetchall()]
+        return [self.dialect.row(StepDownRow, record) for record in cursor.fetchall()]
 
     def audit(self, cursor: Cursor, episode_id: str) -> list[AuditRow]:
         cursor.execute(
             self.dialect.sql("SELECT * FROM {audit} WHERE episode_id = ? ORDER BY version"),
             (episode_id,),
         )
-        return [_row(AuditRow, record) for record in cursor.fetchall()]
+        return [self.dialect.row(AuditRow, record) for record in cursor.fetchall()]
 
     def audit_links(self, cursor: Cursor) -> dict[str, list[tuple[int, str]]]:
         cursor.execute(
@@ -281,13 +302,17 @@ class SqlQueries:
         return links
 
     def dump(self, cursor: Cursor) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row, sensitive columns opened, so two dumps compare by content."""
         tables = {}
         for name, key in KEYS.items():
             cursor.execute(self.dialect.sql(f"SELECT * FROM {{{name}}} ORDER BY {key}"))
-            tables[name] = [
-                tuple(record.values()) if isinstance(record, dict) else tuple(record)
-                for record in cursor.fetchall()
-            ]
+            records = cursor.fetchall()
+            if name in TABLES:
+                tables[name] = [_values(self.dialect.row(TABLES[name], r)) for r in records]
+            else:
+                tables[name] = [
+                    tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in records
+                ]
         return tables
 
 

@@ -11,7 +11,7 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import astuple
+from dataclasses import astuple, replace
 from typing import Any
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
@@ -22,6 +22,7 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 from iop_episodes.domain.events import EpisodeEvent
 from projections.projector import project
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
+from projections.sealing import Sealer
 from projections.sql import (
     Cursor,
     Dialect,
@@ -79,6 +80,11 @@ class SqlViewsMixin(EpisodeViews, ABC):
 
     dialect: Dialect
     queries: SqlQueries
+
+    def seal_with(self, sealer: Sealer) -> None:
+        """Store sensitive columns encrypted (the store has a cipher)."""
+        self.dialect = replace(self.dialect, sealer=sealer)
+        self.queries = SqlQueries(self.dialect)
 
     @abstractmethod
     @contextmanager

@@ -14,6 +14,8 @@ from iop_episodes.domain import errors
 from iop_episodes.integrity import verify_episode
 from iop_episodes.service import EpisodeService
 from iop_episodes.settings import StoreUrlError, parse_store
+from projections import audit
+from projections.runner import ViewRunner
 from tests import factories
 from tests.helpers import active_episode, advance
 
@@ -94,6 +96,11 @@ def cipher_key(monkeypatch: pytest.MonkeyPatch) -> str:
     return key
 
 
+def everything_written(folder: Path) -> bytes:
+    """The database file and its write-ahead log, as an attacker with the disk sees them."""
+    return b"".join(path.read_bytes() for path in sorted(folder.glob("iop.db*")))
+
+
 def write_sensitive_episode(url: str, clock) -> None:
     with EpisodeService(url, clock=clock) as service:
         episode_id = active_episode(service, clock, medications=["methadone"])
@@ -106,7 +113,7 @@ def write_sensitive_episode(url: str, clock) -> None:
 def test_encryption_leaves_no_plaintext_in_the_sqlite_file(sqlite_url, tmp_path, clock):
     """With IOP_CIPHER_KEY set, client reference and medication are not in the file."""
     write_sensitive_episode(sqlite_url, clock)
-    raw = (tmp_path / "iop.db").read_bytes()
+    raw = everything_written(tmp_path)
     for secret in (b"MRN-0001", b"methadone", b"Disclosed relapse", b"c.adams"):
         assert secret not in raw
 
@@ -114,7 +121,7 @@ def test_encryption_leaves_no_plaintext_in_the_sqlite_file(sqlite_url, tmp_path,
 def test_without_a_key_the_same_file_holds_plaintext(sqlite_url, tmp_path, clock):
     """The control for the test above: unencrypted stores are readable with SQL."""
     write_sensitive_episode(sqlite_url, clock)
-    assert b"MRN-0001" in (tmp_path / "iop.db").read_bytes()
+    assert b"MRN-0001" in everything_written(tmp_path)
 
 
 @pytest.mark.usefixtures("cipher_key")
@@ -141,3 +148,23 @@ def test_malformed_key_fails_at_start_up(sqlite_url, clock, monkeypatch):
     monkeypatch.setenv("IOP_CIPHER_KEY", "c2hvcnQ=")
     with pytest.raises(errors.StoreKeyError, match="16, 24 or 32 bytes"):
         EpisodeService(sqlite_url, clock=clock)
+
+
+@pytest.mark.usefixtures("cipher_key")
+def test_encrypted_store_keeps_clinical_text_out_of_the_view_tables(sqlite_url, tmp_path, clock):
+    """With a key, medication names, reasons, actor ids and payloads in the views are sealed."""
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        episode_id = active_episode(service, clock, medications=["methadone"])
+        now = advance(clock, hours=1)
+        service.record_session(factories.session(episode_id, now, note="Disclosed relapse."))
+        service.step_down(
+            factories.step_down(episode_id, advance(clock, days=28), reason="Stable in recovery.")
+        )
+        runner = ViewRunner(service)
+        runner.catch_up()
+        entries = audit.history(runner.views, str(episode_id))
+        assert entries[2].payload["note"] == "Disclosed relapse."  # readable with the key
+        assert entries[0].actor_id == "c.adams"
+    raw = everything_written(tmp_path)
+    for secret in (b"MRN-0001", b"methadone", b"Disclosed relapse", b"c.adams", b"Stable in"):
+        assert secret not in raw, secret
