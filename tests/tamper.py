@@ -84,3 +84,36 @@ def swap(url: str, episode_id: UUID, first: int, second: int) -> None:
             source,
         )
         assert changed == 1
+
+
+def insert_copy(url: str, episode_id: UUID, source: int, version: int) -> None:
+    """Forge an entry at ``version`` from a copy of entry ``source``."""
+    changed = execute(
+        url,
+        "INSERT INTO {table} (originator_id, originator_version, topic, state)"
+        " SELECT originator_id, ?, topic, state FROM {table}"
+        " WHERE originator_id = ? AND originator_version = ?",
+        "INSERT INTO {table} (originator_id, originator_version, topic, state)"
+        " SELECT originator_id, %s, topic, state FROM {table}"
+        " WHERE originator_id = %s AND originator_version = %s",
+        version,
+        key(url, episode_id),
+        source,
+    )
+    assert changed == 1
+
+
+def shift_up(url: str, episode_id: UUID, start: int, last: int) -> None:
+    """Move versions ``start..last`` up by one, making room for a forged entry."""
+    for version in range(last, start - 1, -1):
+        changed = execute(
+            url,
+            "UPDATE {table} SET originator_version = ?"
+            " WHERE originator_id = ? AND originator_version = ?",
+            "UPDATE {table} SET originator_version = %s"
+            " WHERE originator_id = %s AND originator_version = %s",
+            version + 1,
+            key(url, episode_id),
+            version,
+        )
+        assert changed == 1

@@ -115,3 +115,20 @@ def test_a_third_party_recomputes_every_chain_from_the_documented_form(raw_store
     tampered = run_third_party_script(raw_store)
     assert tampered.returncode == 1
     assert f"{episode_id} 4: chain mismatch" in tampered.stdout
+
+
+def test_an_appended_forged_entry_is_found(raw_store, clock):
+    """A copy of version 3 inserted as version 6 does not link to version 5."""
+    episode_id = five_entries(raw_store, clock)
+    tamper.insert_copy(raw_store, episode_id, 3, 6)
+    assert findings(raw_store, clock) == [(episode_id, 6, "chain-mismatch")]
+
+
+def test_an_entry_slipped_into_the_middle_is_found(raw_store, clock):
+    """Versions 3-5 moved up and a forged version 3 inserted: every moved link breaks."""
+    episode_id = five_entries(raw_store, clock)
+    tamper.shift_up(raw_store, episode_id, 3, 5)
+    tamper.insert_copy(raw_store, episode_id, 6, 3)  # old version 5, now at 3
+    found = findings(raw_store, clock)
+    assert (episode_id, 3, "chain-mismatch") in found
+    assert {v for _, v, _ in found} == {3, 4, 5, 6}
