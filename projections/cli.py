@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 from datetime import UTC, datetime
@@ -191,10 +192,9 @@ def cmd_projections(args: argparse.Namespace) -> int:
             return EXIT_OK
         if args.action == "run":
             stop = threading.Event()
-            try:
-                runner.run(stop, poll_seconds=args.poll)
-            except KeyboardInterrupt:
-                stop.set()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())  # finish the batch, then stop
+            runner.run(stop, poll_seconds=args.poll)
             return EXIT_OK
         work = runner.rebuild if args.action == "rebuild" else runner.catch_up
         projected = work(progress_printer(args.action))

@@ -9,13 +9,19 @@ last committed page.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from eventsourcing.persistence import InfrastructureFactory, Tracking
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    InterfaceError,
+    OperationalError,
+    Tracking,
+)
 from eventsourcing.utils import Environment
 
 from iop_episodes.domain.events import EpisodeEvent
@@ -29,6 +35,7 @@ from projections.views import (
     SQLiteEpisodeViews,
 )
 
+LOG = logging.getLogger(__name__)
 BATCH = 500
 Progress = Callable[[int, int], None]
 
@@ -105,7 +112,14 @@ class ViewRunner:
         return self.catch_up(progress)
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
-        """Catch up, then keep catching up until ``stop`` is set."""
+        """Catch up, then keep catching up until ``stop`` is set.
+
+        A database that is busy or briefly unreachable is logged and retried
+        on the next poll: each batch commits whole, so nothing is lost.
+        """
         while not stop.is_set():
-            self.catch_up()
+            try:
+                self.catch_up()
+            except (OperationalError, InterfaceError) as error:
+                LOG.warning("catch-up paused, retrying: %s", error)
             stop.wait(poll_seconds)

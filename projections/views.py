@@ -153,8 +153,23 @@ class SQLiteEpisodeViews(SQLiteTrackingRecorder, SqlViewsMixin):
 
     @contextmanager
     def _transaction(self, *, commit: bool) -> Iterator[Cursor]:
-        with self.datastore.transaction(commit=commit) as cursor:
-            yield cursor
+        if not commit:
+            with self.datastore.transaction(commit=False) as cursor:
+                yield cursor
+            return
+        # A batch reads before it writes. In a deferred transaction SQLite
+        # refuses that upgrade at once ("database is locked") when another
+        # process wrote meanwhile; taking the write lock first lets the busy
+        # timeout wait for it instead.
+        with self.datastore.get_connection(commit=True) as connection:
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
 
     def _delete_tracking_statement(self) -> tuple[Any, tuple[Any, ...]]:
         return ("DELETE FROM tracking WHERE application_name = ?", (UPSTREAM,))
