@@ -33,6 +33,7 @@ from projections.views import (
     MemoryEpisodeViews,
     PostgresEpisodeViews,
     SQLiteEpisodeViews,
+    ViewsMoved,
 )
 
 LOG = logging.getLogger(__name__)
@@ -92,16 +93,18 @@ class ViewRunner:
         done = 0
         head = self.service.recorder.max_notification_id() or 0
         while True:
-            page = self.service.recorder.select_notifications(
-                self.views.position() + 1, self.batch_size
-            )
+            after = self.views.position()
+            page = self.service.recorder.select_notifications(after + 1, self.batch_size)
             if not page:
                 return done
             batch = [
                 cast("EpisodeEvent", self.service.mapper.to_domain_event(notification))
                 for notification in page
             ]
-            self.views.project(batch, Tracking(UPSTREAM, page[-1].id))
+            try:
+                self.views.project(batch, Tracking(UPSTREAM, page[-1].id), after)
+            except ViewsMoved:
+                continue  # another runner projected these; carry on from where it got
             done += len(page)
             if progress is not None:
                 progress(page[-1].id, max(head, page[-1].id))

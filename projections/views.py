@@ -8,6 +8,7 @@ written in one transaction, so every event is projected exactly once.
 from __future__ import annotations
 
 import copy
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,12 +39,20 @@ UPSTREAM = "Episodes"
 Activity = tuple[str, str, str, int, int]
 
 
+class ViewsMoved(Exception):
+    """Another runner committed batches since this one read the position."""
+
+
 class EpisodeViews(TrackingRecorder, ABC):
     """Both views plus the position in the episode log they reflect."""
 
     @abstractmethod
-    def project(self, events: Sequence[EpisodeEvent], tracking: Tracking) -> None:
-        """Apply the events and record ``tracking``, all or nothing."""
+    def project(self, events: Sequence[EpisodeEvent], tracking: Tracking, after: int) -> None:
+        """Apply the events that follow position ``after`` and record ``tracking``.
+
+        All or nothing. Raises ``ViewsMoved`` when another runner has moved
+        the views past ``after`` meanwhile: the caller reads the position again.
+        """
 
     @abstractmethod
     def reset(self) -> None:
@@ -93,8 +102,11 @@ class SqlViewsMixin(EpisodeViews, ABC):
     @abstractmethod
     def _delete_tracking_statement(self) -> tuple[Any, tuple[Any, ...]]: ...
 
-    def project(self, events: Sequence[EpisodeEvent], tracking: Tracking) -> None:
+    def project(self, events: Sequence[EpisodeEvent], tracking: Tracking, after: int) -> None:
         with self._transaction(commit=True) as cursor:
+            moved = self._max_tracking_id(UPSTREAM, cursor) or 0  # type: ignore[attr-defined]  # both bases have it
+            if moved != after:
+                raise ViewsMoved(f"views at {moved}, batch follows {after}")
             view = SqlViewTransaction(cursor, self.dialect)
             view.prefetch(str(event.originator_id) for event in events)
             for event in events:
@@ -181,6 +193,8 @@ class PostgresEpisodeViews(PostgresTrackingRecorder, SqlViewsMixin):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.dialect = Dialect(placeholder="%s", prefix=f"{self.datastore.schema}.iop_")
+        digest = hashlib.sha256(f"iop:views:{self.datastore.schema}".encode()).digest()
+        self.batch_lock = int.from_bytes(digest[:8], "big", signed=True)
         self.queries = SqlQueries(self.dialect)
 
     def create_table(self) -> None:
@@ -192,6 +206,8 @@ class PostgresEpisodeViews(PostgresTrackingRecorder, SqlViewsMixin):
     @contextmanager
     def _transaction(self, *, commit: bool) -> Iterator[Cursor]:
         with self.datastore.transaction(commit=commit) as cursor:
+            if commit:  # one writing batch at a time per store, across processes
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.batch_lock,))
             yield cursor
 
     def _delete_tracking_statement(self) -> tuple[Any, tuple[Any, ...]]:
@@ -246,9 +262,11 @@ class MemoryEpisodeViews(POPOTrackingRecorder, EpisodeViews):
     def _empty() -> dict[str, dict[Any, Any]]:
         return {name: {} for name in ("episodes", "entries", "activity", "step_downs", "audit")}
 
-    def project(self, events: Sequence[EpisodeEvent], tracking: Tracking) -> None:
+    def project(self, events: Sequence[EpisodeEvent], tracking: Tracking, after: int) -> None:
         with self._database_lock:
-            self._assert_tracking_uniqueness(tracking)
+            moved = self._max_tracking_ids[UPSTREAM] or 0
+            if moved != after:
+                raise ViewsMoved(f"views at {moved}, batch follows {after}")
             working = copy.copy({name: dict(table) for name, table in self.tables.items()})
             view = MemoryViewTransaction(working)
             for event in events:

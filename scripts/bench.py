@@ -35,7 +35,7 @@ from eventsourcing.domain import Aggregate, event
 
 from iop_episodes.clock import SimulatedClock
 from iop_episodes.domain.canonical import chain_seed, next_link
-from iop_episodes.integrity import notifications, stored_state, verify_store
+from iop_episodes.integrity import entry_canonical, notifications, stored_state, verify_store
 from iop_episodes.service import SNAPSHOT_INTERVAL, EpisodeService
 from iop_episodes.stepdown import run_stepdown_sweep
 from projections.candidates import ScheduleCandidates
@@ -349,10 +349,8 @@ def b6(folder: Path) -> Result:
     for record in service.recorder.select_notifications(1, 10**9):
         state = stored_state(service, record)
         key = str(record.originator_id)
-        link_before = previous.get(key, chain_seed(key))
-        canonical.append((link_before, b""))
+        canonical.append((previous.get(key, chain_seed(key)), entry_canonical(record, state)))
         previous[key] = state["chain"]
-        canonical[-1] = (link_before, _canonical_bytes(record, state))
 
     def hashes_only() -> None:
         for link, data in canonical:
@@ -369,23 +367,6 @@ def b6(folder: Path) -> Result:
         ">= 0.50",
         ratio >= 0.50,
         f"{len(canonical) / engine:,.0f} entries/s vs {len(canonical) / baseline:,.0f}",
-    )
-
-
-def _canonical_bytes(record: Any, state: dict[str, Any]) -> bytes:
-    from iop_episodes.domain.canonical import canonical_time, entry_bytes  # noqa: PLC0415
-    from iop_episodes.integrity import event_type_of  # noqa: PLC0415
-
-    return entry_bytes(
-        episode_id=record.originator_id,
-        version=record.originator_version,
-        event_type=event_type_of(record.topic),
-        class_version=int(state.get("class_version", 1)),
-        recorded_at=canonical_time(state["timestamp"]),
-        occurred_at=canonical_time(state["occurred_at"]),
-        actor=state["actor"],
-        command_id=state["command_id"],
-        payload=state["payload"],
     )
 
 

@@ -247,3 +247,49 @@ def test_stepdown_run_after_the_demo_reports_and_a_rerun_adds_nothing(demo_url):
     dry = iop("stepdown", "run", "--store", demo_url, "--as-of", "2026-03-02T07:00", "--json")
     assert dry.returncode == 2
     assert "--as-of needs a timezone" in dry.stderr
+
+
+def assert_racing_catch_ups_project_each_event_once(url: str) -> None:
+    with EpisodeService(url) as service:
+        ViewRunner(service).views.reset()
+    runners = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "iop_episodes.cli",
+                "projections",
+                "catch-up",
+                "--store",
+                url,
+                "--batch",
+                "3",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for runner in runners:
+        _, err = runner.communicate(timeout=300)
+        assert runner.returncode == 0, err
+    with EpisodeService(url) as service:
+        runner = ViewRunner(service)
+        assert runner.status().lag == 0
+        together = runner.views.dump()
+        runner.rebuild()
+        assert runner.views.dump() == together
+
+
+@pytest.mark.slow
+def test_four_catch_ups_at_once_on_sqlite(demo_url):
+    """Four runners racing over one backlog: each event projected once, all succeed."""
+    assert_racing_catch_ups_project_each_event_once(demo_url)
+
+
+@pytest.mark.slow
+def test_four_catch_ups_at_once_on_postgres(postgres_url):
+    """The same on PostgreSQL."""
+    assert iop("demo", "--store", postgres_url, "--clients", "12", "--weeks", "8").returncode == 0
+    assert_racing_catch_ups_project_each_event_once(postgres_url)

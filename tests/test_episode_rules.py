@@ -15,6 +15,7 @@ from iop_episodes.clock import SimulatedClock
 from iop_episodes.domain import errors
 from iop_episodes.service import EpisodeService
 from tests import factories
+from tests.conftest import START
 from tests.helpers import active_episode, advance, open_episode, stored_count
 
 
@@ -539,12 +540,6 @@ def test_client_age_must_be_plausible(service, clock):
 
 def test_clock_must_not_go_back():
     """A simulated clock refuses to run backwards."""
-    clock = SimulatedClock(factories_now())
+    clock = SimulatedClock(START)
     with pytest.raises(ValueError, match="does not go back"):
-        clock.set(factories_now() - timedelta(seconds=1))
-
-
-def factories_now() -> Any:
-    from tests.conftest import START  # noqa: PLC0415  (one constant, one use)
-
-    return START
+        clock.set(START - timedelta(seconds=1))

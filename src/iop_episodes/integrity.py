@@ -62,9 +62,9 @@ def event_type_of(topic: str) -> str:
     return topic.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
 
 
-def entry_link(previous: str, record: StoredEvent, state: dict[str, Any]) -> str:
-    """The chain link a stored row should carry, given the link before it."""
-    canonical = entry_bytes(
+def entry_canonical(record: StoredEvent, state: dict[str, Any]) -> bytes:
+    """The canonical bytes of a stored row (docs/hash-chain.md)."""
+    return entry_bytes(
         episode_id=record.originator_id,
         version=record.originator_version,
         event_type=event_type_of(record.topic),
@@ -75,7 +75,11 @@ def entry_link(previous: str, record: StoredEvent, state: dict[str, Any]) -> str
         command_id=state["command_id"],
         payload=state["payload"],
     )
-    return next_link(previous, canonical)
+
+
+def entry_link(previous: str, record: StoredEvent, state: dict[str, Any]) -> str:
+    """The chain link a stored row should carry, given the link before it."""
+    return next_link(previous, entry_canonical(record, state))
 
 
 def verify_episode(service: EpisodeService, episode_id: UUID) -> list[Finding]:

@@ -246,7 +246,7 @@ class EpisodeService(Application[UUID]):
     ) -> Receipt:
         episode_id: UUID = command.episode_id  # type: ignore[attr-defined]  # every EpisodeCommand has it
         for _ in range(MAX_ATTEMPTS):
-            with self._locked([episode_id]):
+            with self._stripes[hash(episode_id) % len(self._stripes)]:
                 episode = self._load(episode_id)
                 try:
                     receipt = decide(episode, command, self.clock.now())

@@ -8,7 +8,7 @@ idempotency key (``command_id``). Validation errors name the field.
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 from pydantic import StringConstraints
@@ -47,6 +47,10 @@ class Command(Model):
         """The payload part, without validating again what was validated."""
         fields = {name: getattr(self, name) for name in self.payload_type.model_fields}
         return self.payload_type.model_construct(**fields)
+
+    def payload_json(self) -> dict[str, Any]:
+        """The payload part in canonical JSON form, straight from the command."""
+        return self.model_dump(mode="json", include=set(self.payload_type.model_fields))
 
     def digest(self) -> str:
         """SHA-256 of the command as received, less its command_id."""

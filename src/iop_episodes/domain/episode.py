@@ -194,7 +194,7 @@ class Episode(Aggregate):
         cmd: commands.EpisodeCommand,
         now: datetime,
         event_class: type[events.EpisodeEvent],
-        check: Callable[[Any], Model],
+        check: Callable[[Any], Model | None],
     ) -> Receipt:
         event_type = event_class.type_name()
         digest = cmd.digest() if cmd.command_id else None
@@ -213,7 +213,8 @@ class Episode(Aggregate):
                 f"episode {self.id} was discharged at {self.discharged_at}; "
                 f"{event_type} is not accepted after discharge"
             )
-        payload = check(cmd).model_dump(mode="json")
+        stored = check(cmd)  # None: the command's own payload is what is stored
+        payload = cmd.payload_json() if stored is None else stored.model_dump(mode="json")
         self._record(event_class, cmd, payload, digest, now)
         return Receipt(self.id, self.version)
 
@@ -249,7 +250,7 @@ class Episode(Aggregate):
 
     # ---- rules -------------------------------------------------------------
 
-    def _check_plan(self, cmd: commands.CreatePlan) -> Model:
+    def _check_plan(self, cmd: commands.CreatePlan) -> None:
         if self.has_plan:
             raise errors.PlanAlreadyCreated(
                 f"episode {self.id} already has the plan started {self.plan_started_at}"
@@ -268,21 +269,17 @@ class Episode(Aggregate):
                 "a Medicare IOP plan needs certifying_physician_id (physician "
                 "certification of at least 9 hours a week), got none"
             )
-        return cmd.payload()
 
-    def _check_care(self, cmd: commands.EpisodeCommand) -> Model:
+    def _check_care(self, cmd: commands.EpisodeCommand) -> None:
         self._require_plan(cmd)
-        return cmd.payload()
 
-    def _check_dose(self, cmd: commands.DispenseMedication) -> Model:
+    def _check_dose(self, cmd: commands.DispenseMedication) -> None:
         self._require_plan(cmd)
-        check_dose(cmd.payload(), self.medications)  # type: ignore[arg-type]  # DispenseMedication's payload
-        return cmd.payload()
+        check_dose(cmd, self.medications)
 
-    def _check_screen(self, cmd: commands.RecordScreen) -> Model:
+    def _check_screen(self, cmd: commands.RecordScreen) -> None:
         self._require_plan(cmd)
-        check_screen(cmd.payload())  # type: ignore[arg-type]  # RecordScreen's payload
-        return cmd.payload()
+        check_screen(cmd)
 
     def _check_step_down(self, cmd: commands.StepDownHours) -> Model:
         self._require_plan(cmd)
@@ -303,24 +300,22 @@ class Episode(Aggregate):
             to_level=level_for_hours(cmd.to_weekly_hours, self.age_group),
         )
 
-    def _check_discharge(self, cmd: commands.Discharge) -> Model:
+    def _check_discharge(self, cmd: commands.Discharge) -> None:
         if self.is_discharged:
             raise errors.AlreadyDischarged(
                 f"episode {self.id} was already discharged at {self.discharged_at} "
                 f"with TEDS reason {self.discharge_reason}"
             )
         self._require_after(cmd.occurred_at, self.assessed_at, "the assessment")
-        return cmd.payload()
 
-    def _check_aftercare(self, cmd: commands.ScheduleAftercare) -> Model:
+    def _check_aftercare(self, _cmd: commands.ScheduleAftercare) -> None:
         if not self.has_plan:
             raise errors.PlanRequired(
                 f"episode {self.id} has no plan; aftercare follows a plan",
                 field="episode_id",
             )
-        return cmd.payload()
 
-    def _check_correction(self, cmd: commands.CorrectEntry) -> Model:
+    def _check_correction(self, cmd: commands.CorrectEntry) -> Model | None:
         target = cmd.target_version
         if target > self.version:
             raise errors.CorrectionInvalid(
@@ -340,7 +335,7 @@ class Episode(Aggregate):
                 f"target_version {target} was already voided", field="target_version"
             )
         if cmd.action == "void":
-            return cmd.payload()
+            return None
         amended = self._validate_amendment(target_type, cmd.amended or {})
         return payloads.EntryCorrected(
             target_version=target,
