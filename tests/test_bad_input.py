@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,7 +18,7 @@ from iop_episodes.clock import SimulatedClock
 from iop_episodes.domain import errors
 from iop_episodes.service import EpisodeService
 from tests import factories
-from tests.conftest import START
+from tests.conftest import POSTGRES_SERVER, START, postgres_available
 from tests.helpers import active_episode, stored_count
 
 texts = {
@@ -102,15 +106,26 @@ def valid(method: str, service: EpisodeService, clock: SimulatedClock) -> dict[s
 @pytest.fixture(scope="module")
 def stores(
     tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, tuple[EpisodeService, SimulatedClock]]:
+) -> Iterator[dict[str, tuple[EpisodeService, SimulatedClock]]]:
+    """One store per backend for the whole module: nothing should ever be stored."""
+    urls = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path_factory.mktemp('bad') / 'b.db'}"}
+    schema = f"bad_{uuid.uuid4().hex[:10]}"
+    if postgres_available():
+        with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        urls["postgres"] = f"{POSTGRES_SERVER}?schema={schema}"
+    elif os.environ.get("IOP_REQUIRE_POSTGRES") == "1":
+        pytest.fail("IOP_REQUIRE_POSTGRES=1 but no PostgreSQL at 127.0.0.1:5432")
     made = {}
-    for name, url in (
-        ("memory", "memory://"),
-        ("sqlite", f"sqlite:///{tmp_path_factory.mktemp('bad') / 'bad.db'}"),
-    ):
+    for name, url in urls.items():
         clock = SimulatedClock(START)
         made[name] = (EpisodeService(url, clock=clock), clock)
-    return made
+    yield made
+    for service, _ in made.values():
+        service.close()
+    if "postgres" in urls:
+        with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def named(error: Exception, field: str) -> bool:

@@ -125,9 +125,16 @@ def test_four_writer_processes_on_postgres(postgres_url, tmp_path):
     assert_concurrent_writers_lose_and_double_nothing(postgres_url, tmp_path)
 
 
-def test_writer_killed_mid_roster_leaves_all_or_nothing(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def crash_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'r.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_writer_killed_mid_roster_leaves_all_or_nothing(crash_store):
     """SIGKILL during a 400-session roster: each roster stored whole or not at all."""
-    url = f"sqlite:///{tmp_path / 'r.db'}"
+    url = crash_store
     ids = shared_episodes(url)
     size = 400
     writer = subprocess.Popen(
