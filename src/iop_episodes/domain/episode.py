@@ -14,7 +14,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, Snapshot
+from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Snapshot as LibrarySnapshot
 from pydantic import ValidationError
 
 from iop_episodes.domain import commands, errors, events, payloads
@@ -64,7 +65,7 @@ class Receipt:
 class Episode(Aggregate):
     """A client's IOP treatment episode, created by its assessment."""
 
-    class Snapshot(Snapshot):
+    class Snapshot(LibrarySnapshot):
         """A snapshot stamped with its episode's last recording time, not a clock."""
 
         @classmethod
