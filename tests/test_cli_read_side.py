@@ -203,15 +203,19 @@ def kill_catch_up_part_way(url: str) -> int:
     return position
 
 
-def assert_restart_equals_rebuild(url: str) -> None:
-    kill_catch_up_part_way(url)
-    assert iop("projections", "catch-up", "--store", url).returncode == 0
+def assert_caught_up_views_equal_a_rebuild(url: str) -> None:
     with EpisodeService(url) as service:
         runner = ViewRunner(service)
         assert runner.status().lag == 0
-        resumed = runner.views.dump()
+        caught_up = runner.views.dump()
         runner.rebuild()
-        assert runner.views.dump() == resumed
+        assert runner.views.dump() == caught_up
+
+
+def assert_restart_equals_rebuild(url: str) -> None:
+    kill_catch_up_part_way(url)
+    assert iop("projections", "catch-up", "--store", url).returncode == 0
+    assert_caught_up_views_equal_a_rebuild(url)
 
 
 @pytest.mark.slow
@@ -274,12 +278,7 @@ def assert_racing_catch_ups_project_each_event_once(url: str) -> None:
     for runner in runners:
         _, err = runner.communicate(timeout=300)
         assert runner.returncode == 0, err
-    with EpisodeService(url) as service:
-        runner = ViewRunner(service)
-        assert runner.status().lag == 0
-        together = runner.views.dump()
-        runner.rebuild()
-        assert runner.views.dump() == together
+    assert_caught_up_views_equal_a_rebuild(url)
 
 
 @pytest.mark.slow
