@@ -7,8 +7,9 @@ decimal strings, flags are integers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 from typing import Any, Protocol
 
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
@@ -41,6 +42,8 @@ class Dialect:
     def values(self, row: Any) -> tuple[Any, ...]:
         """A row's column values for writing, sensitive ones sealed."""
         sealed = SEALED_COLUMNS.get(type(row).__name__, frozenset())
+        if self.sealer.cipher is None or not sealed:
+            return _values(row)
         return tuple(
             self.sealer.seal(value) if name in sealed else value
             for name, value in zip(_names(type(row)), _values(row), strict=True)
@@ -99,6 +102,7 @@ def _columns(row_type: type[Any]) -> list[str]:
 
 
 _NAMES: dict[type[Any], tuple[str, ...]] = {}
+_GETTERS: dict[type[Any], tuple[Callable[[Any], tuple[Any, ...]], tuple[int, ...]]] = {}
 
 
 def _names(row_type: type[Any]) -> tuple[str, ...]:
@@ -109,9 +113,20 @@ def _names(row_type: type[Any]) -> tuple[str, ...]:
 
 
 def _values(row: Any) -> tuple[Any, ...]:
-    # dataclasses.astuple deep-copies every value; these rows hold only scalars.
-    values = (getattr(row, name) for name in _names(type(row)))
-    return tuple(int(v) if isinstance(v, bool) else v for v in values)
+    """Column values in order, flags as integers (without astuple's deep copies)."""
+    plan = _GETTERS.get(type(row))
+    if plan is None:
+        names = _names(type(row))
+        flags = tuple(i for i, f in enumerate(fields(type(row))) if f.type == "bool")
+        plan = _GETTERS[type(row)] = (attrgetter(*names), flags)
+    getter, flags = plan
+    values: tuple[Any, ...] = getter(row)
+    if not flags:
+        return values
+    listed = list(values)
+    for index in flags:
+        listed[index] = int(listed[index])
+    return tuple(listed)
 
 
 def _upsert(table: str, row_type: type[Any], keys: Sequence[str]) -> str:
