@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from eventsourcing.persistence import (
     InfrastructureFactory,
+    IntegrityError,
     InterfaceError,
+    InternalError,
     OperationalError,
     Tracking,
+    TrackingRecorder,
 )
 from eventsourcing.utils import Environment
 
@@ -38,6 +42,7 @@ from projections.views import (
 
 LOG = logging.getLogger(__name__)
 BATCH = 500
+CREATE_ATTEMPTS = 5
 Progress = Callable[[int, int], None]
 
 _memory_views: weakref.WeakKeyDictionary[EpisodeService, MemoryEpisodeViews] = (
@@ -54,10 +59,29 @@ def open_views(service: EpisodeService) -> EpisodeViews:
     factory = InfrastructureFactory.construct(
         Environment("EpisodeViews", {**service.store.env, "CREATE_TABLE": "y"})
     )
-    views = cast("SQLiteEpisodeViews | PostgresEpisodeViews", factory.tracking_recorder(view_class))
+    views = cast("SQLiteEpisodeViews | PostgresEpisodeViews", _created(factory, view_class))
     if service.mapper.cipher is not None:
         views.seal_with(Sealer(service.mapper.cipher))
     return views
+
+
+def _created(factory: InfrastructureFactory[Any], view_class: type[Any]) -> TrackingRecorder:
+    """Create the view tables; processes starting together may race to do it.
+
+    The library's first tracking row (its table migration marker) is then
+    written twice and the loser sees an IntegrityError: by then the tables
+    exist, so the next attempt finds them.
+    """
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            created: TrackingRecorder = factory.tracking_recorder(view_class)
+        except (IntegrityError, OperationalError, InternalError):
+            if attempt == CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+        else:
+            return created
+    raise AssertionError  # unreachable: the loop returns or raises
 
 
 @dataclass(frozen=True)

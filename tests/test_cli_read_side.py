@@ -292,3 +292,32 @@ def test_four_catch_ups_at_once_on_postgres(postgres_url):
     """The same on PostgreSQL."""
     assert iop("demo", "--store", postgres_url, "--clients", "12", "--weeks", "8").returncode == 0
     assert_racing_catch_ups_project_each_event_once(postgres_url)
+
+
+def assert_processes_opening_the_views_together_all_start(url: str) -> None:
+    with EpisodeService(url) as service:  # the event tables exist; the view tables do not
+        assert service.recorder.max_notification_id() is None
+    starting = [
+        subprocess.Popen(
+            [sys.executable, "-m", "iop_episodes.cli", "projections", "status", "--store", url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    for process in starting:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+
+
+@pytest.mark.slow
+def test_processes_opening_the_views_together_all_start_on_sqlite(tmp_path):
+    """Six processes creating the view tables at once: none fails (found by the soak)."""
+    assert_processes_opening_the_views_together_all_start(f"sqlite:///{tmp_path / 'v.db'}")
+
+
+@pytest.mark.slow
+def test_processes_opening_the_views_together_all_start_on_postgres(postgres_url):
+    """The same on PostgreSQL."""
+    assert_processes_opening_the_views_together_all_start(postgres_url)
