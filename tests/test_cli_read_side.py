@@ -253,31 +253,26 @@ def test_stepdown_run_after_the_demo_reports_and_a_rerun_adds_nothing(demo_url):
     assert "--as-of needs a timezone" in dry.stderr
 
 
-def assert_racing_catch_ups_project_each_event_once(url: str) -> None:
-    with EpisodeService(url) as service:
-        ViewRunner(service).views.reset()
-    runners = [
+def run_at_once(count: int, *args: str) -> None:
+    """Start ``count`` identical ``iop`` processes together; every one must succeed."""
+    processes = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "iop_episodes.cli",
-                "projections",
-                "catch-up",
-                "--store",
-                url,
-                "--batch",
-                "3",
-            ],
+            [sys.executable, "-m", "iop_episodes.cli", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(4)
+        for _ in range(count)
     ]
-    for runner in runners:
-        _, err = runner.communicate(timeout=300)
-        assert runner.returncode == 0, err
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+
+
+def assert_racing_catch_ups_project_each_event_once(url: str) -> None:
+    with EpisodeService(url) as service:
+        ViewRunner(service).views.reset()
+    run_at_once(4, "projections", "catch-up", "--store", url, "--batch", "3")
     assert_caught_up_views_equal_a_rebuild(url)
 
 
@@ -297,18 +292,7 @@ def test_four_catch_ups_at_once_on_postgres(postgres_url):
 def assert_processes_opening_the_views_together_all_start(url: str) -> None:
     with EpisodeService(url) as service:  # the event tables exist; the view tables do not
         assert service.recorder.max_notification_id() is None
-    starting = [
-        subprocess.Popen(
-            [sys.executable, "-m", "iop_episodes.cli", "projections", "status", "--store", url],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(6)
-    ]
-    for process in starting:
-        _, err = process.communicate(timeout=120)
-        assert process.returncode == 0, err
+    run_at_once(6, "projections", "status", "--store", url)
 
 
 @pytest.mark.slow
