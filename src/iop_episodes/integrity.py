@@ -47,14 +47,19 @@ class Finding:
         return f"{where}: {self.problem}: {self.detail}"
 
 
-def stored_state(service: EpisodeService, record: StoredEvent) -> dict[str, Any]:
-    """The event's stored fields, decrypted and decoded but not upcast."""
+def plaintext(service: EpisodeService, record: StoredEvent) -> bytes:
+    """The row's state as the transcoder wrote it: decrypted and decompressed."""
     data = record.state
     if service.mapper.cipher is not None:
         data = service.mapper.cipher.decrypt(data)
     if service.mapper.compressor is not None:
         data = service.mapper.compressor.decompress(data)
-    state: dict[str, Any] = service.mapper.transcoder.decode(data)
+    return data
+
+
+def stored_state(service: EpisodeService, record: StoredEvent) -> dict[str, Any]:
+    """The event's stored fields, decrypted and decoded but not upcast."""
+    state: dict[str, Any] = service.mapper.transcoder.decode(plaintext(service, record))
     return state
 
 
@@ -158,13 +163,8 @@ def store_digest(service: EpisodeService) -> str:
     """SHA-256 over every stored event's position, identity, type and plaintext."""
     digest = hashlib.sha256()
     for record in notifications(service):
-        plaintext = record.state
-        if service.mapper.cipher is not None:
-            plaintext = service.mapper.cipher.decrypt(plaintext)
-        if service.mapper.compressor is not None:
-            plaintext = service.mapper.compressor.decompress(plaintext)
         digest.update(
             f"{record.originator_id}|{record.originator_version}|{record.topic}|".encode()
         )
-        digest.update(hashlib.sha256(plaintext).digest())
+        digest.update(hashlib.sha256(plaintext(service, record)).digest())
     return digest.hexdigest()
