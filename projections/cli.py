@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from iop_episodes.domain import errors
+from iop_episodes.domain.canonical import canonical_decimal as plain  # 9.50 -> "9.5"
 from iop_episodes.domain.weeks import iso_week
 from iop_episodes.service import EpisodeService
 from iop_episodes.settings import program_timezone, store_url
@@ -21,7 +22,6 @@ from projections.schedule import (
     EpisodeSchedule,
     ProgramRow,
     episode_schedule,
-    hours_text,
     program_schedule,
 )
 
@@ -63,15 +63,15 @@ def schedule_table(rows: list[ProgramRow], week: str) -> str:
     for row in rows:
         w = row.week
         lines.append(
-            f"{row.episode_id:<36}  {row.level:>5}  {hours_text(w.target_hours):>6}  "
-            f"{hours_text(w.attended_hours):>8}  {w.compliance:>10.0%}  {w.sessions:>8}  "
+            f"{row.episode_id:<36}  {row.level:>5}  {plain(w.target_hours):>6}  "
+            f"{plain(w.attended_hours):>8}  {w.compliance:>10.0%}  {w.sessions:>8}  "
             f"{w.doses_dispensed:>5}  {w.unexpected_positive_screens:>6}"
         )
     return "\n".join(lines)
 
 
 def episode_text(schedule: EpisodeSchedule) -> str:
-    plan = ", ".join(f"{k} {hours_text(v)}" for k, v in schedule.plan_modality_hours.items())
+    plan = ", ".join(f"{k} {plain(v)}" for k, v in schedule.plan_modality_hours.items())
     hours = (
         f"weekly hours {schedule.weekly_hours or '-'} (plan {schedule.plan_weekly_hours or '-'})"
     )
@@ -81,14 +81,14 @@ def episode_text(schedule: EpisodeSchedule) -> str:
         f"plan started {schedule.plan_started_at or '-'}",
     ]
     lines.extend(
-        f"step-down v{step.version} {step.week}: {hours_text(step.from_hours)} -> "
-        f"{hours_text(step.to_hours)} hours (level {step.to_level}) by {step.decided_by} "
+        f"step-down v{step.version} {step.week}: {plain(step.from_hours)} -> "
+        f"{plain(step.to_hours)} hours (level {step.to_level}) by {step.decided_by} "
         f"({step.decided_by_role}{', ' + step.policy if step.policy else ''}): {step.reason}"
         for step in schedule.taper
     )
     lines.extend(
-        f"{week.week}  target {hours_text(week.target_hours):>5}  attended "
-        f"{hours_text(week.attended_hours):>5}  {week.compliance:>5.0%}  sessions {week.sessions}"
+        f"{week.week}  target {plain(week.target_hours):>5}  attended "
+        f"{plain(week.attended_hours):>5}  {week.compliance:>5.0%}  sessions {week.sessions}"
         f"  doses {week.doses_dispensed}  negative {week.negative_screens}  unexpected+ "
         f"{week.unexpected_positive_screens}{'  (partial week)' if week.partial else ''}"
         for week in schedule.weeks

@@ -13,9 +13,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from iop_episodes.domain.canonical import canonical_decimal
 from iop_episodes.domain.payloads import WeekEvidence
-from iop_episodes.domain.policy import EpisodeStanding
+from iop_episodes.domain.policy import EpisodeStanding, week_target
 from iop_episodes.domain.values import Model
 from iop_episodes.domain.weeks import iso_week, next_week, previous_weeks
 from projections.rows import EpisodeRow, StepDownRow
@@ -86,11 +85,8 @@ class ProgramRow(Model):
 
 
 def target_for(week: str, row: EpisodeRow, steps: Sequence[StepDownRow]) -> Decimal:
-    hours = Decimal(row.plan_weekly_hours or 0)
-    for step in steps:
-        if step.week <= week:
-            hours = Decimal(step.to_hours)
-    return hours
+    plan_hours = Decimal(row.plan_weekly_hours or 0)
+    return week_target(week, plan_hours, ((s.week, Decimal(s.to_hours)) for s in steps))
 
 
 def _hours(minutes: int) -> Decimal:
@@ -272,7 +268,3 @@ def step_down_candidates(
         )
         candidates.append((row.episode_id, standing, evidence))
     return candidates
-
-
-def hours_text(hours: Decimal) -> str:
-    return canonical_decimal(hours)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from iop_episodes.domain.catalog import IOP_FLOOR, AgeGroup
 from iop_episodes.domain.payloads import WeekEvidence
-from iop_episodes.domain.policy import EpisodeStanding, StepDownSettings, decide
+from iop_episodes.domain.policy import EpisodeStanding, StepDownSettings, decide, week_target
 from iop_episodes.domain.weeks import iso_week, previous_weeks
 from tests.strategies import TIMEZONES, policy_inputs
 
@@ -93,3 +93,12 @@ def test_full_attendance_and_negative_screens_step_down_by_one_session_day():
     )
     assert [w.week for w in decision.evidence] == window
     assert decision.policy.id == "iop-taper"
+
+
+def test_a_weeks_target_counts_step_downs_from_their_own_week():
+    """Plan 12 h; down to 9 in W11 and 6 in W14: W10 12, W11 9, W13 9, W14 6."""
+    steps = [("2026-W11", Decimal(9)), ("2026-W14", Decimal(6))]
+    targets = [
+        week_target(w, Decimal(12), steps) for w in ("2026-W10", "2026-W11", "2026-W13", "2026-W14")
+    ]
+    assert targets == [12, 9, 9, 6]

@@ -14,6 +14,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime
@@ -142,12 +143,13 @@ class PostgresSweepGuard:
             )
 
 
-_memory_guards: dict[int, MemorySweepGuard] = {}
+# A memory store lives in its service object; so does its guard.
+_memory_guards: weakref.WeakKeyDictionary[object, MemorySweepGuard] = weakref.WeakKeyDictionary()
 
 
 def guard_for(store: Store, owner: object) -> SweepGuard:
     if store.backend == "sqlite":
         return SQLiteSweepGuard(store.env["SQLITE_DBNAME"])
     if store.backend == "memory":
-        return _memory_guards.setdefault(id(owner), MemorySweepGuard())
+        return _memory_guards.setdefault(owner, MemorySweepGuard())
     return PostgresSweepGuard(store.env)

@@ -15,7 +15,7 @@ it never reads a clock. The default rule (``iop-taper`` version 1):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -26,6 +26,21 @@ from iop_episodes.domain.catalog import IOP_FLOOR, AgeGroup, Level
 from iop_episodes.domain.payloads import PolicyRef, WeekEvidence
 from iop_episodes.domain.values import Hours, Model
 from iop_episodes.domain.weeks import iso_week, previous_weeks
+
+
+def week_target(
+    week: str, plan_hours: Decimal, step_downs: Iterable[tuple[str, Decimal]]
+) -> Decimal:
+    """A week's target: the plan's hours lowered by every step-down up to that week.
+
+    A step-down counts from the ISO week it happens in, so the policy never
+    judges a client against hours they no longer have.
+    """
+    hours = plan_hours
+    for step_week, to_hours in step_downs:
+        if step_week <= week:
+            hours = to_hours
+    return hours
 
 
 class StepDownSettings(Model):
