@@ -13,7 +13,7 @@ from uuid import UUID
 from iop_episodes.domain.canonical import canonical_time
 from iop_episodes.domain.state import EpisodeState
 from iop_episodes.domain.values import Model
-from iop_episodes.integrity import Finding, episode_ids, stored_state, verify_episode
+from iop_episodes.integrity import Finding, episode_ids, stored_link, verify_episode
 from iop_episodes.service import EpisodeService
 from projections.rows import AuditRow
 from projections.views import EpisodeViews
@@ -183,7 +183,7 @@ def _projection_findings(
         if view_chain is None:
             continue  # the view may lag the store; catch up before verifying
         try:
-            stored_chain = stored_state(service, record).get("chain")
+            stored_chain = stored_link(service, record)
         except Exception:  # noqa: BLE001  (verify_episode reports unreadable rows)
             stored_chain = view_chain
         if stored_chain != view_chain:

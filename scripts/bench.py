@@ -34,8 +34,8 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from iop_episodes.clock import SimulatedClock
-from iop_episodes.domain.canonical import chain_seed, next_link
-from iop_episodes.integrity import entry_canonical, notifications, stored_state, verify_store
+from iop_episodes.domain.canonical import chain_seed, next_link, split_stored
+from iop_episodes.integrity import notifications, plaintext, verify_store
 from iop_episodes.service import SNAPSHOT_INTERVAL, EpisodeService
 from iop_episodes.stepdown import run_stepdown_sweep
 from projections.candidates import ScheduleCandidates
@@ -346,11 +346,11 @@ def b6(folder: Path) -> Result:
     service = EpisodeService(url)
     canonical: list[tuple[str, bytes]] = []
     previous: dict[str, str] = {}
-    for record in service.recorder.select_notifications(1, 10**9):
-        state = stored_state(service, record)
+    for record in notifications(service):
+        link, entry = split_stored(plaintext(service, record))
         key = str(record.originator_id)
-        canonical.append((previous.get(key, chain_seed(key)), entry_canonical(record, state)))
-        previous[key] = state["chain"]
+        canonical.append((previous.get(key, chain_seed(uuid.UUID(key))), entry))
+        previous[key] = link
 
     def hashes_only() -> None:
         for link, data in canonical:

@@ -45,18 +45,9 @@ def postgres_rows(dsn: str, schema: str) -> Iterator[Row]:
             yield originator_id, version, topic, bytes(state)
 
 
-def canonical(episode_id: str, version: int, topic: str, state: dict[str, Any]) -> bytes:
-    entry = {
-        "actor": state["actor"],
-        "class_version": state.get("class_version", 1),
-        "command_id": state["command_id"],
-        "episode_id": episode_id,
-        "occurred_at": state["occurred_at"]["_data_"],
-        "payload": state["payload"],
-        "recorded_at": state["timestamp"]["_data_"],
-        "type": topic.rsplit(":", 1)[-1],
-        "version": version,
-    }
+def canonical(state: dict[str, Any]) -> bytes:
+    """The stored object without its link, as canonical JSON (first recipe)."""
+    entry = {key: value for key, value in state.items() if key != "_chain"}
     text = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return text.encode("ascii")
 
@@ -69,15 +60,16 @@ def recompute(rows: Iterator[Row]) -> list[str]:
             current, expected = episode_id, 1
             previous = hashlib.sha256(episode_id.encode("ascii")).hexdigest()
         if version != expected:
-            problems.append(f"{episode_id} {expected}: gap (next stored is {version})")
+            problems.append(f"{episode_id} {version}: gap (expected version {expected})")
         expected = version + 1
         state = json.loads(raw)
-        link = hashlib.sha256(
-            bytes.fromhex(previous) + canonical(episode_id, version, topic, state)
-        ).hexdigest()
-        if link != state["chain"]:
+        names = (state["episode_id"], state["version"], state["type"])
+        if names != (episode_id, version, topic.rsplit(":", 1)[-1]):
+            problems.append(f"{episode_id} {version}: the entry names another row {names}")
+        link = hashlib.sha256(bytes.fromhex(previous) + canonical(state)).hexdigest()
+        if link != state["_chain"]:
             problems.append(f"{episode_id} {version}: chain mismatch")
-        previous = state["chain"]
+        previous = state["_chain"]
     return problems
 
 

@@ -11,6 +11,7 @@ from eventsourcing.cipher import AESCipher
 from eventsourcing.persistence import StoredEvent
 
 from iop_episodes.domain import errors
+from iop_episodes.domain.canonical import canonical_json
 from iop_episodes.integrity import verify_episode
 from iop_episodes.service import EpisodeService
 from iop_episodes.settings import StoreUrlError, parse_store
@@ -57,7 +58,7 @@ def load_v1_fixture(service: EpisodeService) -> UUID:
             originator_id=UUID(row["originator_id"]),
             originator_version=row["originator_version"],
             topic=row["topic"],
-            state=json.dumps(row["state"]).encode(),
+            state=canonical_json(row["state"]),
         )
         for row in document["events"]
     ]

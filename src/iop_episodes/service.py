@@ -29,6 +29,7 @@ from iop_episodes.domain import commands, errors
 from iop_episodes.domain.episode import Episode, Receipt
 from iop_episodes.domain.events import EpisodeEvent
 from iop_episodes.domain.state import EpisodeState
+from iop_episodes.mapping import EpisodeMapper
 from iop_episodes.settings import (
     parse_store,
     program_timezone,
@@ -51,6 +52,7 @@ class EpisodeService(Application[UUID]):
     """Record and read treatment episodes in one event store."""
 
     name = "Episodes"
+    mapper: EpisodeMapper
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Episode: SNAPSHOT_INTERVAL}
     env: ClassVar[dict[str, str]] = {
         "AGGREGATE_CACHE_MAXSIZE": "2000",
@@ -89,6 +91,12 @@ class EpisodeService(Application[UUID]):
             ) from None
         self._check_store_key()
         self._stripes = [threading.Lock() for _ in range(64)]
+
+    def construct_mapper(self) -> EpisodeMapper:
+        mapper = self.factory.mapper(
+            transcoder=self.construct_transcoder(), mapper_class=EpisodeMapper
+        )
+        return cast("EpisodeMapper", mapper)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

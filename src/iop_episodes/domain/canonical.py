@@ -1,15 +1,22 @@
-"""The canonical bytes of an entry and the hash chain that links entries.
+"""The canonical bytes of an entry, the hash chain, and the stored form.
 
 This module is the executable form of docs/hash-chain.md; change both or
 neither. An entry's canonical bytes are the ASCII JSON encoding of::
 
     {"actor": {"id": ..., "role": ...}, "class_version": int,
-     "command_id": str | null, "episode_id": str, "occurred_at": str,
-     "payload": {...}, "recorded_at": str, "type": str, "version": int}
+     "command_digest": str | null, "command_id": str | null,
+     "episode_id": str, "occurred_at": str, "payload": {...},
+     "recorded_at": str, "type": str, "version": int}
 
 with keys sorted at every depth, no insignificant white space and every
 non-ASCII character escaped. Only strings, integers, booleans, null, arrays
 and objects appear: times and decimal quantities are strings.
+
+The stored form of an entry is the same object with its chain link added as
+``_chain``, encoded the same way. ``_`` sorts before every lowercase letter,
+so the stored bytes are ``{"_chain":"<64 hex>",`` followed by the canonical
+bytes less their opening brace: what the chain covers is stored byte for
+byte, and checking a link needs no JSON parsing.
 """
 
 from __future__ import annotations
@@ -54,12 +61,14 @@ def entry_bytes(
     occurred_at: str,
     actor: dict[str, str],
     command_id: str | None,
+    command_digest: str | None,
     payload: dict[str, Any],
 ) -> bytes:
     return canonical_json(
         {
             "actor": actor,
             "class_version": class_version,
+            "command_digest": command_digest,
             "command_id": command_id,
             "episode_id": str(episode_id),
             "occurred_at": occurred_at,
@@ -79,3 +88,26 @@ def chain_seed(episode_id: UUID | str) -> str:
 def next_link(previous: str, canonical: bytes) -> str:
     """``sha256(previous link's 32 raw bytes || canonical bytes)`` as lowercase hex."""
     return hashlib.sha256(bytes.fromhex(previous) + canonical).hexdigest()
+
+
+CHAIN_OPENING = b'{"_chain":"'
+LINK_END = len(CHAIN_OPENING) + 64
+BODY_START = LINK_END + 2  # past the link's closing quote and the comma
+
+
+def stored_form(link: str, canonical: bytes) -> bytes:
+    """The entry as stored: its canonical object with ``_chain`` as the first member."""
+    return CHAIN_OPENING + link.encode("ascii") + b'",' + canonical[1:]
+
+
+def split_stored(stored: bytes) -> tuple[str, bytes]:
+    """The stored link and the canonical bytes it covers, without parsing JSON."""
+    if not stored.startswith(CHAIN_OPENING) or stored[LINK_END:BODY_START] != b'",':
+        msg = "stored entry does not begin with its chain link"
+        raise ValueError(msg)
+    return stored[len(CHAIN_OPENING) : LINK_END].decode("ascii"), b"{" + stored[BODY_START:]
+
+
+def entry_tail(event_type: str, version: int) -> bytes:
+    """How an entry's canonical bytes end: its type and version, the last two keys."""
+    return b'"type":"%s","version":%d}' % (event_type.encode("ascii"), version)

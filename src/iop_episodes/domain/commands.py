@@ -48,15 +48,21 @@ class Command(Model):
         fields = {name: getattr(self, name) for name in self.payload_type.model_fields}
         return self.payload_type.model_construct(**fields)
 
-    def payload_json(self) -> dict[str, Any]:
-        """The payload part in canonical JSON form, straight from the command."""
-        return self.model_dump(mode="json", include=set(self.payload_type.model_fields))
+    def as_received(self) -> dict[str, Any]:
+        """The whole command in canonical JSON form; one dump serves the digest and payload."""
+        return self.model_dump(mode="json")
 
-    def digest(self) -> str:
+    def payload_json(self, received: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The payload part in canonical JSON form, straight from the command."""
+        form = self.as_received() if received is None else received
+        return {name: form[name] for name in self.payload_type.model_fields}
+
+    def digest(self, received: dict[str, Any] | None = None) -> str:
         """SHA-256 of the command as received, less its command_id."""
-        received = self.model_dump(mode="json", exclude={"command_id"})
-        received["command"] = type(self).__name__
-        return hashlib.sha256(canonical_json(received)).hexdigest()
+        form = dict(self.as_received() if received is None else received)
+        del form["command_id"]
+        form["command"] = type(self).__name__
+        return hashlib.sha256(canonical_json(form)).hexdigest()
 
 
 class EpisodeCommand(Command):

@@ -24,6 +24,7 @@ from iop_episodes.domain.canonical import (
     chain_seed,
     entry_bytes,
     next_link,
+    stored_form,
 )
 from iop_episodes.domain.catalog import (
     MAX_TAKE_HOME_DOSES,
@@ -122,30 +123,20 @@ class Episode(Aggregate):
                 f"client age at assessment must be {MIN_AGE} to {MAX_AGE}, "
                 f"got {age} (birth_date {cmd.birth_date}, assessed {local_day})"
             )
-        payload = cmd.payload().model_dump(mode="json")
-        digest = cmd.digest() if cmd.command_id else None
-        recorded_at = canonical_time(now)
-        canonical = entry_bytes(
-            episode_id=episode_id,
-            version=cls.INITIAL_VERSION,
-            event_type="Assessed",
-            class_version=1,
-            recorded_at=recorded_at,
-            occurred_at=canonical_time(cmd.occurred_at),
-            actor=cmd.actor.as_record(),
-            command_id=cmd.command_id,
-            payload=payload,
-        )
+        received = cmd.as_received()
         return cls._create(
             events.Assessed,
             id=episode_id,
-            timestamp=now,
-            occurred_at=cmd.occurred_at,
-            actor=cmd.actor.as_record(),
-            command_id=cmd.command_id,
-            command_digest=digest,
-            payload=payload,
-            chain=next_link(chain_seed(episode_id), canonical),
+            **_entry(
+                events.Assessed,
+                episode_id=episode_id,
+                version=cls.INITIAL_VERSION,
+                previous=chain_seed(episode_id),
+                cmd=cmd,
+                received=received,
+                payload=cmd.payload_json(received),
+                now=now,
+            ),
         )
 
     # ---- commands --------------------------------------------------------
@@ -198,10 +189,10 @@ class Episode(Aggregate):
         check: Callable[[Any], Model | None],
     ) -> Receipt:
         event_type = event_class.type_name()
-        digest = cmd.digest() if cmd.command_id else None
+        received = cmd.as_received()
         if cmd.command_id is not None and cmd.command_id in self.receipts:
             version, first_digest = self.receipts[cmd.command_id]
-            if first_digest != digest:
+            if first_digest != cmd.digest(received):
                 raise errors.IdempotencyKeyReused(
                     f"command_id {cmd.command_id!r} already recorded version "
                     f"{version} of episode {self.id} with different content"
@@ -215,39 +206,21 @@ class Episode(Aggregate):
                 f"{event_type} is not accepted after discharge"
             )
         stored = check(cmd)  # None: the command's own payload is what is stored
-        payload = cmd.payload_json() if stored is None else stored.model_dump(mode="json")
-        self._record(event_class, cmd, payload, digest, now)
-        return Receipt(self.id, self.version)
-
-    def _record(
-        self,
-        event_class: type[events.EpisodeEvent],
-        cmd: commands.Command,
-        payload: dict[str, Any],
-        digest: str | None,
-        now: datetime,
-    ) -> None:
-        canonical = entry_bytes(
-            episode_id=self.id,
-            version=self.version + 1,
-            event_type=event_class.type_name(),
-            class_version=getattr(event_class, "class_version", 1),
-            recorded_at=canonical_time(now),
-            occurred_at=canonical_time(cmd.occurred_at),
-            actor=cmd.actor.as_record(),
-            command_id=cmd.command_id,
-            payload=payload,
-        )
+        payload = cmd.payload_json(received) if stored is None else stored.model_dump(mode="json")
         self.trigger_event(
             event_class,
-            timestamp=now,
-            occurred_at=cmd.occurred_at,
-            actor=cmd.actor.as_record(),
-            command_id=cmd.command_id,
-            command_digest=digest,
-            payload=payload,
-            chain=next_link(self.chain, canonical),
+            **_entry(
+                event_class,
+                episode_id=self.id,
+                version=self.version + 1,
+                previous=self.chain,
+                cmd=cmd,
+                received=received,
+                payload=payload,
+                now=now,
+            ),
         )
+        return Receipt(self.id, self.version)
 
     # ---- rules -------------------------------------------------------------
 
@@ -382,6 +355,44 @@ class Episode(Aggregate):
                 f"weekly_hours {hours} is outside the level {level} band for "
                 f"{self.age_group} clients ({hour_band.describe()})"
             )
+
+
+def _entry(
+    event_class: type[events.EpisodeEvent],
+    *,
+    episode_id: UUID,
+    version: int,
+    previous: str,
+    cmd: commands.Command,
+    received: dict[str, Any],
+    payload: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """An event's fields: the entry, its chain link and its stored form, from one dump."""
+    digest = cmd.digest(received) if cmd.command_id is not None else None
+    canonical = entry_bytes(
+        episode_id=episode_id,
+        version=version,
+        event_type=event_class.type_name(),
+        class_version=getattr(event_class, "class_version", 1),
+        recorded_at=canonical_time(now),
+        occurred_at=received["occurred_at"],
+        actor=received["actor"],
+        command_id=cmd.command_id,
+        command_digest=digest,
+        payload=payload,
+    )
+    link = next_link(previous, canonical)
+    return {
+        "timestamp": now,
+        "occurred_at": cmd.occurred_at,
+        "actor": received["actor"],
+        "command_id": cmd.command_id,
+        "command_digest": digest,
+        "payload": payload,
+        "chain": link,
+        "stored_form": stored_form(link, canonical),
+    }
 
 
 def _require_role(cmd: commands.Command, event_type: str) -> None:

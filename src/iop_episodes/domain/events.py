@@ -1,8 +1,9 @@
 """The nine episode events: an envelope, a validated payload and a chain link.
 
-Each event stores its payload in canonical JSON form (``payload``) so that
-the stored record is exactly what the hash chain covers; ``details()`` gives
-it back as its typed pydantic model. ``apply`` moves the episode's state.
+Each event keeps its payload in canonical JSON form (``payload``) and its
+stored bytes (``stored_form``: the canonical entry with its chain link), so
+what is stored is exactly what the hash chain covers; ``details()`` gives the
+payload back as its typed pydantic model. ``apply`` moves the episode's state.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class EpisodeEvent(Aggregate.Event):
     command_digest: str | None
     payload: dict[str, Any]
     chain: str
+    stored_form: bytes  # the canonical bytes with the chain link: exactly what is stored
 
     payload_type: ClassVar[type[Model]]
 

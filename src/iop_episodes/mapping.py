@@ -1,0 +1,118 @@
+"""How episode entries become stored rows and back.
+
+An episode event already carries its stored form (the canonical entry with
+its chain link, see ``domain.canonical``), so writing one encodes nothing
+again: the bytes the chain covers are the bytes stored. Reading parses that
+JSON once, checks it belongs to its row, and upcasts old class versions.
+Snapshots and any other objects take the library's JSON transcoder.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
+from eventsourcing.utils import get_topic
+
+from iop_episodes.domain.canonical import CHAIN_OPENING
+from iop_episodes.domain.episode import Episode
+from iop_episodes.domain.events import EVENT_TYPES, EpisodeEvent
+
+TOPICS: dict[type[EpisodeEvent], str] = {cls: get_topic(cls) for cls in EVENT_TYPES.values()}
+CLASSES: dict[str, type[EpisodeEvent]] = {topic: cls for cls, topic in TOPICS.items()}
+EPISODE_TOPIC = get_topic(Episode)
+
+
+class EntryMismatch(ValueError):
+    """A stored entry names another episode, version or type than its row."""
+
+
+class EpisodeMapper(Mapper[UUID]):
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        if not isinstance(domain_event, EpisodeEvent):
+            return super().to_stored_event(domain_event)
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=TOPICS[type(domain_event)],
+            state=self._protect(domain_event.stored_form),
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        cls = CLASSES.get(stored_event.topic)
+        if cls is None:
+            return super().to_domain_event(stored_event)
+        try:
+            return entry_event(
+                cls,
+                stored_event.originator_id,
+                stored_event.originator_version,
+                self.plaintext(stored_event.state),
+            )
+        except Exception as error:
+            msg = (
+                f"stored entry {stored_event.originator_id} version "
+                f"{stored_event.originator_version} ({stored_event.topic}) "
+                f"does not decode: {error}"
+            )
+            raise MapperDeserialisationError(msg) from error
+
+    def plaintext(self, state: bytes) -> bytes:
+        """A row's state as the domain wrote it: decrypted, then decompressed."""
+        if self.cipher is not None:
+            state = self.cipher.decrypt(state)
+        if self.compressor is not None:
+            state = self.compressor.decompress(state)
+        return state
+
+    def _protect(self, state: bytes) -> bytes:
+        if self.compressor is not None:
+            state = self.compressor.compress(state)
+        if self.cipher is not None:
+            state = self.cipher.encrypt(state)
+        return state
+
+
+def entry_event(
+    cls: type[EpisodeEvent], originator_id: UUID | str, version: int, stored: bytes
+) -> EpisodeEvent:
+    """The event a stored entry records, upcast to its class's current version."""
+    if not stored.startswith(CHAIN_OPENING):
+        msg = "stored entry does not begin with its chain link"
+        raise ValueError(msg)
+    entry: dict[str, Any] = json.loads(stored)
+    episode_id = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+    if (entry["episode_id"], entry["version"], entry["type"]) != (
+        str(episode_id),
+        version,
+        cls.type_name(),
+    ):
+        msg = (
+            f"entry says episode {entry['episode_id']} version {entry['version']} "
+            f"{entry['type']}; its row says {episode_id} version {version} {cls.type_name()}"
+        )
+        raise EntryMismatch(msg)
+    from_version, to_version = entry["class_version"], getattr(cls, "class_version", 1)
+    while from_version < to_version:
+        getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(entry)
+        from_version += 1
+    fields = {
+        "originator_id": episode_id,
+        "originator_version": version,
+        "timestamp": datetime.fromisoformat(entry["recorded_at"]),
+        "occurred_at": datetime.fromisoformat(entry["occurred_at"]),
+        "actor": entry["actor"],
+        "command_id": entry["command_id"],
+        "command_digest": entry["command_digest"],
+        "payload": entry["payload"],
+        "chain": entry["_chain"],
+        "stored_form": stored,
+    }
+    if cls.type_name() == "Assessed":
+        fields["originator_topic"] = EPISODE_TOPIC
+    event = object.__new__(cls)
+    object.__setattr__(event, "__dict__", fields)
+    return event
