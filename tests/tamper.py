@@ -117,3 +117,16 @@ def shift_up(url: str, episode_id: UUID, start: int, last: int) -> None:
             version,
         )
         assert changed == 1
+
+
+def retopic(url: str, episode_id: UUID, version: int, topic: str) -> None:
+    """Relabel one entry as another type, leaving its state alone."""
+    changed = execute(
+        url,
+        "UPDATE {table} SET topic = ? WHERE originator_id = ? AND originator_version = ?",
+        "UPDATE {table} SET topic = %s WHERE originator_id = %s AND originator_version = %s",
+        topic,
+        key(url, episode_id),
+        version,
+    )
+    assert changed == 1

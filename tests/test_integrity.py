@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
+from eventsourcing.persistence import MapperDeserialisationError
 
-from iop_episodes.integrity import store_digest, verify_episode, verify_store
+from iop_episodes.domain.canonical import canonical_json, split_stored
+from iop_episodes.integrity import notifications, store_digest, verify_episode, verify_store
 from iop_episodes.service import EpisodeService
 from tests import factories, tamper
 from tests.helpers import active_episode, advance
@@ -132,3 +136,56 @@ def test_an_entry_slipped_into_the_middle_is_found(raw_store, clock):
     found = findings(raw_store, clock)
     assert (episode_id, 3, "chain-mismatch") in found
     assert {v for _, v, _ in found} == {3, 4, 5, 6}
+
+
+def test_a_relabelled_entry_is_found_and_refuses_to_load(raw_store, clock):
+    """An entry whose topic says another type fails its chain and will not decode."""
+    episode_id = five_entries(raw_store, clock)
+    tamper.retopic(raw_store, episode_id, 4, "iop_episodes.domain.events:MedicationDispensed")
+    assert findings(raw_store, clock) == [(episode_id, 4, "chain-mismatch")]
+    with (
+        EpisodeService(raw_store, clock=clock) as service,
+        pytest.raises(MapperDeserialisationError, match="version 4"),
+    ):
+        list(service.history(episode_id))
+
+
+def test_a_whole_store_pass_names_only_the_damaged_episodes_in_recorded_order(raw_store, clock):
+    """Clean episodes pass the one-pass check; each damaged one is reported in full."""
+    episodes = [five_entries(raw_store, clock) for _ in range(6)]
+    tamper.replace_text(raw_store, episodes[4], 2, '"weekly_hours":"12"', '"weekly_hours":"19"')
+    tamper.delete(raw_store, episodes[1], 5)
+    tamper.delete(raw_store, episodes[1], 3)
+    assert findings(raw_store, clock) == [
+        (episodes[1], 3, "version-gap"),
+        (episodes[1], 4, "chain-mismatch"),
+        (episodes[4], 2, "chain-mismatch"),
+    ]
+
+
+def test_both_documented_recipes_give_the_same_canonical_bytes(sqlite_url, clock):
+    """Parse, drop _chain and re-encode equals the byte slice the engine hashes."""
+    five_entries(sqlite_url, clock)
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        episode_id = active_episode(service, clock)
+        service.record_session(
+            factories.session(episode_id, advance(clock, hours=1), note="Café, naïve — 日本")
+        )
+        for record in notifications(service):
+            state = record.state
+            entry = {k: v for k, v in json.loads(state).items() if k != "_chain"}
+            assert canonical_json(entry) == split_stored(state)[1]
+            assert state == canonical_json(json.loads(state))
+
+
+def test_the_documented_sql_recomputes_every_link_in_postgres(postgres_url, clock):
+    """The psql recipe in docs/hash-chain.md agrees with every stored link."""
+    episode_id = five_entries(postgres_url, clock)
+    document = (Path(__file__).parent.parent / "docs" / "hash-chain.md").read_text()
+    query = document.split("```sql\n")[1].split("```")[0]
+    dsn, schema = postgres_url.split("?schema=")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        rows = conn.execute(query.replace("'...'", "%s"), (episode_id,)).fetchall()
+    assert [version for version, _, _ in rows] == [1, 2, 3, 4, 5]
+    assert all(recomputed == stored for _, recomputed, stored in rows)

@@ -12,7 +12,7 @@ from eventsourcing.persistence import StoredEvent
 
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_json
-from iop_episodes.integrity import verify_episode
+from iop_episodes.integrity import verify_episode, verify_store
 from iop_episodes.service import EpisodeService
 from iop_episodes.settings import StoreUrlError, parse_store
 from projections import audit
@@ -133,6 +133,7 @@ def test_encrypted_store_reads_back_and_verifies(sqlite_url, clock):
         (episode_id,) = {e.originator_id for e in service.recorder.select_notifications(1, 10)}
         assert service.episode(episode_id).client_ref == "MRN-0001"
         assert verify_episode(service, episode_id) == []
+        assert verify_store(service) == []
 
 
 @pytest.mark.usefixtures("cipher_key")

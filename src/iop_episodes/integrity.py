@@ -8,7 +8,6 @@ entry as it was stored) and checks versions run 1, 2, 3... without gaps.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from binascii import unhexlify
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from iop_episodes.domain.canonical import (
     split_stored,
 )
 from iop_episodes.domain.events import EVENT_TYPES
+from iop_episodes.rawlog import log_pages
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Notification, StoredEvent
@@ -149,44 +149,41 @@ def verify_store(service: EpisodeService, only: list[UUID] | None = None) -> lis
 
 
 def _suspect_episodes(service: EpisodeService) -> list[UUID]:
-    """Episodes whose rows, read in log order, do not chain up cleanly."""
+    """Episodes whose rows, read in log order, do not chain up cleanly.
+
+    The loop is written out flat because it runs once per stored row. It
+    checks what ``row_problem`` checks; the version order needs no check of
+    its own, since each entry's bytes name its version (the tail) and link
+    to the entry before it. Any doubt makes a suspect.
+    """
     tails = {topic: entry_tail(name, 0)[:-2] + b"%d}" for topic, name in _TOPIC_NAMES.items()}
-    heads: dict[UUID | str, tuple[bytes, int] | None] = {}  # None: a suspect
+    heads: dict[str, bytes | None] = {}  # the last raw link, or None for a suspect
+    protected = service.mapper.cipher is not None or service.mapper.compressor is not None
     plain = service.mapper.plaintext
-    for record in notifications(service):
-        key = record.originator_id
-        head = heads.get(key)
-        if head is None:
-            if key in heads:
-                continue
-            head = (bytes.fromhex(chain_seed(_uuid(key))), 0)
-        tail = tails.get(record.topic)
-        version = record.originator_version
-        link = None
-        if tail is not None and version == head[1] + 1:
-            with contextlib.suppress(Exception):  # anything unreadable makes a suspect
-                link = _checked_link(head[0], plain(record.state), tail % version)
-        heads[key] = None if link is None else (link, version)
-    return [_uuid(key) for key, head in heads.items() if head is None]
+    opening, link_end, body_start = CHAIN_OPENING, LINK_END, BODY_START
+    link_start = len(opening)
+    for page in log_pages(service):
+        for key, version, topic, state, _ in page:
+            previous = heads.get(key)
+            if previous is None:
+                if key in heads:
+                    continue
+                previous = bytes.fromhex(chain_seed(UUID(key)))
+            try:
+                stored = plain(state) if protected else state
+                link = unhexlify(stored[link_start:link_end])
+                sound = (
+                    stored.startswith(opening)
+                    and stored.startswith(b'",', link_end)
+                    and stored.endswith(tails[topic] % version)
+                    and sha256(previous + b"{" + stored[body_start:]).digest() == link
+                )
+            except Exception:  # noqa: BLE001  (anything unreadable makes a suspect)
+                sound = False
+            heads[key] = link if sound else None
+    return [UUID(key) for key, link in heads.items() if link is None]
 
 
-def _checked_link(previous: bytes, stored: bytes, tail: bytes) -> bytes | None:
-    """The row's raw link when it follows from ``previous`` and the entry ends in ``tail``."""
-    link = unhexlify(stored[_LINK_START:LINK_END])
-    if (
-        stored.startswith(CHAIN_OPENING)
-        and stored.endswith(tail)
-        and sha256(previous + b"{" + stored[BODY_START:]).digest() == link
-    ):
-        return link
-    return None
-
-
-def _uuid(key: UUID | str) -> UUID:
-    return key if isinstance(key, UUID) else UUID(key)
-
-
-_LINK_START = len(CHAIN_OPENING)
 _TOPIC_NAMES = {get_topic(cls): name for name, cls in EVENT_TYPES.items()}
 
 
