@@ -7,12 +7,11 @@ position after it, commit together or not at all.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import date, timedelta
 from typing import Any
 
-from iop_episodes.domain.canonical import canonical_json, canonical_time
+from iop_episodes.domain.canonical import canonical_json, canonical_time, entry_texts
 from iop_episodes.domain.catalog import age_group_at
 from iop_episodes.domain.events import (
     Assessed,
@@ -27,7 +26,7 @@ from iop_episodes.domain.events import (
 )
 from iop_episodes.domain.screening import screen_meaning
 from iop_episodes.domain.weeks import age_on, iso_week, local
-from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
+from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow, evolve
 from projections.transaction import ViewTransaction
 
 LATE_AFTER = timedelta(hours=24)
@@ -40,8 +39,8 @@ def json_text(value: Any) -> str:
 
 def project(event: EpisodeEvent, tx: ViewTransaction) -> None:
     """Apply one event to both views."""
-    tx.add_audit(audit_row(event))
     episode_id = str(event.originator_id)
+    tx.add_audit(audit_row(event, episode_id))
     if isinstance(event, Assessed):
         tx.save_episode(assessed_row(event))
         return
@@ -49,23 +48,25 @@ def project(event: EpisodeEvent, tx: ViewTransaction) -> None:
     if row is None:  # the view is behind the store: never expected, say so loudly
         msg = f"episode {episode_id} version {event.originator_version} before its assessment"
         raise LookupError(msg)
-    row = dataclasses.replace(row, version=event.originator_version)
+    row = evolve(row, version=event.originator_version)
     row = _schedule_change(event, row, tx)
     tx.save_episode(row)
 
 
-def audit_row(event: EpisodeEvent) -> AuditRow:
+def audit_row(event: EpisodeEvent, episode_id: str) -> AuditRow:
+    """The entry as recorded: its payload is the stored text the chain covers, not upcast."""
     corrects = int(event.payload["target_version"]) if isinstance(event, EntryCorrected) else None
+    occurred_at, payload, recorded_at = entry_texts(event.stored_form)
     return AuditRow(
-        episode_id=str(event.originator_id),
+        episode_id=episode_id,
         version=event.originator_version,
         event_type=event.type_name(),
-        occurred_at=canonical_time(event.occurred_at),
-        recorded_at=canonical_time(event.timestamp),
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
         actor_id=event.actor["id"],
         actor_role=event.actor["role"],
         command_id=event.command_id,
-        payload=json_text(event.payload),
+        payload=payload,
         chain=event.chain,
         corrects_version=corrects,
         late=event.timestamp - event.occurred_at > LATE_AFTER,
@@ -100,7 +101,7 @@ def _schedule_change(event: EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) 
     if isinstance(event, StepDown):
         return _stepped_down(event, row, tx)
     if isinstance(event, Discharged):
-        return dataclasses.replace(
+        return evolve(
             row,
             status="discharged",
             discharged_at=canonical_time(event.occurred_at),
@@ -119,7 +120,7 @@ def _schedule_change(event: EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) 
 def _planned(event: EpisodeEvent, row: EpisodeRow) -> EpisodeRow:
     hours = event.payload["weekly_hours"]
     started = canonical_time(event.occurred_at)
-    return dataclasses.replace(
+    return evolve(
         row,
         status="active",
         level="2.1",
@@ -150,7 +151,7 @@ def _stepped_down(event: EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) -> 
             policy=f"{policy['id']}@{policy['version']}" if policy else None,
         )
     )
-    return dataclasses.replace(
+    return evolve(
         row,
         level=payload["to_level"],
         weekly_hours=payload["to_weekly_hours"],
@@ -186,7 +187,7 @@ def _corrected(event: EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) -> Non
         return  # aftercare corrections change no hours
     tx.add_activity(row.episode_id, before.week, before.item, -1, -before.minutes)
     if event.payload["action"] == "void":
-        tx.save_entry(dataclasses.replace(before, voided=True))
+        tx.save_entry(evolve(before, voided=True))
         return
     amended = _amended_entry(before, event.payload["amended"], row)
     tx.save_entry(amended)
@@ -201,7 +202,7 @@ def _amended_entry(before: EntryRow, amended: dict[str, Any], row: EpisodeRow) -
         item, minutes = f"screen:{screen_meaning(amended['results'], prescribed)}", 0
     else:
         item, minutes = before.item, before.minutes
-    return dataclasses.replace(before, item=item, minutes=minutes)
+    return evolve(before, item=item, minutes=minutes)
 
 
 def _json_list(text: str) -> list[str]:

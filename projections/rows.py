@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+Row = TypeVar("Row")
+
+
+def evolve(row: Row, **changes: Any) -> Row:
+    """A copy of a frozen row with some columns changed.
+
+    ``dataclasses.replace`` runs ``__init__`` through field introspection; a
+    projection changes a row for every event, so copy the instance dict.
+    """
+    copy: Row = object.__new__(type(row))
+    copy.__dict__.update(row.__dict__, **changes)
+    return copy
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import MapperDeserialisationError
 
-from iop_episodes.domain.canonical import canonical_json, split_stored
+from iop_episodes.domain.canonical import canonical_json, entry_texts, split_stored
 from iop_episodes.integrity import notifications, store_digest, verify_episode, verify_store
 from iop_episodes.service import EpisodeService
 from tests import factories, tamper
@@ -164,18 +164,24 @@ def test_a_whole_store_pass_names_only_the_damaged_episodes_in_recorded_order(ra
 
 
 def test_both_documented_recipes_give_the_same_canonical_bytes(sqlite_url, clock):
-    """Parse, drop _chain and re-encode equals the byte slice the engine hashes."""
+    """Parse, drop _chain and re-encode equals the byte slices the engine reads."""
     five_entries(sqlite_url, clock)
     with EpisodeService(sqlite_url, clock=clock) as service:
         episode_id = active_episode(service, clock)
-        service.record_session(
-            factories.session(episode_id, advance(clock, hours=1), note="Café, naïve — 日本")
-        )
+        for note in ("Café, naïve — 日本", 'said ","recorded_at":"2020-01-01T00:00:00.000000Z"'):
+            service.record_session(
+                factories.session(episode_id, advance(clock, hours=1), note=note)
+            )
         for record in notifications(service):
             state = record.state
             entry = {k: v for k, v in json.loads(state).items() if k != "_chain"}
             assert canonical_json(entry) == split_stored(state)[1]
             assert state == canonical_json(json.loads(state))
+            assert entry_texts(state) == (
+                entry["occurred_at"],
+                canonical_json(entry["payload"]).decode(),
+                entry["recorded_at"],
+            )
 
 
 def test_the_documented_sql_recomputes_every_link_in_postgres(postgres_url, clock):

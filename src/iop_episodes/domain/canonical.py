@@ -111,3 +111,21 @@ def split_stored(stored: bytes) -> tuple[str, bytes]:
 def entry_tail(event_type: str, version: int) -> bytes:
     """How an entry's canonical bytes end: its type and version, the last two keys."""
     return b'"type":"%s","version":%d}' % (event_type.encode("ascii"), version)
+
+
+def entry_texts(stored: bytes) -> tuple[str, str, str]:
+    """An entry's ``occurred_at``, ``payload`` and ``recorded_at`` as the canonical text stored.
+
+    Found by position, not parsed: keys are sorted, the members before
+    ``occurred_at`` hold no quotes of their own, and after ``recorded_at``
+    come only ``type`` and ``version``.
+    """
+    occurred_start = stored.index(b',"occurred_at":"') + 16
+    occurred_end = stored.index(b'"', occurred_start)
+    recorded_key = stored.rindex(b',"recorded_at":"')
+    recorded_end = stored.index(b'"', recorded_key + 16)
+    return (
+        stored[occurred_start:occurred_end].decode("ascii"),
+        stored[occurred_end + 12 : recorded_key].decode("ascii"),  # past '","payload":'
+        stored[recorded_key + 16 : recorded_end].decode("ascii"),
+    )
