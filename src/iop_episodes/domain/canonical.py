@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
-
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def canonical_time(moment: datetime) -> str:
@@ -36,7 +35,9 @@ def canonical_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         msg = f"canonical times must be timezone-aware, got naive {moment!r}"
         raise ValueError(msg)
-    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+    # isoformat of a UTC moment ends in "+00:00"; it is faster than strftime
+    # and always writes four year digits.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def canonical_decimal(quantity: Decimal) -> str:
@@ -45,10 +46,39 @@ def canonical_decimal(quantity: Decimal) -> str:
     return "0" if text in {"-0", "0"} else text
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _one_shot_encoder() -> Callable[[Any], str]:
+    """``_ENCODER.encode`` without building a C encoder per call (every entry is encoded).
+
+    The values encoded here never hold cycles, so no cycle markers; falls
+    back to the pure-Python encoder where the C accelerator is missing.
+    """
+    sort_keys, skip_keys, allow_nan = True, False, False
+    try:
+        chunks = json.encoder.c_make_encoder(  # type: ignore[attr-defined]  # CPython's accelerator
+            None,  # no cycle markers
+            _ENCODER.default,
+            json.encoder.encode_basestring_ascii,
+            None,  # no indent
+            ":",
+            ",",
+            sort_keys,
+            skip_keys,
+            allow_nan,
+        )
+    except (AttributeError, TypeError):
+        return _ENCODER.encode
+    return lambda value: "".join(chunks(value, 0))
+
+
+_encode = _one_shot_encoder()
+
+
 def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode(
-        "ascii"
-    )
+    """Keys sorted, no white space, ASCII only (see the module docstring)."""
+    return _encode(value).encode("ascii")
 
 
 def entry_bytes(
