@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import MapperDeserialisationError
 
+from iop_episodes import integrity
 from iop_episodes.domain.canonical import canonical_json, entry_texts, split_stored
 from iop_episodes.integrity import notifications, store_digest, verify_episode, verify_store
 from iop_episodes.service import EpisodeService
@@ -195,3 +196,13 @@ def test_the_documented_sql_recomputes_every_link_in_postgres(postgres_url, cloc
         rows = conn.execute(query.replace("'...'", "%s"), (episode_id,)).fetchall()
     assert [version for version, _, _ in rows] == [1, 2, 3, 4, 5]
     assert all(recomputed == stored for _, recomputed, stored in rows)
+
+
+def test_the_one_pass_check_accepts_every_clean_episode_on_every_backend(store_url, clock):
+    """No clean episode is read a second time, in memory, SQLite or PostgreSQL."""
+    with EpisodeService(store_url, clock=clock) as service:
+        for _ in range(3):
+            episode_id = active_episode(service, clock)
+            service.record_session(factories.session(episode_id, advance(clock, hours=1)))
+        assert integrity._suspect_episodes(service) == []
+        assert verify_store(service) == []

@@ -81,6 +81,21 @@ def test_version_one_session_still_loads_after_the_schema_gained_setting(store_u
         assert session.details().setting == "on_site"
 
 
+def test_the_audit_view_shows_a_version_one_session_as_it_was_recorded(store_url, clock):
+    """The audit history is what was stored: the v1 payload has no setting."""
+    with EpisodeService(store_url, clock=clock) as service:
+        episode_id = load_v1_fixture(service)
+        runner = ViewRunner(service)
+        runner.catch_up()
+        session = audit.history(runner.views, str(episode_id))[2]
+        assert session.payload == {
+            "modality": "group",
+            "minutes": 150,
+            "topics": ["relapse_prevention"],
+            "note": "",
+        }
+
+
 def test_version_one_history_still_verifies_and_accepts_new_entries(sqlite_url, clock):
     """The chain covers what was stored, so upcasting does not break it."""
     with EpisodeService(sqlite_url, clock=clock) as service:
