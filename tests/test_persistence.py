@@ -15,6 +15,7 @@ from iop_episodes.domain.canonical import canonical_json
 from iop_episodes.integrity import verify_episode, verify_store
 from iop_episodes.service import EpisodeService
 from iop_episodes.settings import StoreUrlError, parse_store
+from iop_episodes.sqlitestore import StatementCachingPool
 from projections import audit
 from projections.runner import ViewRunner
 from tests import factories
@@ -27,13 +28,23 @@ FIXTURES = Path(__file__).parent / "fixtures"
     ("url", "module"),
     [
         ("memory://", "eventsourcing.popo"),
-        ("sqlite:///var/iop.db", "eventsourcing.sqlite"),
+        ("sqlite:///var/iop.db", "iop_episodes.sqlitestore:StatementCachingSQLiteFactory"),
         ("postgresql://postgres@127.0.0.1:5432/test", "eventsourcing.postgres"),
     ],
 )
 def test_store_url_selects_the_backend(url, module):
     """One URL chooses the backend."""
     assert parse_store(url).env["PERSISTENCE_MODULE"] == module
+
+
+def test_sqlite_connections_keep_statements_and_write_ahead(sqlite_url, clock):
+    """The store's SQLite connections come from the caching pool, in WAL mode."""
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        service.assess(factories.assessment(clock.now()))
+        assert isinstance(service.factory.datastore.pool, StatementCachingPool)
+        with service.factory.datastore.transaction(commit=False) as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            assert cursor.fetchone()[0] == "wal"
 
 
 @pytest.mark.parametrize("url", ["mysql://db/x", "sqlite://", "postgresql://host", "iop.db"])

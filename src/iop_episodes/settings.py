@@ -58,7 +58,7 @@ def parse_store(url: str) -> Store:
         return Store(
             url,
             {
-                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "PERSISTENCE_MODULE": "iop_episodes.sqlitestore:StatementCachingSQLiteFactory",
                 "SQLITE_DBNAME": database,
                 "SQLITE_LOCK_TIMEOUT": "30",
             },
