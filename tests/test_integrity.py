@@ -144,11 +144,11 @@ def test_a_relabelled_entry_is_found_and_refuses_to_load(raw_store, clock):
     episode_id = five_entries(raw_store, clock)
     tamper.retopic(raw_store, episode_id, 4, "iop_episodes.domain.events:MedicationDispensed")
     assert findings(raw_store, clock) == [(episode_id, 4, "chain-mismatch")]
-    with (
-        EpisodeService(raw_store, clock=clock) as service,
-        pytest.raises(MapperDeserialisationError, match="version 4"),
-    ):
-        list(service.history(episode_id))
+    with EpisodeService(raw_store, clock=clock) as service:
+        (finding,) = verify_store(service)
+        assert "not a MedicationDispensed at version 4" in finding.detail
+        with pytest.raises(MapperDeserialisationError, match="version 4"):
+            list(service.history(episode_id))
 
 
 def test_a_whole_store_pass_names_only_the_damaged_episodes_in_recorded_order(raw_store, clock):

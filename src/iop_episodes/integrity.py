@@ -69,13 +69,18 @@ def event_type_of(topic: str) -> str:
     return topic.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
 
 
-def row_problem(previous: str, record: StoredEvent, stored: bytes) -> tuple[str, Problem | None]:
-    """The row's stored link, and what is wrong with it given the link before it."""
+def row_problem(previous: str, record: StoredEvent, stored: bytes) -> tuple[str, str | None]:
+    """The row's stored link, and why it does not check out (None when it does)."""
     link, canonical = split_stored(stored)
     event_type = event_type_of(record.topic)
     if not canonical.endswith(entry_tail(event_type, record.originator_version)):
-        return link, "chain-mismatch"  # the entry names another version or type than its row
-    return link, None if next_link(previous, canonical) == link else "chain-mismatch"
+        return link, (
+            f"the stored entry is not a {event_type} at version {record.originator_version}, "
+            "as its row says"
+        )
+    if next_link(previous, canonical) != link:
+        return link, f"stored link {link} does not follow from the entry and the link before it"
+    return link, None
 
 
 def verify_episode(service: EpisodeService, episode_id: UUID) -> list[Finding]:
@@ -106,14 +111,7 @@ def verify_episode(service: EpisodeService, episode_id: UUID) -> list[Finding]:
             )
             continue
         if problem is not None:
-            findings.append(
-                Finding(
-                    episode_id,
-                    version,
-                    problem,
-                    f"stored link {link} does not follow from the entry and the link before it",
-                )
-            )
+            findings.append(Finding(episode_id, version, "chain-mismatch", problem))
         previous = link
     return findings
 
