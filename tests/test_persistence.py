@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from uuid import UUID
 
+import psycopg
 import pytest
 from eventsourcing.cipher import AESCipher
 from eventsourcing.persistence import StoredEvent
@@ -196,3 +197,8 @@ def test_encrypted_store_keeps_clinical_text_out_of_the_view_tables(sqlite_url, 
     raw = everything_written(tmp_path)
     for secret in (b"MRN-0001", b"methadone", b"Disclosed relapse", b"c.adams", b"Stable in"):
         assert secret not in raw, secret
+
+
+def test_postgres_driver_uses_its_compiled_implementation():
+    """The postgres extra installs psycopg's C implementation, not the slow fallback."""
+    assert psycopg.pq.__impl__ in {"binary", "c"}
