@@ -26,6 +26,7 @@ from iop_episodes.domain.events import (
 )
 from iop_episodes.domain.screening import screen_meaning
 from iop_episodes.domain.weeks import age_on, iso_week, local
+from iop_episodes.legacy import format1_texts, is_format1
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow, evolve
 from projections.transaction import ViewTransaction
 
@@ -56,7 +57,9 @@ def project(event: EpisodeEvent, tx: ViewTransaction) -> None:
 def audit_row(event: EpisodeEvent, episode_id: str) -> AuditRow:
     """The entry as recorded: its payload is the stored text the chain covers, not upcast."""
     corrects = int(event.payload["target_version"]) if isinstance(event, EntryCorrected) else None
-    occurred_at, payload, recorded_at = entry_texts(event.stored_form)
+    stored = event.stored_form
+    texts = format1_texts(stored) if is_format1(stored) else entry_texts(stored)
+    occurred_at, payload, recorded_at = texts
     return AuditRow(
         episode_id=episode_id,
         version=event.originator_version,

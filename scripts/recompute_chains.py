@@ -48,7 +48,30 @@ def postgres_rows(dsn: str, schema: str) -> Iterator[Row]:
 def canonical(state: dict[str, Any]) -> bytes:
     """The stored object without its link, as canonical JSON (first recipe)."""
     entry = {key: value for key, value in state.items() if key != "_chain"}
-    text = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return encode(entry)
+
+
+def format1_canonical(
+    episode_id: str, version: int, event_type: str, state: dict[str, Any]
+) -> bytes:
+    """Rows the first release stored: the canonical object is rebuilt from the state."""
+    return encode(
+        {
+            "actor": state["actor"],
+            "class_version": state.get("class_version", 1),
+            "command_id": state["command_id"],
+            "episode_id": episode_id,
+            "occurred_at": state["occurred_at"]["_data_"],
+            "payload": state["payload"],
+            "recorded_at": state["timestamp"]["_data_"],
+            "type": event_type,
+            "version": version,
+        }
+    )
+
+
+def encode(value: Any) -> bytes:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return text.encode("ascii")
 
 
@@ -63,13 +86,19 @@ def recompute(rows: Iterator[Row]) -> list[str]:
             problems.append(f"{episode_id} {version}: gap (expected version {expected})")
         expected = version + 1
         state = json.loads(raw)
-        names = (state["episode_id"], state["version"], state["type"])
-        if names != (episode_id, version, topic.rsplit(":", 1)[-1]):
-            problems.append(f"{episode_id} {version}: the entry names another row {names}")
-        link = hashlib.sha256(bytes.fromhex(previous) + canonical(state)).hexdigest()
-        if link != state["_chain"]:
+        event_type = topic.rsplit(":", 1)[-1]
+        if "_chain" in state:
+            names = (state["episode_id"], state["version"], state["type"])
+            if names != (episode_id, version, event_type):
+                problems.append(f"{episode_id} {version}: the entry names another row {names}")
+            stored_link, entry = state["_chain"], canonical(state)
+        else:
+            stored_link = state["chain"]
+            entry = format1_canonical(episode_id, version, event_type, state)
+        link = hashlib.sha256(bytes.fromhex(previous) + entry).hexdigest()
+        if link != stored_link:
             problems.append(f"{episode_id} {version}: chain mismatch")
-        previous = state["_chain"]
+        previous = stored_link
     return problems
 
 

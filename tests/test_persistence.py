@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from uuid import UUID
 
@@ -19,7 +21,7 @@ from iop_episodes.settings import StoreUrlError, parse_store
 from iop_episodes.sqlitestore import StatementCachingPool
 from projections import audit
 from projections.runner import ViewRunner
-from tests import factories
+from tests import factories, tamper
 from tests.helpers import active_episode, advance
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -63,19 +65,25 @@ def test_store_url_comes_from_the_environment(monkeypatch, tmp_path, clock):
     assert (tmp_path / "env.db").exists()
 
 
-def load_v1_fixture(service: EpisodeService) -> UUID:
-    document = json.loads((FIXTURES / "session_attended_v1.json").read_text())
+def load_fixture(service: EpisodeService, name: str = "session_attended_v1.json") -> UUID:
+    """Rows as a fixture file holds them; format 1 states were written by json.dumps."""
+    document = json.loads((FIXTURES / name).read_text())
+    encode = (lambda state: json.dumps(state).encode()) if "format1" in name else canonical_json
     rows = [
         StoredEvent(
             originator_id=UUID(row["originator_id"]),
             originator_version=row["originator_version"],
             topic=row["topic"],
-            state=canonical_json(row["state"]),
+            state=encode(row["state"]),
         )
         for row in document["events"]
     ]
     service.recorder.insert_events(rows)
     return UUID(str(rows[0].originator_id))
+
+
+def load_v1_fixture(service: EpisodeService) -> UUID:
+    return load_fixture(service)
 
 
 def test_version_one_session_still_loads_after_the_schema_gained_setting(store_url, clock):
@@ -106,6 +114,49 @@ def test_the_audit_view_shows_a_version_one_session_as_it_was_recorded(store_url
             "topics": ["relapse_prevention"],
             "note": "",
         }
+
+
+def test_a_store_from_the_first_release_loads_verifies_and_grows(store_url, clock):
+    """Format 1 rows still decode and verify, and new entries link on from them."""
+    with EpisodeService(store_url, clock=clock) as service:
+        episode_id = load_fixture(service, "format1_store.json")
+        assert list(service.history(episode_id))[2].payload["setting"] == "on_site"
+        assert service.episode(episode_id).client_ref == "MRN-V1-0001"
+        advance(clock, hours=4)
+        service.record_session(factories.session(episode_id, clock.now()))
+        assert verify_store(service) == []
+        runner = ViewRunner(service)
+        runner.catch_up()
+        history = audit.history(runner.views, str(episode_id))
+        assert [entry.version for entry in history] == [1, 2, 3, 4]
+        assert history[2].payload == {
+            "modality": "group",
+            "minutes": 150,
+            "topics": ["relapse_prevention"],
+            "note": "",
+        }
+        assert history[2].occurred_at == "2026-03-02T15:00:00.000000Z"
+        assert audit.verify(service, runner.views) == []
+    if store_url.startswith("sqlite"):
+        path = store_url.removeprefix("sqlite:///")
+        script = Path(__file__).parent.parent / "scripts" / "recompute_chains.py"
+        third_party = subprocess.run(
+            [sys.executable, str(script), "sqlite", path],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert third_party.returncode == 0, third_party.stdout + third_party.stderr
+
+
+def test_a_changed_byte_in_a_first_release_row_is_found(sqlite_url, clock):
+    """Format 1 rows are checked by format 1's rules, not waved through."""
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        episode_id = load_fixture(service, "format1_store.json")
+    tamper.replace_text(sqlite_url, episode_id, 3, '"minutes": 150', '"minutes": 151')
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        assert [(f.version, f.problem) for f in verify_store(service)] == [(3, "chain-mismatch")]
 
 
 def test_version_one_history_still_verifies_and_accepts_new_entries(sqlite_url, clock):

@@ -9,6 +9,7 @@ entry as it was stored) and checks versions run 1, 2, 3... without gaps.
 from __future__ import annotations
 
 import hashlib
+import json
 from binascii import unhexlify
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from iop_episodes.domain.canonical import (
     split_stored,
 )
 from iop_episodes.domain.events import EVENT_TYPES
+from iop_episodes.legacy import format1_link_and_canonical, is_format1
 from iop_episodes.rawlog import log_pages
 
 if TYPE_CHECKING:
@@ -62,7 +64,10 @@ def plaintext(service: EpisodeService, record: StoredEvent) -> bytes:
 
 def stored_link(service: EpisodeService, record: StoredEvent) -> str:
     """The chain link a stored row carries."""
-    return split_stored(plaintext(service, record))[0]
+    stored = plaintext(service, record)
+    if is_format1(stored):
+        return str(json.loads(stored)["chain"])
+    return split_stored(stored)[0]
 
 
 def event_type_of(topic: str) -> str:
@@ -71,13 +76,17 @@ def event_type_of(topic: str) -> str:
 
 def row_problem(previous: str, record: StoredEvent, stored: bytes) -> tuple[str, str | None]:
     """The row's stored link, and why it does not check out (None when it does)."""
-    link, canonical = split_stored(stored)
     event_type = event_type_of(record.topic)
-    if not canonical.endswith(entry_tail(event_type, record.originator_version)):
-        return link, (
-            f"the stored entry is not a {event_type} at version {record.originator_version}, "
-            "as its row says"
-        )
+    version = record.originator_version
+    if is_format1(stored):
+        episode_id = str(UUID(str(record.originator_id)))
+        link, canonical = format1_link_and_canonical(stored, episode_id, version, event_type)
+    else:
+        link, canonical = split_stored(stored)
+        if not canonical.endswith(entry_tail(event_type, version)):
+            return link, (
+                f"the stored entry is not a {event_type} at version {version}, as its row says"
+            )
     if next_link(previous, canonical) != link:
         return link, f"stored link {link} does not follow from the entry and the link before it"
     return link, None

@@ -4,7 +4,8 @@ An episode event already carries its stored form (the canonical entry with
 its chain link, see ``domain.canonical``), so writing one encodes nothing
 again: the bytes the chain covers are the bytes stored. Reading parses that
 JSON once, checks it belongs to its row, and upcasts old class versions.
-Snapshots and any other objects take the library's JSON transcoder.
+Snapshots, and entries stored by the first release (``legacy``), take the
+library's JSON transcoder.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from eventsourcing.utils import get_topic
 from iop_episodes.domain.canonical import CHAIN_OPENING
 from iop_episodes.domain.episode import Episode
 from iop_episodes.domain.events import EVENT_TYPES, EpisodeEvent
+from iop_episodes.legacy import is_format1
 
 TOPICS: dict[type[EpisodeEvent], str] = {cls: get_topic(cls) for cls in EVENT_TYPES.values()}
 CLASSES: dict[str, type[EpisodeEvent]] = {topic: cls for cls, topic in TOPICS.items()}
@@ -46,11 +48,11 @@ class EpisodeMapper(Mapper[UUID]):
         if cls is None:
             return super().to_domain_event(stored_event)
         try:
+            stored = self.plaintext(stored_event.state)
+            if is_format1(stored):
+                return self._format1_event(stored_event, stored)
             return entry_event(
-                cls,
-                stored_event.originator_id,
-                stored_event.originator_version,
-                self.plaintext(stored_event.state),
+                cls, stored_event.originator_id, stored_event.originator_version, stored
             )
         except Exception as error:
             msg = (
@@ -59,6 +61,12 @@ class EpisodeMapper(Mapper[UUID]):
                 f"does not decode: {error}"
             )
             raise MapperDeserialisationError(msg) from error
+
+    def _format1_event(self, stored_event: StoredEvent, stored: bytes) -> Any:
+        """An entry the first release stored: the library's transcoding decodes it."""
+        event = super().to_domain_event(stored_event)
+        event.__dict__["stored_form"] = stored  # as stored; never written again
+        return event
 
     def plaintext(self, state: bytes) -> bytes:
         """A row's state as the domain wrote it: decrypted, then decompressed."""
