@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,8 +35,10 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from iop_episodes.clock import SimulatedClock
+from iop_episodes.domain import commands
 from iop_episodes.domain.canonical import canonical_json, chain_seed, next_link, split_stored
 from iop_episodes.domain.commands import RecordSession
+from iop_episodes.domain.episode import Episode
 from iop_episodes.integrity import notifications, plaintext, verify_store
 from iop_episodes.rawlog import log_pages
 from iop_episodes.service import SNAPSHOT_INTERVAL, EpisodeService
@@ -303,6 +305,31 @@ def b4(folder: Path, clients: int, weeks: int) -> Result:
 # ---- B5: the sweep does not slow with history ------------------------------------------
 
 
+def assessed_in_memory(now: datetime, client_ref: str) -> Episode:
+    """An episode opened through the aggregate itself, without a store."""
+    assessment = factories.assessment(now, client_ref=client_ref)
+    command = commands.Assess.model_validate({**assessment, "program_timezone": "America/New_York"})
+    return Episode.assess(command, episode_id=uuid.uuid4(), now=now)
+
+
+def write_in_batches(
+    url: str, episodes: Iterable[Episode], snapshots: list[Any] | None = None
+) -> None:
+    """Store the episodes' new entries 20,000 at a time, then the snapshots taken meanwhile."""
+    service, _ = service_on(url)
+    batch: list[Any] = []
+    for episode in episodes:
+        batch.extend(episode.collect_events())
+        if len(batch) >= 20_000:
+            service.events.put(batch)
+            batch = []
+    if batch:
+        service.events.put(batch)
+    if service.snapshots is not None and snapshots:
+        service.snapshots.put(snapshots)
+    service.close()
+
+
 def bulk_due_store(url: str, episodes: int, weeks: int, monday: datetime) -> datetime:
     """Episodes with ``weeks`` full weeks of attendance and clean screens, due now.
 
@@ -310,11 +337,6 @@ def bulk_due_store(url: str, episodes: int, weeks: int, monday: datetime) -> dat
     20,000 entries a batch and snapshotted every 20 entries as the service
     does; returns the Monday the sweep runs.
     """
-    from iop_episodes.domain import commands  # noqa: PLC0415
-    from iop_episodes.domain.episode import Episode  # noqa: PLC0415
-
-    service, _ = service_on(url)
-    batch: list[Any] = []
     snapshots: list[Any] = []
 
     def record(episode: Episode, decide: Any, at: datetime) -> None:
@@ -322,12 +344,8 @@ def bulk_due_store(url: str, episodes: int, weeks: int, monday: datetime) -> dat
         if episode.version % SNAPSHOT_INTERVAL == 0:
             snapshots.append(Episode.Snapshot.take(episode))
 
-    for n in range(episodes):
-        assessment = factories.assessment(monday, client_ref=f"MRN-D{n:06d}")
-        assess = commands.Assess.model_validate(
-            {**assessment, "program_timezone": "America/New_York"}
-        )
-        episode = Episode.assess(assess, episode_id=uuid.uuid4(), now=monday)
+    def due(n: int) -> Episode:
+        episode = assessed_in_memory(monday, f"MRN-D{n:06d}")
         plan = commands.CreatePlan.model_validate(
             factories.plan(episode.id, monday, modality_hours={})
         )
@@ -342,15 +360,9 @@ def bulk_due_store(url: str, episodes: int, weeks: int, monday: datetime) -> dat
                 if day == 2:
                     screen = commands.RecordScreen.model_validate(factories.screen(episode.id, at))
                     record(episode, partial(Episode.record_screen, cmd=screen), at)
-        batch.extend(episode.collect_events())
-        if len(batch) >= 20_000:
-            service.events.put(batch)
-            batch = []
-    if batch:
-        service.events.put(batch)
-    if service.snapshots is not None and snapshots:
-        service.snapshots.put(snapshots)
-    service.close()
+        return episode
+
+    write_in_batches(url, (due(n) for n in range(episodes)), snapshots)
     return monday + timedelta(weeks=weeks)
 
 
@@ -521,40 +533,26 @@ def b8(folder: Path, count: int, ours: float) -> Result:
 
 def bulk_store(url: str, events: int, per_episode: int = 100) -> None:
     """A large valid store fast: episodes decided in memory, written 20,000 entries a batch."""
-    from iop_episodes.domain import commands  # noqa: PLC0415
-    from iop_episodes.domain.episode import Episode  # noqa: PLC0415
+    clock = SimulatedClock(START, tick=timedelta(milliseconds=1))
 
-    service, clock = service_on(url)
-    batch: list[Any] = []
-    for n in range(events // per_episode):
+    def sessions_only(n: int) -> Episode:
         now = clock.now()
-        assess = commands.Assess.model_validate(
-            {
-                **factories.assessment(now, client_ref=f"MRN-M{n:07d}"),
-                "program_timezone": "America/New_York",
-            }
-        )
-        episode = Episode.assess(assess, episode_id=uuid.uuid4(), now=now)
+        episode = assessed_in_memory(now, f"MRN-M{n:07d}")
         episode.create_plan(
             commands.CreatePlan.model_validate(factories.plan(episode.id, now)), now
         )
         session = commands.RecordSession.model_validate(factories.session(episode.id, now))
         for _ in range(per_episode - 2):
             episode.record_session(session, now)
-        batch.extend(episode.collect_events())
-        if len(batch) >= 20_000:
-            service.events.put(batch)
-            batch = []
-    if batch:
-        service.events.put(batch)
-    service.close()
+        return episode
+
+    write_in_batches(url, (sessions_only(n) for n in range(events // per_episode)))
 
 
 REBUILD_AND_REPORT_RSS = """
 import resource, sys, time
 from iop_episodes.service import EpisodeService
 from projections.runner import ViewRunner
-from projections.sql import Dialect, create_statements
 service = EpisodeService(sys.argv[1])
 started = time.perf_counter()
 events = ViewRunner(service).rebuild()
