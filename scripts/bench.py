@@ -50,6 +50,7 @@ from projections.sql import Dialect, create_statements
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests import factories  # noqa: E402  (the same valid commands the tests use)
+from tests.helpers import planned_episodes  # noqa: E402
 
 START = datetime(2026, 3, 2, 14, tzinfo=UTC)
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -91,17 +92,6 @@ def service_on(url: str) -> tuple[EpisodeService, SimulatedClock]:
     return EpisodeService(url, clock=clock, timezone="America/New_York"), clock
 
 
-def planned(service: EpisodeService, clock: SimulatedClock, count: int) -> list[uuid.UUID]:
-    ids = []
-    for n in range(count):
-        episode_id = service.assess(
-            factories.assessment(clock.now(), client_ref=f"MRN-B{n:06d}")
-        ).episode_id
-        service.create_plan(factories.plan(episode_id, clock.now()))
-        ids.append(episode_id)
-    return ids
-
-
 def sessions(ids: list[uuid.UUID], clock: SimulatedClock, count: int) -> list[dict[str, Any]]:
     now = clock.now()
     return [factories.session(ids[n % len(ids)], now, minutes=60) for n in range(count)]
@@ -128,7 +118,7 @@ def raw_sqlite(folder: Path, name: str) -> sqlite3.Connection:
 def b1(folder: Path, count: int) -> tuple[Result, float]:
     url = f"sqlite:///{folder / 'b1.db'}"
     service, clock = service_on(url)
-    ids = planned(service, clock, 50)
+    ids = planned_episodes(service, clock, 50, "MRN-B")
     commands = sessions(ids, clock, count)
     engine = timed(lambda: [service.record_session(c) for c in commands])
     service.close()
@@ -157,7 +147,7 @@ def b1(folder: Path, count: int) -> tuple[Result, float]:
 def b2(folder: Path, episodes: int, per_episode: int) -> Result:
     url = f"sqlite:///{folder / 'b2.db'}"
     service, clock = service_on(url)
-    ids = planned(service, clock, episodes)
+    ids = planned_episodes(service, clock, episodes, "MRN-B")
     roster = sessions(ids, clock, episodes * per_episode)
     engine = timed(lambda: service.record_roster(roster))
     service.close()
@@ -201,7 +191,7 @@ def validate_encode_and_hash(roster: list[dict[str, Any]]) -> None:
 def b3(folder: Path) -> Result:
     url = f"sqlite:///{folder / 'b3.db'}"
     service, clock = service_on(url)
-    short, long = planned(service, clock, 2)
+    short, long = planned_episodes(service, clock, 2, "MRN-B")
     service.record_roster(sessions([short], clock, 18))
     for _ in range(4):
         service.record_roster(sessions([long], clock, 500))
@@ -440,7 +430,7 @@ def b7(count: int, clients: int, weeks: int, server: str) -> list[Result]:
     url = f"{server}?schema={schema}"
     try:
         service, clock = service_on(url)
-        ids = planned(service, clock, 50)
+        ids = planned_episodes(service, clock, 50, "MRN-B")
         commands = sessions(ids, clock, count)
         engine = timed(lambda: [service.record_session(c) for c in commands])
         service.close()

@@ -37,6 +37,7 @@ from iop_episodes.service import EpisodeService  # noqa: E402
 from projections import audit  # noqa: E402
 from projections.runner import ViewRunner  # noqa: E402
 from tests import factories  # noqa: E402
+from tests.helpers import planned_episodes  # noqa: E402
 
 KINDS = [
     ("record_session", 80),
@@ -50,14 +51,7 @@ def setup(url: str, episodes: int) -> list[UUID]:
     now = datetime.now(tz=UTC)
     clock = SimulatedClock(now - timedelta(days=1))
     with EpisodeService(url, clock=clock) as service:
-        ids = []
-        for n in range(episodes):
-            episode_id = service.assess(
-                factories.assessment(clock.now(), client_ref=f"MRN-S{n:05d}")
-            ).episode_id
-            service.create_plan(factories.plan(episode_id, clock.now()))
-            ids.append(episode_id)
-    return ids
+        return planned_episodes(service, clock, episodes, "MRN-S")
 
 
 class Writers:

@@ -32,6 +32,18 @@ def active_episode(service: EpisodeService, clock: SimulatedClock, **plan: Any) 
     return episode_id
 
 
+def planned_episodes(
+    service: EpisodeService, clock: SimulatedClock, count: int, client_prefix: str
+) -> list[UUID]:
+    """``count`` episodes, each assessed and given the default plan a minute later."""
+    ids = []
+    for n in range(count):
+        episode_id = open_episode(service, clock, client_ref=f"{client_prefix}{n:05d}")
+        service.create_plan(factories.plan(episode_id, advance(clock, minutes=1)))
+        ids.append(episode_id)
+    return ids
+
+
 def due_program(
     service: EpisodeService, clock: SimulatedClock, episodes: int, weeks: int = 5
 ) -> list[UUID]:

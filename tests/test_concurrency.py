@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -19,6 +19,7 @@ from iop_episodes.integrity import notifications, verify_store
 from iop_episodes.service import EpisodeService
 from projections.runner import ViewRunner
 from tests import factories
+from tests.helpers import planned_episodes
 from tests.writer import METHODS
 
 pytestmark = pytest.mark.slow
@@ -28,15 +29,7 @@ WORKERS, COMMANDS, EPISODES = 4, 500, 50
 def shared_episodes(url: str) -> list[UUID]:
     clock = SimulatedClock(datetime(2026, 3, 2, 13, tzinfo=UTC))
     with EpisodeService(url, clock=clock) as service:
-        ids = []
-        for n in range(EPISODES):
-            episode_id = service.assess(
-                factories.assessment(clock.now(), client_ref=f"MRN-C{n:03d}")
-            ).episode_id
-            clock.advance(timedelta(minutes=1))
-            service.create_plan(factories.plan(episode_id, clock.now()))
-            ids.append(episode_id)
-    return ids
+        return planned_episodes(service, clock, EPISODES, "MRN-C")
 
 
 def run_writers(url: str, ids: list[UUID], folder: Path) -> list[dict]:
