@@ -8,7 +8,7 @@ position after it, commit together or not at all.
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from iop_episodes.domain.canonical import canonical_json, canonical_time, entry_texts
@@ -29,9 +29,6 @@ from iop_episodes.domain.weeks import age_on, iso_week, local
 from iop_episodes.legacy import format1_texts, is_format1
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow, evolve
 from projections.transaction import ViewTransaction
-
-LATE_AFTER = timedelta(hours=24)
-"""An entry recorded more than this long after it happened is a late entry."""
 
 
 def json_text(value: Any) -> str:
@@ -72,7 +69,7 @@ def audit_row(event: EpisodeEvent, episode_id: str) -> AuditRow:
         payload=payload,
         chain=event.chain,
         corrects_version=corrects,
-        late=event.timestamp - event.occurred_at > LATE_AFTER,
+        late=event.is_late_entry,
     )
 
 

@@ -58,6 +58,19 @@ def test_entries_recorded_over_a_day_late_are_flagged(service, clock):
     assert late == [4]
 
 
+def test_a_late_entry_is_one_recorded_more_than_a_day_after_it_happened(service, clock):
+    """Exactly 24 hours is on time; a second more is late."""
+    episode_id = active_episode(service, clock)
+    happened = advance(clock, hours=1)
+    advance(clock, hours=24)
+    on_time = service.record_session(factories.session(episode_id, happened))
+    advance(clock, seconds=1)
+    late = service.record_session(factories.session(episode_id, happened, minutes=60))
+    entries = {e.originator_version: e for e in service.history(episode_id)}
+    assert not entries[on_time.version].is_late_entry
+    assert entries[late.version].is_late_entry
+
+
 def test_entries_carry_actor_times_payload_and_chain(service, clock):
     """Each entry says who recorded what, when it happened and when it was recorded."""
     episode_id, runner = corrected_history(service, clock)

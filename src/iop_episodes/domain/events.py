@@ -8,7 +8,7 @@ payload back as its typed pydantic model. ``apply`` moves the episode's state.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from iop_episodes.domain.values import Model
 
 
+LATE_ENTRY_AFTER = timedelta(hours=24)
+"""An entry recorded more than this long after it happened is a late entry."""
+
+
 class EpisodeEvent(Aggregate.Event):
     occurred_at: datetime
     actor: dict[str, str]
@@ -41,6 +45,11 @@ class EpisodeEvent(Aggregate.Event):
     @classmethod
     def type_name(cls) -> str:
         return cls.__name__
+
+    @property
+    def is_late_entry(self) -> bool:
+        """Recorded more than ``LATE_ENTRY_AFTER`` after it happened (allowed, but flagged)."""
+        return self.timestamp - self.occurred_at > LATE_ENTRY_AFTER
 
     def details(self) -> Model:
         return self.payload_type.model_validate(self.payload)
