@@ -7,16 +7,19 @@ import io
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from iop_episodes.domain.canonical import canonical_time
 from iop_episodes.domain.state import EpisodeState
 from iop_episodes.domain.values import Model
-from iop_episodes.integrity import Finding, episode_ids, stored_link, verify_episode
+from iop_episodes.integrity import Finding, episode_ids, stored_link, verify_records
 from iop_episodes.service import EpisodeService
 from projections.rows import AuditRow
 from projections.views import EpisodeViews
+
+if TYPE_CHECKING:
+    from eventsourcing.persistence import StoredEvent
 
 FIELDS = (
     "episode_id",
@@ -154,8 +157,9 @@ def verify(
     findings: list[Finding] = []
     projected = views.audit_links()
     for episode_id in targets:
-        findings.extend(verify_episode(service, episode_id))
-        findings.extend(_projection_findings(service, episode_id, projected))
+        records = service.recorder.select_events(episode_id)  # read once for both checks
+        findings.extend(verify_records(service, episode_id, records))
+        findings.extend(_projection_findings(service, episode_id, records, projected))
     if not only:
         stored = {str(episode_id) for episode_id in targets}
         findings.extend(
@@ -173,18 +177,19 @@ def verify(
 def _projection_findings(
     service: EpisodeService,
     episode_id: UUID,
+    records: Sequence[StoredEvent],
     projected: dict[str, list[tuple[int, str]]],
 ) -> list[Finding]:
     in_view = dict(projected.get(str(episode_id), []))
     findings = []
-    for record in service.recorder.select_events(episode_id):
+    for record in records:
         version = record.originator_version
         view_chain = in_view.pop(version, None)
         if view_chain is None:
             continue  # the view may lag the store; catch up before verifying
         try:
             stored_chain = stored_link(service, record)
-        except Exception:  # noqa: BLE001  (verify_episode reports unreadable rows)
+        except Exception:  # noqa: BLE001  (verify_records reports unreadable rows)
             stored_chain = view_chain
         if stored_chain != view_chain:
             findings.append(

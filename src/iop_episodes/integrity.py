@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from binascii import unhexlify
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import TYPE_CHECKING, Literal
@@ -94,10 +94,17 @@ def row_problem(previous: str, record: StoredEvent, stored: bytes) -> tuple[str,
 
 def verify_episode(service: EpisodeService, episode_id: UUID) -> list[Finding]:
     """Every gap, broken link or unreadable row in one episode's stored history."""
+    return verify_records(service, episode_id, service.recorder.select_events(episode_id))
+
+
+def verify_records(
+    service: EpisodeService, episode_id: UUID, records: Sequence[StoredEvent]
+) -> list[Finding]:
+    """``verify_episode`` over rows already read (in version order) by the caller."""
     findings: list[Finding] = []
     previous = chain_seed(episode_id)
     expected_version = 1
-    for record in service.recorder.select_events(episode_id):
+    for record in records:
         version = record.originator_version
         if version != expected_version:
             findings.append(
