@@ -9,7 +9,6 @@ entry as it was stored) and checks versions run 1, 2, 3... without gaps.
 from __future__ import annotations
 
 import hashlib
-import json
 from binascii import unhexlify
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from iop_episodes.domain.canonical import (
     split_stored,
 )
 from iop_episodes.domain.events import EVENT_TYPES
-from iop_episodes.legacy import format1_link_and_canonical, is_format1
+from iop_episodes.legacy import format1_link, format1_link_and_canonical, is_format1
 from iop_episodes.rawlog import log_pages
 
 if TYPE_CHECKING:
@@ -65,9 +64,7 @@ def plaintext(service: EpisodeService, record: StoredEvent) -> bytes:
 def stored_link(service: EpisodeService, record: StoredEvent) -> str:
     """The chain link a stored row carries."""
     stored = plaintext(service, record)
-    if is_format1(stored):
-        return str(json.loads(stored)["chain"])
-    return split_stored(stored)[0]
+    return format1_link(stored) if is_format1(stored) else split_stored(stored)[0]
 
 
 def event_type_of(topic: str) -> str:

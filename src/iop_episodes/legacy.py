@@ -21,6 +21,11 @@ def is_format1(stored: bytes) -> bool:
     return not stored.startswith(CHAIN_OPENING)
 
 
+def format1_link(stored: bytes) -> str:
+    """The link a format 1 row stored."""
+    return str(json.loads(stored)["chain"])
+
+
 def format1_link_and_canonical(
     stored: bytes, episode_id: str, version: int, event_type: str
 ) -> tuple[str, bytes]:

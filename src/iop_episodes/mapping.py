@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
 from eventsourcing.utils import get_topic
 
@@ -119,7 +120,7 @@ def entry_event(
         "chain": entry["_chain"],
         "stored_form": stored,
     }
-    if cls.type_name() == "Assessed":
+    if issubclass(cls, Aggregate.Created):  # the event that creates the episode
         fields["originator_topic"] = EPISODE_TOPIC
     event = object.__new__(cls)
     object.__setattr__(event, "__dict__", fields)
