@@ -19,6 +19,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src projections tests scripts
 	$(BIN)/ruff format --check src projections tests scripts
 	$(BIN)/mypy src projections
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest -n 2 -rP --durations=10

@@ -10,11 +10,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.integrity import Finding, episode_ids, stored_link, verify_records
 from iop_episodes.domain.canonical import canonical_time
 from iop_episodes.domain.state import EpisodeState
 from iop_episodes.domain.values import Model
-from iop_episodes.integrity import Finding, episode_ids, stored_link, verify_records
-from iop_episodes.service import EpisodeService
 from projections.rows import AuditRow
 from projections.views import EpisodeViews
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from iop_episodes.service import EpisodeService
-from iop_episodes.stepdown import Candidate
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.application.stepdown import Candidate
 from projections.runner import ViewRunner
 from projections.schedule import step_down_candidates
 

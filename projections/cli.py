@@ -11,11 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_decimal as plain  # 9.50 -> "9.5"
 from iop_episodes.domain.weeks import iso_week
-from iop_episodes.service import EpisodeService
-from iop_episodes.settings import program_timezone, store_url
 from projections import audit
 from projections.runner import Status, ViewRunner
 from projections.schedule import (
@@ -42,7 +41,7 @@ def progress_printer(label: str) -> Any:
 
 
 def _service(args: argparse.Namespace) -> EpisodeService:
-    return EpisodeService(store_url(args.store))
+    return EpisodeService(args.store)
 
 
 def _now() -> datetime:
@@ -107,7 +106,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
                 return EXIT_FAILED
             print(found.model_dump_json(indent=2) if args.json else episode_text(found))
             return EXIT_OK
-        week = args.week or iso_week(_now(), program_timezone(None))
+        week = args.week or iso_week(_now(), service.program_timezone)
         rows = program_schedule(runner.views, week, args.level)
         if args.json:
             print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))

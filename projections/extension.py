@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.application.stepdown import CandidateSource
 from iop_episodes.domain.weeks import iso_week
-from iop_episodes.service import EpisodeService
-from iop_episodes.stepdown import CandidateSource
 from projections import cli
 from projections.candidates import ScheduleCandidates
 from projections.runner import ViewRunner

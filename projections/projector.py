@@ -11,7 +11,8 @@ import json
 from datetime import date
 from typing import Any
 
-from iop_episodes.domain.canonical import canonical_json, canonical_time, entry_texts
+from iop_episodes.application.recorded import recorded_texts
+from iop_episodes.domain.canonical import canonical_json, canonical_time
 from iop_episodes.domain.catalog import age_group_at
 from iop_episodes.domain.events import (
     Assessed,
@@ -26,7 +27,6 @@ from iop_episodes.domain.events import (
 )
 from iop_episodes.domain.screening import screen_meaning
 from iop_episodes.domain.weeks import age_on, iso_week, local
-from iop_episodes.legacy import format1_texts, is_format1
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow, evolve
 from projections.transaction import ViewTransaction
 
@@ -54,9 +54,7 @@ def project(event: EpisodeEvent, tx: ViewTransaction) -> None:
 def audit_row(event: EpisodeEvent, episode_id: str) -> AuditRow:
     """The entry as recorded: its payload is the stored text the chain covers, not upcast."""
     corrects = int(event.payload["target_version"]) if isinstance(event, EntryCorrected) else None
-    stored = event.stored_form
-    texts = format1_texts(stored) if is_format1(stored) else entry_texts(stored)
-    occurred_at, payload, recorded_at = texts
+    occurred_at, payload, recorded_at = recorded_texts(event)
     return AuditRow(
         episode_id=episode_id,
         version=event.originator_version,

@@ -28,15 +28,15 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment
 
+from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain.events import EpisodeEvent
-from iop_episodes.service import EpisodeService
 from projections.sealing import Sealer
 from projections.views import (
     UPSTREAM,
     EpisodeViews,
     MemoryEpisodeViews,
-    PostgresEpisodeViews,
     SQLiteEpisodeViews,
+    SqlViewsMixin,
     ViewsMoved,
 )
 
@@ -55,11 +55,15 @@ def open_views(service: EpisodeService) -> EpisodeViews:
     backend = service.store.backend
     if backend == "memory":
         return _memory_views.setdefault(service, MemoryEpisodeViews())
-    view_class = SQLiteEpisodeViews if backend == "sqlite" else PostgresEpisodeViews
+    view_class: type[Any] = SQLiteEpisodeViews
+    if backend == "postgresql":
+        from projections.pgviews import PostgresEpisodeViews  # noqa: PLC0415  (psycopg is an extra)
+
+        view_class = PostgresEpisodeViews
     factory = InfrastructureFactory.construct(
         Environment("EpisodeViews", {**service.store.env, "CREATE_TABLE": "y"})
     )
-    views = cast("SQLiteEpisodeViews | PostgresEpisodeViews", _created(factory, view_class))
+    views = cast("SqlViewsMixin", _created(factory, view_class))
     if service.mapper.cipher is not None:
         views.seal_with(Sealer(service.mapper.cipher))
     return views

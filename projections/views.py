@@ -8,7 +8,6 @@ written in one transaction, so every event is projected exactly once.
 from __future__ import annotations
 
 import copy
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,7 +16,6 @@ from typing import Any
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.popo import POPOTrackingRecorder
-from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from iop_episodes.domain.events import EpisodeEvent
@@ -185,34 +183,6 @@ class SQLiteEpisodeViews(SQLiteTrackingRecorder, SqlViewsMixin):
 
     def _delete_tracking_statement(self) -> tuple[Any, tuple[Any, ...]]:
         return ("DELETE FROM tracking WHERE application_name = ?", (UPSTREAM,))
-
-
-class PostgresEpisodeViews(PostgresTrackingRecorder, SqlViewsMixin):
-    """Views beside the events in the store's schema, in tables named ``iop_*``."""
-
-    def __init__(self, datastore: Any, **kwargs: Any) -> None:
-        super().__init__(datastore, **kwargs)
-        self.dialect = Dialect(placeholder="%s", prefix=f"{self.datastore.schema}.iop_")
-        digest = hashlib.sha256(f"iop:views:{self.datastore.schema}".encode()).digest()
-        self.batch_lock = int.from_bytes(digest[:8], "big", signed=True)
-        self.queries = SqlQueries(self.dialect)
-
-    def create_table(self) -> None:
-        super().create_table()
-        with self.datastore.transaction(commit=True) as cursor:
-            for statement in create_statements(self.dialect):
-                cursor.execute(statement)
-
-    @contextmanager
-    def _transaction(self, *, commit: bool) -> Iterator[Cursor]:
-        with self.datastore.transaction(commit=commit) as cursor:
-            if commit:  # one writing batch at a time per store, across processes
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.batch_lock,))
-            yield cursor
-
-    def _delete_tracking_statement(self) -> tuple[Any, tuple[Any, ...]]:
-        table = f"{self.datastore.schema}.{self.tracking_table_name}"
-        return (f"DELETE FROM {table} WHERE application_name = %s", (UPSTREAM,))
 
 
 class MemoryViewTransaction:

@@ -34,22 +34,22 @@ from typing import Any
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-from iop_episodes.clock import SimulatedClock
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import SNAPSHOT_INTERVAL, EpisodeService
+from iop_episodes.application.stepdown import run_stepdown_sweep
+from iop_episodes.audit.integrity import notifications, plaintext, verify_store
 from iop_episodes.domain import commands
 from iop_episodes.domain.canonical import canonical_json, chain_seed, next_link, split_stored
 from iop_episodes.domain.commands import RecordSession
 from iop_episodes.domain.episode import Episode
-from iop_episodes.integrity import notifications, plaintext, verify_store
-from iop_episodes.rawlog import log_pages
-from iop_episodes.service import SNAPSHOT_INTERVAL, EpisodeService
-from iop_episodes.stepdown import run_stepdown_sweep
+from iop_episodes.infrastructure.rawlog import log_pages
 from projections.candidates import ScheduleCandidates
 from projections.runner import ViewRunner
 from projections.sql import Dialect, create_statements
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests import factories  # noqa: E402  (the same valid commands the tests use)
+from iop_episodes.testing import factories  # noqa: E402  (the same valid commands the tests use)
 from tests.helpers import planned_episodes  # noqa: E402
 
 START = datetime(2026, 3, 2, 14, tzinfo=UTC)
@@ -263,7 +263,7 @@ def write_rows_alone(tables: dict[str, list[tuple[Any, ...]]], url: str) -> floa
 
 
 def demo_store(url: str, clients: int, weeks: int) -> None:
-    from iop_episodes.demo import demo_clock, run_demo  # noqa: PLC0415
+    from iop_episodes.entrypoints.demo import demo_clock, run_demo  # noqa: PLC0415
 
     clock = demo_clock()
     with EpisodeService(url, clock=clock) as service:
@@ -398,7 +398,7 @@ def b6(folder: Path) -> Result:
             next_link(link, data)
 
     def rows_only() -> None:
-        for page in log_pages(service):
+        for page in log_pages(service.recorder):
             for _ in page:
                 pass
 
@@ -541,7 +541,7 @@ def bulk_store(url: str, events: int, per_episode: int = 100) -> None:
 
 REBUILD_AND_REPORT_RSS = """
 import resource, sys, time
-from iop_episodes.service import EpisodeService
+from iop_episodes.application.service import EpisodeService
 from projections.runner import ViewRunner
 service = EpisodeService(sys.argv[1])
 started = time.perf_counter()

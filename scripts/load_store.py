@@ -17,8 +17,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from uuid import NAMESPACE_URL, uuid5
 
-from iop_episodes.clock import SimulatedClock
-from iop_episodes.service import EpisodeService
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
 
 COUNSELOR = {"id": "c.load", "role": "counselor"}
 NURSE = {"id": "rn.load", "role": "nurse"}

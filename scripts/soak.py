@@ -30,13 +30,13 @@ from uuid import UUID
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from iop_episodes.clock import SimulatedClock  # noqa: E402
+from iop_episodes.application.clock import SimulatedClock  # noqa: E402
+from iop_episodes.application.service import EpisodeService  # noqa: E402
+from iop_episodes.audit.integrity import verify_store  # noqa: E402
 from iop_episodes.domain import errors  # noqa: E402
-from iop_episodes.integrity import verify_store  # noqa: E402
-from iop_episodes.service import EpisodeService  # noqa: E402
+from iop_episodes.testing import factories  # noqa: E402
 from projections import audit  # noqa: E402
 from projections.runner import ViewRunner  # noqa: E402
-from tests import factories  # noqa: E402
 from tests.helpers import planned_episodes  # noqa: E402
 
 KINDS = [
@@ -108,7 +108,7 @@ class Writers:
 
 def start(url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "iop_episodes.cli", *args, "--store", url],
+        [sys.executable, "-m", "iop_episodes.entrypoints.cli", *args, "--store", url],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from iop_episodes.clock import SimulatedClock
-from iop_episodes.service import EpisodeService
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
 
 settings.register_profile(
     "ci",

@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from iop_episodes.clock import SimulatedClock
-from iop_episodes.integrity import notifications
-from iop_episodes.service import EpisodeService
-from tests import factories
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.integrity import notifications
+from iop_episodes.testing import factories
 
 
 def stored_count(service: EpisodeService) -> int:

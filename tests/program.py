@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from iop_episodes.clock import SimulatedClock
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
-from iop_episodes.service import EpisodeService
-from tests import factories
+from iop_episodes.testing import factories
 from tests.strategies import Step
 
 

@@ -9,14 +9,14 @@ from datetime import timedelta
 
 from hypothesis import given
 
-from iop_episodes.clock import SimulatedClock
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain.episode import Episode
 from iop_episodes.domain.state import EpisodeState
-from iop_episodes.service import EpisodeService
+from iop_episodes.testing import factories
 from projections import audit
 from projections.audit import FIELDS
 from projections.runner import ViewRunner
-from tests import factories
 from tests.conftest import START
 from tests.helpers import active_episode, advance
 from tests.program import Program

@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from iop_episodes.clock import SimulatedClock
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
-from iop_episodes.service import EpisodeService
-from tests import factories
+from iop_episodes.testing import factories
 from tests.conftest import POSTGRES_SERVER, START, postgres_available
 from tests.helpers import active_episode, stored_count
 

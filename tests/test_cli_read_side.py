@@ -14,15 +14,15 @@ from uuid import UUID
 
 import pytest
 
+from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain.catalog import AgeGroup, Level, band
-from iop_episodes.service import EpisodeService
 from projections.runner import ViewRunner
 from tests import tamper
 
 
 def iop(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "iop_episodes.cli", *args],
+        [sys.executable, "-m", "iop_episodes.entrypoints.cli", *args],
         capture_output=True,
         text=True,
         check=False,
@@ -182,7 +182,7 @@ def kill_catch_up_part_way(url: str) -> int:
             [
                 sys.executable,
                 "-m",
-                "iop_episodes.cli",
+                "iop_episodes.entrypoints.cli",
                 "projections",
                 "catch-up",
                 "--store",
@@ -257,7 +257,7 @@ def run_at_once(count: int, *args: str) -> None:
     """Start ``count`` identical ``iop`` processes together; every one must succeed."""
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "iop_episodes.cli", *args],
+            [sys.executable, "-m", "iop_episodes.entrypoints.cli", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -14,11 +14,11 @@ from uuid import UUID
 
 import pytest
 
-from iop_episodes.clock import SimulatedClock
-from iop_episodes.integrity import notifications, verify_store
-from iop_episodes.service import EpisodeService
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.integrity import notifications, verify_store
+from iop_episodes.testing import factories
 from projections.runner import ViewRunner
-from tests import factories
 from tests.helpers import planned_episodes
 from tests.writer import METHODS
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from iop_episodes.demo import demo_clock, run_demo
-from iop_episodes.integrity import store_digest, verify_store
-from iop_episodes.service import EpisodeService
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.integrity import store_digest, verify_store
+from iop_episodes.entrypoints.demo import demo_clock, run_demo
 from projections.candidates import ScheduleCandidates
 
 
@@ -104,7 +104,7 @@ def test_demo_store_verifies(program):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "iop_episodes.cli", *args],
+        [sys.executable, "-m", "iop_episodes.entrypoints.cli", *args],
         capture_output=True,
         text=True,
         check=False,

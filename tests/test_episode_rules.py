@@ -11,10 +11,10 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
-from iop_episodes.clock import SimulatedClock
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
-from iop_episodes.service import EpisodeService
-from tests import factories
+from iop_episodes.testing import factories
 from tests.conftest import START
 from tests.helpers import active_episode, advance, open_episode, stored_count
 

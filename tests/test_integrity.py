@@ -11,11 +11,12 @@ import psycopg
 import pytest
 from eventsourcing.persistence import MapperDeserialisationError
 
-from iop_episodes import integrity
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit import integrity
+from iop_episodes.audit.integrity import notifications, store_digest, verify_episode, verify_store
 from iop_episodes.domain.canonical import canonical_json, entry_texts, split_stored
-from iop_episodes.integrity import notifications, store_digest, verify_episode, verify_store
-from iop_episodes.service import EpisodeService
-from tests import factories, tamper
+from iop_episodes.testing import factories
+from tests import tamper
 from tests.helpers import active_episode, advance
 
 SCRIPTS = Path(__file__).parent.parent / "scripts"

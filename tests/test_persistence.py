@@ -13,15 +13,16 @@ import pytest
 from eventsourcing.cipher import AESCipher
 from eventsourcing.persistence import StoredEvent
 
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.integrity import verify_episode, verify_store
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_json
-from iop_episodes.integrity import verify_episode, verify_store
-from iop_episodes.service import EpisodeService
-from iop_episodes.settings import StoreUrlError, parse_store
-from iop_episodes.sqlitestore import StatementCachingPool
+from iop_episodes.infrastructure.settings import StoreUrlError, parse_store
+from iop_episodes.infrastructure.sqlite import StatementCachingPool
+from iop_episodes.testing import factories
 from projections import audit
 from projections.runner import ViewRunner
-from tests import factories, tamper
+from tests import tamper
 from tests.helpers import active_episode, advance
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -31,7 +32,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
     ("url", "module"),
     [
         ("memory://", "eventsourcing.popo"),
-        ("sqlite:///var/iop.db", "iop_episodes.sqlitestore:StatementCachingSQLiteFactory"),
+        (
+            "sqlite:///var/iop.db",
+            "iop_episodes.infrastructure.sqlite:StatementCachingSQLiteFactory",
+        ),
         ("postgresql://postgres@127.0.0.1:5432/test", "eventsourcing.postgres"),
     ],
 )

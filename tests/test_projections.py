@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iop_episodes.clock import SimulatedClock
-from iop_episodes.service import EpisodeService
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
 from projections.runner import ViewRunner
 from tests.conftest import POSTGRES_SERVER, START, require_postgres
 from tests.program import Program

@@ -9,13 +9,13 @@ from uuid import UUID
 
 import pytest
 
-from iop_episodes.clock import SimulatedClock
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.integrity import verify_store
 from iop_episodes.domain import errors
-from iop_episodes.integrity import verify_store
-from iop_episodes.service import EpisodeService
+from iop_episodes.testing import factories
 from projections import audit
 from projections.runner import ViewRunner
-from tests import factories
 from tests.helpers import active_episode, stored_count
 
 ROLES = ["counselor", "therapist", "nurse", "physician", "program_director", "scheduler", "auditor"]

@@ -7,16 +7,16 @@ from decimal import Decimal
 
 import pytest
 
-from iop_episodes.clock import SimulatedClock
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain.catalog import Level, band
-from iop_episodes.service import EpisodeService
+from iop_episodes.testing import factories
 from projections.runner import ViewRunner
 from projections.schedule import (
     episode_schedule,
     program_schedule,
     step_down_candidates,
 )
-from tests import factories
 from tests.helpers import active_episode, advance
 
 

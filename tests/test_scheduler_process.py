@@ -18,10 +18,10 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from iop_episodes.clock import SimulatedClock
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.application.stepdown import run_stepdown_sweep
 from iop_episodes.domain.weeks import iso_week, week_start
-from iop_episodes.service import EpisodeService
-from iop_episodes.stepdown import run_stepdown_sweep
 from projections.candidates import ScheduleCandidates
 from tests.helpers import due_program
 
@@ -70,7 +70,7 @@ def start_scheduler(url: str, log: Path) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "iop_episodes.cli",
+            "iop_episodes.entrypoints.cli",
             "scheduler",
             "--store",
             url,

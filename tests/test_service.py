@@ -8,12 +8,12 @@ from uuid import UUID
 
 import pytest
 
-from iop_episodes.clock import SimulatedClock
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import MAX_ATTEMPTS, EpisodeService
+from iop_episodes.audit.integrity import verify_episode
 from iop_episodes.domain import errors
 from iop_episodes.domain.commands import Actor, RecordSession
-from iop_episodes.integrity import verify_episode
-from iop_episodes.service import MAX_ATTEMPTS, EpisodeService
-from tests import factories
+from iop_episodes.testing import factories
 from tests.conftest import START
 from tests.helpers import active_episode, advance, open_episode, stored_count
 

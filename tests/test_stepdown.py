@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from iop_episodes.clock import SimulatedClock
-from iop_episodes.scheduler import SweepJob, parse_cron, run_key
-from iop_episodes.service import EpisodeService
-from iop_episodes.stepdown import Candidate, run_stepdown_sweep
-from iop_episodes.sweeplock import MemorySweepGuard
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.application.stepdown import Candidate, run_stepdown_sweep
+from iop_episodes.entrypoints.scheduler import SweepJob, parse_cron, run_key
+from iop_episodes.infrastructure.sweeplock import MemorySweepGuard
 from projections.candidates import ScheduleCandidates
 from projections.runner import ViewRunner
 from projections.schedule import step_down_candidates

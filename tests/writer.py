@@ -19,9 +19,9 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
-from iop_episodes.service import EpisodeService
-from tests import factories
+from iop_episodes.testing import factories
 
 BASE = datetime(2026, 3, 2, 15, tzinfo=UTC)
 

@@ -35,14 +35,14 @@ from hypothesis.stateful import (
     rule,
 )
 
-from iop_episodes.clock import SimulatedClock
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.integrity import verify_episode
 from iop_episodes.domain import errors
 from iop_episodes.domain.catalog import AgeGroup, Level, band, level_for_hours
 from iop_episodes.domain.episode import Episode
 from iop_episodes.domain.state import EpisodeState
 from iop_episodes.domain.weeks import iso_week
-from iop_episodes.integrity import verify_episode
-from iop_episodes.service import EpisodeService
 
 ROLES = (
     "counselor",

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, cast
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 if TYPE_CHECKING:
+    from eventsourcing.persistence import ApplicationRecorder
     from eventsourcing.postgres import PostgresApplicationRecorder
-
-    from iop_episodes.service import EpisodeService
 
 Row = tuple[str, int, str, bytes, int]
 """Episode id text, version, topic, state, and the row's position in the log."""
@@ -25,14 +24,13 @@ Row = tuple[str, int, str, bytes, int]
 PAGE = 10_000
 
 
-def log_pages(service: EpisodeService, page: int = PAGE) -> Iterator[Sequence[Row]]:
+def log_pages(recorder: ApplicationRecorder, page: int = PAGE) -> Iterator[Sequence[Row]]:
     """Every stored event, a page at a time, in log order."""
-    recorder = service.recorder
     if isinstance(recorder, SQLiteApplicationRecorder):
         return _sqlite_pages(recorder, page)
     if type(recorder).__module__ == "eventsourcing.postgres":  # psycopg is an optional extra
         return _postgres_pages(cast("PostgresApplicationRecorder", recorder), page)
-    return _recorder_pages(service, page)  # in memory: nothing to save by going around it
+    return _recorder_pages(recorder, page)  # in memory: nothing to save by going around it
 
 
 def _sqlite_pages(recorder: SQLiteApplicationRecorder, page: int) -> Iterator[Sequence[Row]]:
@@ -75,10 +73,10 @@ def _postgres_pages(recorder: PostgresApplicationRecorder, page: int) -> Iterato
         after = rows[-1][4]
 
 
-def _recorder_pages(service: EpisodeService, page: int) -> Iterator[Sequence[Row]]:
+def _recorder_pages(recorder: ApplicationRecorder, page: int) -> Iterator[Sequence[Row]]:
     start = 1
     while True:
-        notifications = service.recorder.select_notifications(start, page)
+        notifications = recorder.select_notifications(start, page)
         yield [
             (str(n.originator_id), n.originator_version, n.topic, n.state, n.id)
             for n in notifications

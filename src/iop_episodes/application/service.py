@@ -23,20 +23,20 @@ from eventsourcing.persistence import (
     MapperDeserialisationError,
 )
 
-from iop_episodes import pglocks
-from iop_episodes.clock import Clock, SystemClock
+from iop_episodes.application.clock import Clock, SystemClock
 from iop_episodes.domain import commands, errors
 from iop_episodes.domain.episode import Episode, Receipt
 from iop_episodes.domain.events import EpisodeEvent
 from iop_episodes.domain.state import EpisodeState
-from iop_episodes.mapping import EpisodeMapper
-from iop_episodes.settings import (
+from iop_episodes.infrastructure import pglocks
+from iop_episodes.infrastructure.mapping import EpisodeMapper
+from iop_episodes.infrastructure.settings import (
     parse_store,
     program_timezone,
     protection_env,
     store_url,
 )
-from iop_episodes.transcoding import CanonicalDatetime, DateAsIso
+from iop_episodes.infrastructure.transcoding import CanonicalDatetime, DateAsIso
 
 EPISODE_NAMESPACE = UUID("6f1f8c1e-3b7a-5d0e-9a53-2f4c7b1d9e10")
 """uuid5 namespace of episode ids derived from an assessment's command_id."""

@@ -21,11 +21,11 @@ from typing import Any
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.application.stepdown import CandidateSource, SweepSummary, run_stepdown_sweep
 from iop_episodes.domain.policy import StepDownSettings
 from iop_episodes.domain.weeks import zone
-from iop_episodes.service import EpisodeService
-from iop_episodes.stepdown import CandidateSource, SweepSummary, run_stepdown_sweep
-from iop_episodes.sweeplock import SweepGuard, guard_for
+from iop_episodes.infrastructure.sweeplock import SweepGuard, guard_for
 
 LOG = logging.getLogger(__name__)
 DEFAULT_CRON = "0 2 * * *"

@@ -7,6 +7,7 @@ compression) and ``IOP_TIMEZONE`` (the program's clock).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_STORE = "sqlite:///iop.db"
 DEFAULT_TIMEZONE = "America/New_York"
+SQLITE_FACTORY = "iop_episodes.infrastructure.sqlite:StatementCachingSQLiteFactory"
 
 
 class StoreUrlError(ValueError):
@@ -58,7 +60,7 @@ def parse_store(url: str) -> Store:
         return Store(
             url,
             {
-                "PERSISTENCE_MODULE": "iop_episodes.sqlitestore:StatementCachingSQLiteFactory",
+                "PERSISTENCE_MODULE": SQLITE_FACTORY,
                 "SQLITE_DBNAME": database,
                 "SQLITE_LOCK_TIMEOUT": "30",
             },
@@ -69,6 +71,11 @@ def parse_store(url: str) -> Store:
 
 
 def _postgres_env(url: str) -> dict[str, str]:
+    if importlib.util.find_spec("psycopg") is None:
+        raise StoreUrlError(
+            "a postgresql:// store needs the PostgreSQL driver: "
+            "pip install 'iop-episodes[postgres]'"
+        )
     parts = urlsplit(url)
     dbname = parts.path.lstrip("/")
     if not parts.hostname or not dbname:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from iop_episodes.domain.canonical import canonical_time
-from iop_episodes.pglocks import connect, lock_key
-from iop_episodes.settings import Store
+from iop_episodes.infrastructure.pglocks import connect, lock_key
+from iop_episodes.infrastructure.settings import Store
 
 NODE = f"{os.uname().nodename}:{os.getpid()}"
 

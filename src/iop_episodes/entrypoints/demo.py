@@ -22,7 +22,9 @@ from functools import partial
 from typing import Any
 from uuid import UUID, uuid5
 
-from iop_episodes.clock import SimulatedClock
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.application.stepdown import CandidateSource, run_stepdown_sweep
 from iop_episodes.domain import errors
 from iop_episodes.domain.catalog import (
     EXPECTED_WHEN_PRESCRIBED,
@@ -38,8 +40,6 @@ from iop_episodes.domain.catalog import (
     Topic,
 )
 from iop_episodes.domain.weeks import zone
-from iop_episodes.service import EpisodeService
-from iop_episodes.stepdown import CandidateSource, run_stepdown_sweep
 
 DEMO_NAMESPACE = UUID("0b6b3f4e-8d0a-5e62-a1c4-7c9e2d5f8a31")
 START_MONDAY = date(2026, 1, 5)

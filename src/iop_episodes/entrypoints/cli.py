@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from iop_episodes.demo import demo_clock, run_demo
-from iop_episodes.extensions import candidate_source, load_extensions
-from iop_episodes.integrity import store_digest, verify_store
-from iop_episodes.scheduler import DEFAULT_CRON, run_scheduler
-from iop_episodes.service import EpisodeService
-from iop_episodes.settings import StoreUrlError, store_url
-from iop_episodes.stepdown import run_stepdown_sweep
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.application.stepdown import run_stepdown_sweep
+from iop_episodes.audit.integrity import store_digest, verify_store
+from iop_episodes.entrypoints.demo import demo_clock, run_demo
+from iop_episodes.entrypoints.extensions import candidate_source, load_extensions
+from iop_episodes.entrypoints.scheduler import DEFAULT_CRON, run_scheduler
+from iop_episodes.infrastructure.settings import StoreUrlError, store_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

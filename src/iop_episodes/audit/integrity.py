@@ -28,13 +28,13 @@ from iop_episodes.domain.canonical import (
     split_stored,
 )
 from iop_episodes.domain.events import EVENT_TYPES
-from iop_episodes.legacy import format1_link, format1_link_and_canonical, is_format1
-from iop_episodes.rawlog import log_pages
+from iop_episodes.infrastructure.legacy import format1_link, format1_link_and_canonical, is_format1
+from iop_episodes.infrastructure.rawlog import log_pages
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Notification, StoredEvent
 
-    from iop_episodes.service import EpisodeService
+    from iop_episodes.application.service import EpisodeService
 
 Problem = Literal[
     "version-gap", "chain-mismatch", "unreadable", "unknown-type", "projection-mismatch"
@@ -173,7 +173,7 @@ def _suspect_episodes(service: EpisodeService) -> list[UUID]:
     plain = service.mapper.plaintext
     opening, link_end, body_start = CHAIN_OPENING, LINK_END, BODY_START
     link_start = len(opening)
-    for page in log_pages(service):
+    for page in log_pages(service.recorder):
         for key, version, topic, state, _ in page:
             previous = heads.get(key)
             if previous is None:

@@ -17,11 +17,11 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
+from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
 from iop_episodes.domain.payloads import WeekEvidence
 from iop_episodes.domain.policy import Decision, EpisodeStanding, StepDownSettings, decide
 from iop_episodes.domain.state import EpisodeState
-from iop_episodes.service import EpisodeService
 
 LOG = logging.getLogger(__name__)
 SCHEDULER_ACTOR = {"id": "stepdown-scheduler", "role": "scheduler"}

@@ -22,7 +22,7 @@ from eventsourcing.utils import get_topic
 from iop_episodes.domain.canonical import CHAIN_OPENING
 from iop_episodes.domain.episode import Episode
 from iop_episodes.domain.events import EVENT_TYPES, EpisodeEvent
-from iop_episodes.legacy import is_format1
+from iop_episodes.infrastructure.legacy import is_format1
 
 TOPICS: dict[type[EpisodeEvent], str] = {cls: get_topic(cls) for cls in EVENT_TYPES.values()}
 CLASSES: dict[str, type[EpisodeEvent]] = {topic: cls for cls, topic in TOPICS.items()}

@@ -1,7 +1,7 @@
 """Extensions the ``iop`` command discovers, so the write side never imports them.
 
 The read side (the ``projections`` package) registers itself under the
-``iop_episodes.extensions`` entry-point group; the CLI and the demo call it
+``iop_episodes.entrypoints.extensions`` entry-point group; the CLI and the demo call it
 through this protocol without naming it.
 """
 
@@ -11,8 +11,8 @@ from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from iop_episodes.service import EpisodeService
-from iop_episodes.stepdown import CandidateSource
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.application.stepdown import CandidateSource
 
 GROUP = "iop_episodes.extensions"
 
