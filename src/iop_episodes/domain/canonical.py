@@ -123,19 +123,42 @@ def next_link(previous: str, canonical: bytes) -> str:
 CHAIN_OPENING = b'{"_chain":"'
 LINK_END = len(CHAIN_OPENING) + 64
 BODY_START = LINK_END + 2  # past the link's closing quote and the comma
+SEAL_OPENING = b'"_seal":"'
+SEAL_MEMBER = len(SEAL_OPENING) + 64 + 2  # '"_seal":"<64 hex>",'
 
 
-def stored_form(link: str, canonical: bytes) -> bytes:
-    """The entry as stored: its canonical object with ``_chain`` as the first member."""
-    return CHAIN_OPENING + link.encode("ascii") + b'",' + canonical[1:]
+def stored_form(link: str, canonical: bytes, seal: str | None = None) -> bytes:
+    """The entry as stored: its canonical object with ``_chain`` (and ``_seal``) first.
+
+    ``_seal``, when the service holds an integrity key, is the second member:
+    ``_c`` < ``_s`` < every lowercase letter, so the stored object stays in
+    canonical key order.
+    """
+    sealed = b"" if seal is None else SEAL_OPENING + seal.encode("ascii") + b'",'
+    return CHAIN_OPENING + link.encode("ascii") + b'",' + sealed + canonical[1:]
+
+
+def split_sealed(stored: bytes) -> tuple[str, str | None, bytes]:
+    """The stored link, the stored seal (or None) and the canonical bytes, without parsing."""
+    if not stored.startswith(CHAIN_OPENING) or stored[LINK_END:BODY_START] != b'",':
+        msg = "stored entry does not begin with its chain link"
+        raise ValueError(msg)
+    link = stored[len(CHAIN_OPENING) : LINK_END].decode("ascii")
+    if not stored.startswith(SEAL_OPENING, BODY_START):
+        return link, None, b"{" + stored[BODY_START:]
+    seal_start = BODY_START + len(SEAL_OPENING)
+    body_start = BODY_START + SEAL_MEMBER
+    if stored[body_start - 2 : body_start] != b'",':
+        msg = "stored entry's seal is not 64 characters"
+        raise ValueError(msg)
+    seal = stored[seal_start : body_start - 2].decode("ascii")
+    return link, seal, b"{" + stored[body_start:]
 
 
 def split_stored(stored: bytes) -> tuple[str, bytes]:
     """The stored link and the canonical bytes it covers, without parsing JSON."""
-    if not stored.startswith(CHAIN_OPENING) or stored[LINK_END:BODY_START] != b'",':
-        msg = "stored entry does not begin with its chain link"
-        raise ValueError(msg)
-    return stored[len(CHAIN_OPENING) : LINK_END].decode("ascii"), b"{" + stored[BODY_START:]
+    link, _, canonical = split_sealed(stored)
+    return link, canonical
 
 
 def entry_tail(event_type: str, version: int) -> bytes:
