@@ -8,16 +8,17 @@ written in one transaction, so every event is projected exactly once.
 from __future__ import annotations
 
 import copy
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, replace
 from typing import Any
 
-from eventsourcing.persistence import Tracking, TrackingRecorder
-from eventsourcing.popo import POPOTrackingRecorder
+from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
+from iop_episodes.application.tracking import position_in, record_position
 from iop_episodes.domain.events import EpisodeEvent
 from projections.projector import project
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
@@ -102,7 +103,7 @@ class SqlViewsMixin(EpisodeViews, ABC):
 
     def project(self, events: Sequence[EpisodeEvent], tracking: Tracking, after: int) -> None:
         with self._transaction(commit=True) as cursor:
-            moved = self._max_tracking_id(UPSTREAM, cursor) or 0  # type: ignore[attr-defined]  # both bases have it
+            moved = position_in(self, cursor, UPSTREAM)
             if moved != after:
                 raise ViewsMoved(f"views at {moved}, batch follows {after}")
             view = SqlViewTransaction(cursor, self.dialect)
@@ -110,7 +111,7 @@ class SqlViewsMixin(EpisodeViews, ABC):
             for event in events:
                 project(event, view)
             view.flush()
-            self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]  # both bases have it
+            record_position(self, cursor, tracking)
 
     def reset(self) -> None:
         with self._transaction(commit=True) as cursor:
@@ -221,33 +222,50 @@ class MemoryViewTransaction:
         self.tables["audit"][key] = row
 
 
-class MemoryEpisodeViews(POPOTrackingRecorder, EpisodeViews):
-    """Views in process memory, beside a ``memory://`` store."""
+class MemoryEpisodeViews(EpisodeViews):
+    """Views in process memory, beside a ``memory://`` store, with their own tracking."""
 
     def __init__(self) -> None:
         super().__init__()
+        self._lock = threading.Lock()
+        self._positions: dict[str, int] = {}
         self.tables: dict[str, dict[Any, Any]] = self._empty()
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with self._lock:
+            self._track(tracking)
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        with self._lock:
+            return self._positions.get(application_name)
+
+    def _track(self, tracking: Tracking) -> None:
+        known = self._positions.get(tracking.application_name, 0)
+        if tracking.notification_id <= known:
+            msg = f"tracking position {tracking.notification_id} is not past {known}"
+            raise IntegrityError(msg)
+        self._positions[tracking.application_name] = tracking.notification_id
 
     @staticmethod
     def _empty() -> dict[str, dict[Any, Any]]:
         return {name: {} for name in ("episodes", "entries", "activity", "step_downs", "audit")}
 
     def project(self, events: Sequence[EpisodeEvent], tracking: Tracking, after: int) -> None:
-        with self._database_lock:
-            moved = self._max_tracking_ids[UPSTREAM] or 0
+        with self._lock:
+            moved = self._positions.get(UPSTREAM, 0)
             if moved != after:
                 raise ViewsMoved(f"views at {moved}, batch follows {after}")
             working = copy.copy({name: dict(table) for name, table in self.tables.items()})
             view = MemoryViewTransaction(working)
             for event in events:
                 project(event, view)
+            self._track(tracking)
             self.tables = working  # all of the batch, or (on error) none of it
-            self._insert_tracking(tracking)
 
     def reset(self) -> None:
-        with self._database_lock:
+        with self._lock:
             self.tables = self._empty()
-            self._max_tracking_ids.pop(UPSTREAM, None)
+            self._positions.pop(UPSTREAM, None)
 
     def episodes(self, episode_ids: Iterable[str] | None = None) -> list[EpisodeRow]:
         rows = self.tables["episodes"]

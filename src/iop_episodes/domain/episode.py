@@ -72,8 +72,13 @@ class Episode(Aggregate):
         @classmethod
         def take(cls, aggregate: Any) -> Self:
             taken = super().take(aggregate)
-            object.__setattr__(taken, "timestamp", aggregate.modified_on)
-            return taken
+            return cls(
+                originator_id=taken.originator_id,
+                originator_version=taken.originator_version,
+                timestamp=aggregate.modified_on,
+                topic=taken.topic,
+                state=taken.state,
+            )
 
     def __init__(self) -> None:
         # The Assessed event fills in the assessment; the rest starts empty.

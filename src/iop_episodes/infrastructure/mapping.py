@@ -22,6 +22,7 @@ from eventsourcing.utils import get_topic
 from iop_episodes.domain.canonical import CHAIN_OPENING
 from iop_episodes.domain.episode import Episode
 from iop_episodes.domain.events import EVENT_TYPES, EpisodeEvent
+from iop_episodes.infrastructure.compat import construct_event
 from iop_episodes.infrastructure.legacy import is_format1
 
 TOPICS: dict[type[EpisodeEvent], str] = {cls: get_topic(cls) for cls in EVENT_TYPES.values()}
@@ -66,8 +67,7 @@ class EpisodeMapper(Mapper[UUID]):
     def _format1_event(self, stored_event: StoredEvent, stored: bytes) -> Any:
         """An entry the first release stored: the library's transcoding decodes it."""
         event = super().to_domain_event(stored_event)
-        event.__dict__["stored_form"] = stored  # as stored; never written again
-        return event
+        return construct_event(type(event), {**vars(event), "stored_form": stored})
 
     def plaintext(self, state: bytes) -> bytes:
         """A row's state as the domain wrote it: decrypted, then decompressed."""
@@ -122,6 +122,4 @@ def entry_event(
     }
     if issubclass(cls, Aggregate.Created):  # the event that creates the episode
         fields["originator_topic"] = EPISODE_TOPIC
-    event = object.__new__(cls)
-    object.__setattr__(event, "__dict__", fields)
-    return event
+    return construct_event(cls, fields)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, cast
 
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
+from iop_episodes.infrastructure.compat import plain_sqlite_cursor
+
 if TYPE_CHECKING:
     from eventsourcing.persistence import ApplicationRecorder
     from eventsourcing.postgres import PostgresApplicationRecorder
@@ -40,10 +42,12 @@ def _sqlite_pages(recorder: SQLiteApplicationRecorder, page: int) -> Iterator[Se
     )
     after = 0
     while True:
-        with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.sqlite_cursor.row_factory = None  # plain tuples, not sqlite3.Row
-            cursor.execute(query, (after, page))
-            rows: list[Row] = cursor.fetchall()
+        with (
+            recorder.datastore.transaction(commit=False) as cursor,
+            plain_sqlite_cursor(cursor) as plain,
+        ):
+            plain.execute(query, (after, page))
+            rows: list[Row] = plain.fetchall()
         yield rows
         if len(rows) < page:
             return

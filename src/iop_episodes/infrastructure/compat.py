@@ -1,0 +1,141 @@
+"""Everything that leans on ``eventsourcing`` beyond its documented API, in one place.
+
+The project pins ``eventsourcing>=9.5,<9.6``. Each item below says why it is
+needed, and ``tests/test_compat.py`` holds a contract test per item that
+fails with a clear message when the library changes underneath, so a minor
+release cannot break one of them silently. Nothing else in the project
+touches a private name of the library.
+
+1. ``StatementCachingPool``: the library opens SQLite connections with
+   ``cached_statements=True``, which ``sqlite3`` reads as a cache of ONE
+   statement, so every command prepared its ``BEGIN`` and ``INSERT`` again.
+   The pool overrides the library's private ``_create_connection`` with the
+   same body and a larger cache; the contract test pins the library's body
+   by a fingerprint of its source, so a change there is seen at once.
+2. ``use_pool``: ``SQLiteDatastore`` builds its pool itself; the factory
+   swaps in the caching pool before any connection is opened.
+3. ``construct_event``: the library's mapper builds a decoded event without
+   running its ``__init__`` (``object.__new__`` and the instance dict), and
+   so does ours, because a frozen dataclass ``__init__`` per stored entry
+   costs more than the rest of decoding.
+4. ``position_in`` and ``record_position``: a read model writes its rows and
+   its tracking position in ONE transaction; the library's SQL tracking
+   recorders expose that only as the protected ``_max_tracking_id`` and
+   ``_insert_tracking`` (its own documentation's projection examples use
+   them the same way).
+5. ``plain_sqlite_cursor``: passes over a whole store read plain tuples
+   instead of ``sqlite3.Row`` objects, through the library's own cursor
+   wrapper's ``sqlite_cursor`` attribute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from eventsourcing.persistence import InterfaceError, Tracking, TrackingRecorder
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteDatastore,
+)
+
+STATEMENT_CACHE = 128
+
+LIBRARY_CREATE_CONNECTION_SHA256 = (
+    "4635cb356e9ae4ec242c34f322390bc2fa6057f53a2d3e1a1eb70bc114921101"
+)
+"""SHA-256 of ``SQLiteConnectionPool._create_connection``'s source in eventsourcing 9.5."""
+
+E = TypeVar("E")
+
+
+def source_fingerprint(function: Any) -> str:
+    """SHA-256 of a function's source text, to notice a change in the library."""
+    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()
+
+
+# ---- 1 and 2: SQLite connections that keep their prepared statements --------
+
+
+class StatementCachingPool(SQLiteConnectionPool):
+    """The library's pool, with connections that cache ``STATEMENT_CACHE`` statements."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        # The body of eventsourcing 9.5's SQLiteConnectionPool._create_connection,
+        # with cached_statements=STATEMENT_CACHE instead of True (a cache of one).
+        try:
+            connection = sqlite3.connect(
+                database=self.db_name,
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,  # transactions are begun explicitly, as the library does
+                cached_statements=STATEMENT_CACHE,
+                timeout=self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT,
+            )
+        except (sqlite3.Error, TypeError) as error:
+            raise InterfaceError(error) from error
+        if not self.is_sqlite_memory_mode and not self.is_journal_mode_wal:
+            (mode,) = connection.execute("PRAGMA journal_mode;").fetchone()
+            if mode.lower() != "wal":
+                connection.execute("PRAGMA journal_mode=WAL;")
+                self.journal_mode_was_changed_to_wal = True
+            self.is_journal_mode_wal = True
+        connection.row_factory = sqlite3.Row
+        return SQLiteConnection(sqlite_conn=connection, max_age=self.max_age)
+
+
+def use_pool(datastore: SQLiteDatastore, pool_class: type[SQLiteConnectionPool]) -> None:
+    """Replace a datastore's pool (before it opened a connection) by one of ``pool_class``."""
+    library_pool = datastore.pool
+    datastore.pool = pool_class(
+        db_name=library_pool.db_name,
+        lock_timeout=library_pool.lock_timeout,
+        pool_size=library_pool.pool_size,
+        max_overflow=library_pool.max_overflow,
+        pool_timeout=library_pool.pool_timeout,
+        max_age=library_pool.max_age,
+        pre_ping=library_pool.pre_ping,
+    )
+    library_pool.close()
+
+
+# ---- 3: decoded events without __init__ -------------------------------------
+
+
+def construct_event(cls: type[E], state: dict[str, Any]) -> E:
+    """An event of ``cls`` holding ``state`` as its fields, as the library's mapper builds one."""
+    event = object.__new__(cls)
+    object.__setattr__(event, "__dict__", state)
+    return event
+
+
+# ---- 4: rows and tracking position in one transaction -----------------------
+
+
+def position_in(recorder: TrackingRecorder, cursor: Any, application_name: str) -> int:
+    """The tracked position, read inside the caller's transaction (0 when none)."""
+    position: int | None = recorder._max_tracking_id(application_name, cursor)  # type: ignore[attr-defined]  # item 4
+    return position or 0
+
+
+def record_position(recorder: TrackingRecorder, cursor: Any, tracking: Tracking) -> None:
+    """Record ``tracking`` inside the caller's transaction."""
+    recorder._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]  # item 4
+
+
+# ---- 5: plain rows from SQLite ----------------------------------------------
+
+
+@contextmanager
+def plain_sqlite_cursor(cursor: SQLiteCursor) -> Iterator[sqlite3.Cursor]:
+    """The raw ``sqlite3`` cursor behind the library's wrapper, returning plain tuples."""
+    raw = cursor.sqlite_cursor
+    raw.row_factory = None
+    yield raw

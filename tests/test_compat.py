@@ -1,0 +1,171 @@
+"""Contract tests: each reach into eventsourcing's internals (infrastructure.compat) still holds.
+
+When one of these fails after a library upgrade, re-derive the named compat
+item from the library's new code before anything else.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from copy import deepcopy
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    JSONTranscoder,
+    Mapper,
+    Tracking,
+    UUIDAsHex,
+)
+from eventsourcing.sqlite import (
+    SQLiteConnectionPool,
+    SQLiteDatastore,
+    SQLiteTrackingRecorder,
+)
+
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.domain import commands
+from iop_episodes.domain.episode import Episode
+from iop_episodes.infrastructure import compat
+from iop_episodes.testing import factories
+from tests.conftest import START
+
+
+def test_the_library_still_creates_sqlite_connections_as_the_caching_pool_copies() -> None:
+    """Item 1: the library's _create_connection is the body StatementCachingPool repeats."""
+    fingerprint = compat.source_fingerprint(SQLiteConnectionPool._create_connection)
+    assert fingerprint == compat.LIBRARY_CREATE_CONNECTION_SHA256, (
+        "eventsourcing changed SQLiteConnectionPool._create_connection: re-derive "
+        "compat.StatementCachingPool._create_connection from the new body and update "
+        "LIBRARY_CREATE_CONNECTION_SHA256"
+    )
+
+
+def _connection_traits(pool: SQLiteConnectionPool) -> tuple[Any, ...]:
+    connection = pool.get_connection(is_writer=True)
+    raw = connection._sqlite_conn  # the raw connection, to compare its settings
+    traits = (
+        raw.isolation_level,
+        raw.row_factory,
+        raw.execute("PRAGMA journal_mode").fetchone()[0],
+        pool.is_journal_mode_wal,
+    )
+    pool.put_connection(connection)
+    pool.close()
+    return traits
+
+
+def test_caching_connections_are_set_up_as_the_librarys_are(tmp_path: Path) -> None:
+    """Item 1: same isolation level, row factory and WAL journal as the library's pool."""
+    ours = compat.StatementCachingPool(db_name=str(tmp_path / "ours.db"))
+    theirs = SQLiteConnectionPool(db_name=str(tmp_path / "theirs.db"))
+    traits = _connection_traits(ours)
+    assert traits == _connection_traits(theirs)
+    assert traits[2] == "wal"
+
+
+def test_a_datastore_pool_can_be_replaced_before_it_connects(tmp_path: Path) -> None:
+    """Item 2: use_pool keeps every setting of the datastore's own pool."""
+    datastore = SQLiteDatastore(str(tmp_path / "x.db"), lock_timeout=7, pool_size=3)
+    before = datastore.pool
+    compat.use_pool(datastore, compat.StatementCachingPool)
+    after = datastore.pool
+    assert isinstance(after, compat.StatementCachingPool)
+    settings = ("db_name", "lock_timeout", "pool_size", "max_overflow", "pool_timeout")
+    assert [getattr(after, name) for name in settings] == [
+        getattr(before, name) for name in settings
+    ]
+
+
+class Thing(Aggregate):
+    class Named(Aggregate.Event):
+        name: str
+
+    @staticmethod
+    def noop() -> None: ...
+
+
+def test_events_are_built_as_the_librarys_mapper_builds_them() -> None:
+    """Item 3: the library's mapper decodes an event into the same instance dict."""
+    thing = Thing()
+    thing.trigger_event(Thing.Named, name="x")
+    event = thing.collect_events()[-1]
+    transcoder = JSONTranscoder()
+    transcoder.register(UUIDAsHex())
+    transcoder.register(DatetimeAsISO())
+    mapper: Mapper[Any] = Mapper(transcoder=transcoder)
+    decoded = mapper.to_domain_event(mapper.to_stored_event(event))
+    built = compat.construct_event(Thing.Named, dict(vars(decoded)))
+    assert vars(decoded) == vars(event)
+    assert type(built) is Thing.Named
+    assert built == decoded
+
+
+def test_tracking_is_read_and_recorded_inside_the_callers_transaction(tmp_path: Path) -> None:
+    """Item 4: position_in and record_position work in one transaction that can roll back."""
+    recorder = SQLiteTrackingRecorder(SQLiteDatastore(str(tmp_path / "t.db")))
+    recorder.create_table()
+    with recorder.datastore.transaction(commit=True) as cursor:
+        assert compat.position_in(recorder, cursor, "Up") == 0
+        compat.record_position(recorder, cursor, Tracking("Up", 5))
+        assert compat.position_in(recorder, cursor, "Up") == 5
+    assert recorder.max_tracking_id("Up") == 5
+
+    def record_then_fail() -> None:
+        with recorder.datastore.transaction(commit=True) as cursor:
+            compat.record_position(recorder, cursor, Tracking("Up", 9))
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError, match="roll back"):
+        record_then_fail()
+    assert recorder.max_tracking_id("Up") == 5
+
+
+def test_plain_cursors_return_tuples(tmp_path: Path) -> None:
+    """Item 5: the library's cursor wrapper still exposes its sqlite3 cursor."""
+    datastore = SQLiteDatastore(str(tmp_path / "p.db"))
+    with datastore.transaction(commit=False) as cursor, compat.plain_sqlite_cursor(cursor) as raw:
+        assert isinstance(raw, sqlite3.Cursor)
+        raw.execute("SELECT 1, 'a'")
+        assert raw.fetchall() == [(1, "a")]
+
+
+def test_storing_an_episode_writes_what_the_librarys_save_writes() -> None:
+    """The service's _store (events, cache, due snapshot) stores what Application.save stores."""
+    stored: list[list[Any]] = []
+    for use_library_save in (False, True):
+        clock = SimulatedClock(START)
+        with EpisodeService("memory://", clock=clock) as service:
+            episode = Episode.assess(
+                commands.Assess.model_validate(
+                    {**factories.assessment(clock.now()), "program_timezone": "UTC"}
+                ),
+                episode_id=UUID(int=7),
+                now=clock.now(),
+            )
+            episode.create_plan(
+                commands.CreatePlan.model_validate(
+                    factories.plan(episode.id, clock.now() + timedelta(hours=1))
+                ),
+                clock.now() + timedelta(hours=2),
+            )
+            for day in range(18):  # 20 entries: both snapshot at version 20
+                moment = clock.now() + timedelta(days=day, hours=3)
+                session = factories.session(episode.id, moment)
+                episode.record_session(commands.RecordSession.model_validate(session), moment)
+            if use_library_save:
+                service.save(deepcopy(episode))
+            else:
+                service._store(deepcopy(episode))
+            events = service.recorder.select_events(episode.id)
+            assert service.snapshots is not None
+            snapshots = service.snapshots.recorder.select_events(episode.id)
+            stored.append([(e.originator_version, e.topic, e.state) for e in (*events, *snapshots)])
+    assert stored[0] == stored[1]
+    assert len(stored[0]) == 21  # 20 entries and the snapshot at version 20
