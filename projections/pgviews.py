@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,9 +18,12 @@ class PostgresEpisodeViews(PostgresTrackingRecorder, SqlViewsMixin):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.dialect = Dialect(placeholder="%s", prefix=f"{self.datastore.schema}.iop_")
-        digest = hashlib.sha256(f"iop:views:{self.datastore.schema}".encode()).digest()
-        self.batch_lock = int.from_bytes(digest[:8], "big", signed=True)
         self.queries = SqlQueries(self.dialect)
+        self.batch_lock: int | None = None
+
+    def lock_with(self, key: int) -> None:
+        """Writing batches take this advisory lock: one at a time per store, across processes."""
+        self.batch_lock = key
 
     def create_table(self) -> None:
         super().create_table()
@@ -33,6 +35,9 @@ class PostgresEpisodeViews(PostgresTrackingRecorder, SqlViewsMixin):
     def _transaction(self, *, commit: bool) -> Iterator[Cursor]:
         with self.datastore.transaction(commit=commit) as cursor:
             if commit:  # one writing batch at a time per store, across processes
+                if self.batch_lock is None:
+                    msg = "PostgreSQL views write only after lock_with() (open_views does it)"
+                    raise RuntimeError(msg)
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.batch_lock,))
             yield cursor
 

@@ -8,12 +8,11 @@ position after it, commit together or not at all.
 from __future__ import annotations
 
 import json
-from datetime import date
 from typing import Any
 
 from iop_episodes.application.recorded import recorded_texts
 from iop_episodes.domain.canonical import canonical_json, canonical_time
-from iop_episodes.domain.catalog import age_group_at
+from iop_episodes.domain.catalog import Level
 from iop_episodes.domain.events import (
     Assessed,
     Discharged,
@@ -26,7 +25,7 @@ from iop_episodes.domain.events import (
     StepDown,
 )
 from iop_episodes.domain.screening import screen_meaning
-from iop_episodes.domain.weeks import age_on, iso_week, local
+from iop_episodes.domain.weeks import iso_week
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow, evolve
 from projections.transaction import ViewTransaction
 
@@ -71,15 +70,12 @@ def audit_row(event: EpisodeEvent, episode_id: str) -> AuditRow:
     )
 
 
-def assessed_row(event: EpisodeEvent) -> EpisodeRow:
-    timezone = event.payload["program_timezone"]
-    born = date.fromisoformat(event.payload["birth_date"])
-    age = age_on(born, local(event.occurred_at, timezone).date())
+def assessed_row(event: Assessed) -> EpisodeRow:
     return EpisodeRow(
         episode_id=str(event.originator_id),
         status="assessed",
-        age_group=str(age_group_at(age)),
-        program_timezone=timezone,
+        age_group=str(event.age_group),
+        program_timezone=event.payload["program_timezone"],
         level=None,
         weekly_hours=None,
         plan_weekly_hours=None,
@@ -121,7 +117,7 @@ def _planned(event: EpisodeEvent, row: EpisodeRow) -> EpisodeRow:
     return evolve(
         row,
         status="active",
-        level="2.1",
+        level=str(Level.INTENSIVE_OUTPATIENT),
         weekly_hours=hours,
         plan_weekly_hours=hours,
         modality_hours=json_text(event.payload["modality_hours"]),

@@ -55,15 +55,18 @@ def open_views(service: EpisodeService) -> EpisodeViews:
     backend = service.store.backend
     if backend == "memory":
         return _memory_views.setdefault(service, MemoryEpisodeViews())
-    view_class: type[Any] = SQLiteEpisodeViews
-    if backend == "postgresql":
-        from projections.pgviews import PostgresEpisodeViews  # noqa: PLC0415  (psycopg is an extra)
-
-        view_class = PostgresEpisodeViews
     factory = InfrastructureFactory.construct(
         Environment("EpisodeViews", {**service.store.env, "CREATE_TABLE": "y"})
     )
-    views = cast("SqlViewsMixin", _created(factory, view_class))
+    views: SqlViewsMixin
+    if backend == "postgresql":
+        from projections.pgviews import PostgresEpisodeViews  # noqa: PLC0415  (psycopg is an extra)
+
+        postgres_views = cast("PostgresEpisodeViews", _created(factory, PostgresEpisodeViews))
+        postgres_views.lock_with(service.advisory_lock_key("views"))
+        views = postgres_views
+    else:
+        views = cast("SQLiteEpisodeViews", _created(factory, SQLiteEpisodeViews))
     if service.mapper.cipher is not None:
         views.seal_with(Sealer(service.mapper.cipher))
     return views

@@ -13,14 +13,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
+from iop_episodes.domain.catalog import Level
 from iop_episodes.domain.payloads import WeekEvidence
 from iop_episodes.domain.policy import EpisodeStanding, week_target
 from iop_episodes.domain.values import Model
 from iop_episodes.domain.weeks import iso_week, next_week, previous_weeks
 from projections.rows import EpisodeRow, StepDownRow
 from projections.views import Activity, EpisodeViews
-
-HUNDRED = Decimal(100)
 
 
 class WeekSchedule(Model):
@@ -218,7 +217,7 @@ def program_schedule(views: EpisodeViews, week: str, level: str | None = None) -
         if not active_during(row, week):
             continue
         steps = [s for s in steps_by_episode[row.episode_id] if s.week <= week]
-        current_level = steps[-1].to_level if steps else "2.1"
+        current_level = steps[-1].to_level if steps else str(Level.INTENSIVE_OUTPATIENT)
         if level is not None and current_level != level:
             continue
         schedule = week_schedule(week, row, steps, activity[row.episode_id])

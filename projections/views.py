@@ -18,6 +18,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
+from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.tracking import position_in, record_position
 from iop_episodes.domain.events import EpisodeEvent
 from projections.projector import project
@@ -32,7 +33,7 @@ from projections.sql import (
     create_statements,
 )
 
-UPSTREAM = "Episodes"
+UPSTREAM = EpisodeService.name
 """The application whose notification log the views follow."""
 
 Activity = tuple[str, str, str, int, int]

@@ -43,14 +43,11 @@ from iop_episodes.domain.canonical import canonical_json, chain_seed, next_link,
 from iop_episodes.domain.commands import RecordSession
 from iop_episodes.domain.episode import Episode
 from iop_episodes.infrastructure.rawlog import log_pages
+from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import planned_episodes
 from projections.candidates import ScheduleCandidates
 from projections.runner import ViewRunner
 from projections.sql import Dialect, create_statements
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from iop_episodes.testing import factories  # noqa: E402  (the same valid commands the tests use)
-from tests.helpers import planned_episodes  # noqa: E402
 
 START = datetime(2026, 3, 2, 14, tzinfo=UTC)
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"

@@ -19,17 +19,7 @@ from uuid import NAMESPACE_URL, uuid5
 
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
-
-COUNSELOR = {"id": "c.load", "role": "counselor"}
-NURSE = {"id": "rn.load", "role": "nurse"}
-ASAM = {
-    "intoxication_withdrawal": 1,
-    "biomedical": 1,
-    "emotional_behavioral_cognitive": 1,
-    "readiness_to_change": 2,
-    "relapse_potential": 2,
-    "recovery_environment": 1,
-}
+from iop_episodes.testing import factories
 
 
 def load(url: str, events: int, episodes: int) -> int:
@@ -38,26 +28,12 @@ def load(url: str, events: int, episodes: int) -> int:
         ids = [uuid5(NAMESPACE_URL, f"load/{url}/{n}") for n in range(episodes)]
         for n, episode_id in enumerate(ids):
             service.assess(
-                {
-                    "episode_id": episode_id,
-                    "actor": COUNSELOR,
-                    "occurred_at": clock.now(),
-                    "client_ref": f"MRN-L{n:07d}",
-                    "birth_date": "1985-05-05",
-                    "entry_pathway": "primary_treatment",
-                    "payer": "self_pay",
-                    "asam": ASAM,
-                    "primary_substances": ["alcohol"],
-                }
+                factories.assessment(clock.now(), episode_id=episode_id, client_ref=f"MRN-L{n:07d}")
             )
             service.create_plan(
-                {
-                    "episode_id": episode_id,
-                    "actor": COUNSELOR,
-                    "occurred_at": clock.now(),
-                    "weekly_hours": 9,
-                    "days_per_week": 3,
-                }
+                factories.plan(
+                    episode_id, clock.now(), weekly_hours=9, modality_hours={}, medications=[]
+                )
             )
         stored = 2 * episodes
         day = 0
@@ -65,13 +41,7 @@ def load(url: str, events: int, episodes: int) -> int:
             clock.advance(timedelta(days=1))
             day += 1
             roster = [
-                {
-                    "episode_id": episode_id,
-                    "actor": COUNSELOR,
-                    "occurred_at": clock.now() - timedelta(hours=1),
-                    "modality": "group",
-                    "minutes": 180,
-                }
+                factories.session(episode_id, clock.now() - timedelta(hours=1), topics=[])
                 for episode_id in ids[: min(len(ids), events - stored)]
             ]
             for start in range(0, len(roster), 500):

@@ -14,7 +14,6 @@ the verification result, and stops by itself.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import signal
 import subprocess
@@ -27,17 +26,14 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from iop_episodes.application.clock import SimulatedClock  # noqa: E402
-from iop_episodes.application.service import EpisodeService  # noqa: E402
-from iop_episodes.audit.integrity import verify_store  # noqa: E402
-from iop_episodes.domain import errors  # noqa: E402
-from iop_episodes.testing import factories  # noqa: E402
-from projections import audit  # noqa: E402
-from projections.runner import ViewRunner  # noqa: E402
-from tests.helpers import planned_episodes  # noqa: E402
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.integrity import verify_store
+from iop_episodes.domain import errors
+from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import planned_episodes
+from projections import audit
+from projections.runner import ViewRunner
 
 KINDS = [
     ("record_session", 80),
@@ -111,7 +107,6 @@ def start(url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "iop_episodes.entrypoints.cli", *args, "--store", url],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
 
 

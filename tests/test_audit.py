@@ -14,11 +14,11 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain.episode import Episode
 from iop_episodes.domain.state import EpisodeState
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance
 from projections import audit
 from projections.audit import FIELDS
 from projections.runner import ViewRunner
 from tests.conftest import START
-from tests.helpers import active_episode, advance
 from tests.program import Program
 from tests.strategies import histories
 

@@ -18,8 +18,8 @@ from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, stored_count
 from tests.conftest import POSTGRES_SERVER, START, postgres_available
-from tests.helpers import active_episode, stored_count
 
 texts = {
     "control": st.text(

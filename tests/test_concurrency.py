@@ -18,8 +18,8 @@ from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit.integrity import notifications, verify_store
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import planned_episodes
 from projections.runner import ViewRunner
-from tests.helpers import planned_episodes
 from tests.writer import METHODS
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Every rule of DESIGN section 3, on every backend: accepted, or refused with
+"""Every rule the README lists, on every backend: accepted, or refused with
 its typed error and nothing stored."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance, open_episode, stored_count
 from tests.conftest import START
-from tests.helpers import active_episode, advance, open_episode, stored_count
 
 
 def assert_refused(

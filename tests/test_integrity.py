@@ -16,8 +16,8 @@ from iop_episodes.audit import integrity
 from iop_episodes.audit.integrity import notifications, store_digest, verify_episode, verify_store
 from iop_episodes.domain.canonical import canonical_json, entry_texts, split_stored
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance
 from tests import tamper
-from tests.helpers import active_episode, advance
 
 SCRIPTS = Path(__file__).parent.parent / "scripts"
 

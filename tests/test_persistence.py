@@ -20,10 +20,10 @@ from iop_episodes.domain.canonical import canonical_json
 from iop_episodes.infrastructure.settings import StoreUrlError, parse_store
 from iop_episodes.infrastructure.sqlite import StatementCachingPool
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance
 from projections import audit
 from projections.runner import ViewRunner
 from tests import tamper
-from tests.helpers import active_episode, advance
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -14,9 +14,9 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit.integrity import verify_store
 from iop_episodes.domain import errors
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, stored_count
 from projections import audit
 from projections.runner import ViewRunner
-from tests.helpers import active_episode, stored_count
 
 ROLES = ["counselor", "therapist", "nurse", "physician", "program_director", "scheduler", "auditor"]
 # The specification, written out: who may record what.

@@ -11,13 +11,13 @@ from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain.catalog import Level, band
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance
 from projections.runner import ViewRunner
 from projections.schedule import (
     episode_schedule,
     program_schedule,
     step_down_candidates,
 )
-from tests.helpers import active_episode, advance
 
 
 @pytest.fixture

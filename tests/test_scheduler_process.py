@@ -22,8 +22,8 @@ from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.stepdown import run_stepdown_sweep
 from iop_episodes.domain.weeks import iso_week, week_start
+from iop_episodes.testing.helpers import due_program
 from projections.candidates import ScheduleCandidates
-from tests.helpers import due_program
 
 pytestmark = pytest.mark.slow
 EPISODES = 200

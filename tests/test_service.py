@@ -14,8 +14,8 @@ from iop_episodes.audit.integrity import verify_episode
 from iop_episodes.domain import errors
 from iop_episodes.domain.commands import Actor, RecordSession
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance, open_episode, stored_count
 from tests.conftest import START
-from tests.helpers import active_episode, advance, open_episode, stored_count
 
 
 def test_retried_command_returns_the_first_result_and_stores_nothing(service, clock):

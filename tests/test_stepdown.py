@@ -14,10 +14,10 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.stepdown import Candidate, run_stepdown_sweep
 from iop_episodes.entrypoints.scheduler import SweepJob, parse_cron, run_key
 from iop_episodes.infrastructure.sweeplock import MemorySweepGuard
+from iop_episodes.testing.helpers import due_program
 from projections.candidates import ScheduleCandidates
 from projections.runner import ViewRunner
 from projections.schedule import step_down_candidates
-from tests.helpers import due_program
 
 
 def step_downs(service: EpisodeService, episode_ids: list[UUID]) -> dict[UUID, list[str]]:

@@ -202,6 +202,13 @@ class EpisodeService(Application[UUID]):
         for event in self.events.get(episode_id):
             yield cast("EpisodeEvent", event)
 
+    def advisory_lock_key(self, purpose: str) -> int:
+        """The PostgreSQL advisory-lock key of ``purpose`` on this store's database and schema."""
+        if self.store.backend != "postgresql":
+            msg = f"advisory locks are for PostgreSQL stores, not {self.store.backend}"
+            raise ValueError(msg)
+        return pglocks.lock_key(self.store.env, purpose)
+
     # ---- internals -----------------------------------------------------
 
     def _store(self, *episodes: Episode) -> None:

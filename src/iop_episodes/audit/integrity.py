@@ -29,7 +29,7 @@ from iop_episodes.domain.canonical import (
 )
 from iop_episodes.domain.events import EVENT_TYPES
 from iop_episodes.infrastructure.legacy import format1_link, format1_link_and_canonical, is_format1
-from iop_episodes.infrastructure.rawlog import log_pages
+from iop_episodes.infrastructure.rawlog import log_pages, notification_pages
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Notification, StoredEvent
@@ -131,12 +131,8 @@ def verify_records(
 
 def notifications(service: EpisodeService, start: int = 1) -> Iterator[Notification]:
     """Every stored event in log order, read a page at a time."""
-    while True:
-        page = service.recorder.select_notifications(start, PAGE)
+    for page in notification_pages(service.recorder, PAGE, start):
         yield from page
-        if len(page) < PAGE:
-            return
-        start = page[-1].id + 1
 
 
 def episode_ids(service: EpisodeService) -> list[UUID]:

@@ -89,14 +89,6 @@ class Modality(StrEnum):
     YOGA = "yoga"
 
 
-ADJUNCTIVE = frozenset(Modality) - {
-    Modality.GROUP,
-    Modality.FAMILY,
-    Modality.COUPLES,
-    Modality.INDIVIDUAL,
-}
-
-
 class Topic(StrEnum):
     RELAPSE_PREVENTION = "relapse_prevention"
     STRESS_MANAGEMENT = "stress_management"

@@ -30,9 +30,6 @@ class Actor(Model):
     id: Reference
     role: Role
 
-    def as_record(self) -> dict[str, str]:
-        return {"id": self.id, "role": str(self.role)}
-
 
 class Command(Model):
     """The envelope every command carries."""
@@ -69,12 +66,12 @@ class EpisodeCommand(Command):
     episode_id: UUID
 
 
-class Assess(Command, payloads.Assessed):
+class Assess(Command, payloads.AssessmentDetails):
     """Open an episode. The service fills ``program_timezone`` from its settings."""
 
     payload_type = payloads.Assessed
     episode_id: UUID | None = None
-    program_timezone: Timezone | None = None  # type: ignore[assignment]  # filled in by the service
+    program_timezone: Timezone | None = None
 
 
 class CreatePlan(EpisodeCommand, payloads.PlanCreated):

@@ -8,7 +8,7 @@ payload back as its typed pydantic model. ``apply`` moves the episode's state.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -17,6 +17,7 @@ from eventsourcing.domain import Aggregate
 from iop_episodes.domain import payloads
 from iop_episodes.domain.catalog import (
     SEVERE_WITHDRAWAL_RATING,
+    AgeGroup,
     Level,
     age_group_at,
 )
@@ -71,12 +72,18 @@ class EpisodeEvent(Aggregate.Event):
 class Assessed(EpisodeEvent, Aggregate.Created):
     payload_type = payloads.Assessed
 
+    @property
+    def age_group(self) -> AgeGroup:
+        """The client's age group on the assessment's local day; it holds for the episode."""
+        timezone = self.payload["program_timezone"]
+        born = date.fromisoformat(self.payload["birth_date"])
+        return age_group_at(age_on(born, local(self.occurred_at, timezone).date()))
+
     def evolve(self, episode: Episode) -> None:
         details = payloads.Assessed.model_validate(self.payload)
-        local_day = local(self.occurred_at, details.program_timezone).date()
         episode.program_timezone = details.program_timezone
         episode.client_ref = details.client_ref
-        episode.age_group = age_group_at(age_on(details.birth_date, local_day))
+        episode.age_group = self.age_group
         episode.payer = details.payer
         episode.assessed_at = self.occurred_at
         episode.severe_withdrawal = details.asam.intoxication_withdrawal >= SEVERE_WITHDRAWAL_RATING

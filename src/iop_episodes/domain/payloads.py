@@ -58,8 +58,9 @@ class AsamRatings(Model):
     recovery_environment: Rating
 
 
-class Assessed(Model):
-    program_timezone: Timezone
+class AssessmentDetails(Model):
+    """What the assessing clinician states; ``Assessed`` adds the program's timezone."""
+
     client_ref: Reference
     birth_date: date
     entry_pathway: EntryPathway
@@ -72,6 +73,10 @@ class Assessed(Model):
     outside_therapist: bool = False
     has_transport: bool = True
     supportive_network: bool = True
+
+
+class Assessed(AssessmentDetails):
+    program_timezone: Timezone
 
 
 class PlanCreated(Model):

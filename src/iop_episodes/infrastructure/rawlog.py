@@ -17,7 +17,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from iop_episodes.infrastructure.compat import plain_sqlite_cursor
 
 if TYPE_CHECKING:
-    from eventsourcing.persistence import ApplicationRecorder
+    from eventsourcing.persistence import ApplicationRecorder, Notification
     from eventsourcing.postgres import PostgresApplicationRecorder
 
 Row = tuple[str, int, str, bytes, int]
@@ -77,14 +77,21 @@ def _postgres_pages(recorder: PostgresApplicationRecorder, page: int) -> Iterato
         after = rows[-1][4]
 
 
-def _recorder_pages(recorder: ApplicationRecorder, page: int) -> Iterator[Sequence[Row]]:
-    start = 1
+def notification_pages(
+    recorder: ApplicationRecorder, page: int = PAGE, start: int = 1
+) -> Iterator[Sequence[Notification]]:
+    """The recorder's notifications from ``start``, a page at a time, in log order."""
     while True:
         notifications = recorder.select_notifications(start, page)
+        yield notifications
+        if len(notifications) < page:
+            return
+        start = notifications[-1].id + 1
+
+
+def _recorder_pages(recorder: ApplicationRecorder, page: int) -> Iterator[Sequence[Row]]:
+    for notifications in notification_pages(recorder, page):
         yield [
             (str(n.originator_id), n.originator_version, n.topic, n.state, n.id)
             for n in notifications
         ]
-        if len(notifications) < page:
-            return
-        start = notifications[-1].id + 1

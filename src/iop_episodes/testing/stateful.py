@@ -90,7 +90,7 @@ START = datetime(2026, 10, 26, 15, 0, tzinfo=UTC)
 
 @dataclass
 class Model:
-    """What a careful reader of DESIGN section 3 expects the episode to be."""
+    """What a careful reader of the README's rules expects the episode to be."""
 
     age_group: AgeGroup = AgeGroup.ADULT
     severe: bool = False

@@ -1,4 +1,4 @@
-"""Small helpers shared by the service-level tests."""
+"""Episodes in given states, for tests, harnesses and embedders."""
 
 from __future__ import annotations
 
