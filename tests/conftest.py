@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,18 +47,27 @@ def require_postgres() -> None:
     pytest.skip("no PostgreSQL at 127.0.0.1:5432 and IOP_REQUIRE_POSTGRES is unset")
 
 
+@contextmanager
+def postgres_schema(prefix: str = "t") -> Iterator[str]:
+    """A PostgreSQL store URL in a schema of its own, dropped afterwards (the one helper)."""
+    import psycopg  # noqa: PLC0415  (only PostgreSQL tests need the driver)
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES_SERVER}?schema={schema}"
+    finally:
+        with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL store in a schema of its own, dropped afterwards."""
     require_postgres()
-    import psycopg  # noqa: PLC0415  (only PostgreSQL tests need the driver)
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"{POSTGRES_SERVER}?schema={schema}"
-    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture
@@ -65,14 +75,21 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'iop.db'}"
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
+
+
+@pytest.fixture(params=["memory", "sqlite", POSTGRES])
 def store_url(request: pytest.FixtureRequest) -> str:
     """Every service-level test runs on each backend."""
     if request.param == "memory":
         return "memory://"
-    if request.param == "sqlite":
-        return str(request.getfixturevalue("sqlite_url"))
-    return str(request.getfixturevalue("postgres_url"))
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture(params=["sqlite", POSTGRES])
+def durable_url(request: pytest.FixtureRequest) -> str:
+    """A store that outlives its process: a SQLite file, then PostgreSQL."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 @pytest.fixture

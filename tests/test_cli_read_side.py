@@ -18,23 +18,13 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain.catalog import AgeGroup, Level, band
 from projections.runner import ViewRunner
 from tests import tamper
-
-
-def iop(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "iop_episodes.entrypoints.cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
+from tests.cli import iop
 
 
 @pytest.fixture(scope="module")
 def demo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("demo") / "iop.db"
-    done = iop("demo", "--store", f"sqlite:///{path}", "--clients", "12", "--weeks", "8")
-    assert done.returncode == 0, done.stderr
+    iop("demo", "--store", f"sqlite:///{path}", "--clients", "12", "--weeks", "8")
     return path
 
 
@@ -73,7 +63,6 @@ def test_demo_ends_with_the_schedule_above_the_digest(demo_file):
 def test_schedule_json_lists_active_clients_inside_their_band(demo_url):
     """Every client in the schedule has target hours inside their level's band."""
     done = iop("schedule", "--store", demo_url, "--week", "2026-W09", "--json")
-    assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     assert rows
     for row in rows:
@@ -85,7 +74,6 @@ def test_schedule_of_one_episode_shows_taper_and_weeks(demo_url):
     """--episode prints the plan, the taper and each week."""
     episode_id = some_episode(demo_url)
     done = iop("schedule", "--store", demo_url, "--episode", str(episode_id))
-    assert done.returncode == 0, done.stderr
     assert f"episode {episode_id}" in done.stdout
     assert "target" in done.stdout
 
@@ -93,7 +81,6 @@ def test_schedule_of_one_episode_shows_taper_and_weeks(demo_url):
 def test_verify_passes_on_the_untouched_demo(demo_url):
     """iop audit verify exits 0 on a store nobody touched."""
     done = iop("audit", "verify", "--store", demo_url)
-    assert done.returncode == 0, done.stdout + done.stderr
     assert "verification: ok" in done.stdout
 
 
@@ -101,7 +88,7 @@ def test_verify_passes_on_the_untouched_demo(demo_url):
 def test_verify_fails_naming_episode_and_version(demo_url, damage):
     """A changed byte, a deleted row, two swapped rows: exit 1, episode and version named."""
     episode_id = some_episode(demo_url)
-    assert iop("projections", "catch-up", "--store", demo_url).returncode == 0
+    iop("projections", "catch-up", "--store", demo_url)
     if damage == "byte":
         tamper.replace_text(demo_url, episode_id, 2, '"days_per_week":3', '"days_per_week":4')
         expected = [f"episode {episode_id} version 2: chain-mismatch"]
@@ -117,8 +104,7 @@ def test_verify_fails_naming_episode_and_version(demo_url, damage):
             f"episode {episode_id} version 3: chain-mismatch",
             f"episode {episode_id} version 4: chain-mismatch",
         ]
-    done = iop("audit", "verify", "--store", demo_url)
-    assert done.returncode == 1
+    done = iop("audit", "verify", "--store", demo_url, expect=1)
     for line in expected:
         assert line in done.stdout
 
@@ -154,8 +140,8 @@ def test_history_exports(demo_url):
         demo_url,
         "--as-of",
         "2026-01-20T00:00",
+        expect=2,
     )
-    assert naive.returncode == 2
     assert "timezone" in naive.stderr
 
 
@@ -163,7 +149,7 @@ def test_projection_status_catch_up_and_rebuild(demo_url):
     """status reports position, head and lag; rebuild ends where catch-up ends."""
     status = json.loads(iop("projections", "status", "--store", demo_url, "--json").stdout)
     assert status["lag"] == status["head"] - status["position"]
-    assert iop("projections", "rebuild", "--store", demo_url).returncode == 0
+    iop("projections", "rebuild", "--store", demo_url)
     after = json.loads(iop("projections", "status", "--store", demo_url, "--json").stdout)
     assert after["lag"] == 0
     assert after["position"] == after["head"]
@@ -197,7 +183,7 @@ def kill_catch_up_part_way(url: str) -> int:
         while runner.views.position() < head // 5 and time.monotonic() < deadline:
             time.sleep(0.005)
         process.send_signal(signal.SIGKILL)
-        process.wait()
+        assert process.wait() == -signal.SIGKILL
         position = runner.views.position()
     assert 0 < position < head, f"killed at {position} of {head}: not part way"
     return position
@@ -214,7 +200,7 @@ def assert_caught_up_views_equal_a_rebuild(url: str) -> None:
 
 def assert_restart_equals_rebuild(url: str) -> None:
     kill_catch_up_part_way(url)
-    assert iop("projections", "catch-up", "--store", url).returncode == 0
+    iop("projections", "catch-up", "--store", url)
     assert_caught_up_views_equal_a_rebuild(url)
 
 
@@ -222,7 +208,7 @@ def assert_restart_equals_rebuild(url: str) -> None:
 def test_catch_up_killed_part_way_resumes_to_what_a_rebuild_gives_on_sqlite(tmp_path):
     """SIGKILL mid-backlog, restart: every view equals a rebuild."""
     url = f"sqlite:///{tmp_path / 'backlog.db'}"
-    assert iop("demo", "--store", url, "--clients", "40", "--weeks", "12").returncode == 0
+    iop("demo", "--store", url, "--clients", "40", "--weeks", "12")
     assert_restart_equals_rebuild(url)
 
 
@@ -231,8 +217,7 @@ def test_catch_up_killed_part_way_resumes_to_what_a_rebuild_gives_on_postgres(
     postgres_url,
 ):
     """The same against PostgreSQL."""
-    done = iop("demo", "--store", postgres_url, "--clients", "40", "--weeks", "12")
-    assert done.returncode == 0, done.stderr
+    iop("demo", "--store", postgres_url, "--clients", "40", "--weeks", "12")
     assert_restart_equals_rebuild(postgres_url)
 
 
@@ -240,7 +225,6 @@ def test_stepdown_run_after_the_demo_reports_and_a_rerun_adds_nothing(demo_url):
     """`iop stepdown run --as-of ... --json` twice: decisions, then zero new step-downs."""
     as_of = "2026-03-02T07:00:00+00:00"  # the Monday after the demo's eighth week
     first = iop("stepdown", "run", "--store", demo_url, "--as-of", as_of, "--json")
-    assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
     assert report["examined"] == len(report["decisions"]) > 0
     assert all(d["decision"]["evidence"] for d in report["decisions"])
@@ -248,8 +232,9 @@ def test_stepdown_run_after_the_demo_reports_and_a_rerun_adds_nothing(demo_url):
         iop("stepdown", "run", "--store", demo_url, "--as-of", as_of, "--json").stdout
     )
     assert again["counts"].get("stepped-down", 0) == 0
-    dry = iop("stepdown", "run", "--store", demo_url, "--as-of", "2026-03-02T07:00", "--json")
-    assert dry.returncode == 2
+    dry = iop(
+        "stepdown", "run", "--store", demo_url, "--as-of", "2026-03-02T07:00", "--json", expect=2
+    )
     assert "--as-of needs a timezone" in dry.stderr
 
 
@@ -285,7 +270,7 @@ def test_four_catch_ups_at_once_on_sqlite(demo_url):
 @pytest.mark.slow
 def test_four_catch_ups_at_once_on_postgres(postgres_url):
     """The same on PostgreSQL."""
-    assert iop("demo", "--store", postgres_url, "--clients", "12", "--weeks", "8").returncode == 0
+    iop("demo", "--store", postgres_url, "--clients", "12", "--weeks", "8")
     assert_racing_catch_ups_project_each_event_once(postgres_url)
 
 

@@ -118,16 +118,9 @@ def test_four_writer_processes_on_postgres(postgres_url, tmp_path):
     assert_concurrent_writers_lose_and_double_nothing(postgres_url, tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def crash_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'r.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-def test_writer_killed_mid_roster_leaves_all_or_nothing(crash_store):
+def test_writer_killed_mid_roster_leaves_all_or_nothing(durable_url):
     """SIGKILL during a 400-session roster: each roster stored whole or not at all."""
-    url = crash_store
+    url = durable_url
     ids = shared_episodes(url)
     size = 400
     writer = subprocess.Popen(
@@ -147,7 +140,7 @@ def test_writer_killed_mid_roster_leaves_all_or_nothing(crash_store):
     writer.stdout.readline()  # one roster stored: the next one is under way
     time.sleep(0.05)
     writer.send_signal(signal.SIGKILL)
-    writer.wait()
+    assert writer.wait() == -signal.SIGKILL
     with EpisodeService(url) as service:
         per_roster = Counter(k.split("-")[0] for k in stored_command_ids(service))
         assert per_roster

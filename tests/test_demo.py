@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +12,7 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit.integrity import store_digest, verify_store
 from iop_episodes.entrypoints.demo import demo_clock, run_demo
 from projections.candidates import ScheduleCandidates
+from tests.cli import iop
 
 
 def digest_of(clients: int, weeks: int, seed: int) -> str:
@@ -102,21 +101,11 @@ def test_demo_store_verifies(program):
     assert verify_store(service) == []
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "iop_episodes.entrypoints.cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-
-
 def test_cli_demo_prints_the_same_digest_in_fresh_stores(tmp_path: Path):
     """`iop demo` twice with one seed ends with the same store digest line."""
     lines = []
     for name in ("one.db", "two.db"):
-        done = run_cli(
+        done = iop(
             "demo",
             "--store",
             f"sqlite:///{tmp_path / name}",
@@ -127,7 +116,6 @@ def test_cli_demo_prints_the_same_digest_in_fresh_stores(tmp_path: Path):
             "--seed",
             "7",
         )
-        assert done.returncode == 0, done.stderr
         lines.append(done.stdout.splitlines()[-1])
     assert lines[0] == lines[1]
     assert lines[0].startswith("store digest: ")
@@ -137,9 +125,7 @@ def test_cli_demo_prints_the_same_digest_in_fresh_stores(tmp_path: Path):
 def test_cli_demo_refuses_a_store_that_holds_events(tmp_path: Path):
     """The demo never mixes into a used store; --reset starts a SQLite one afresh."""
     url = f"sqlite:///{tmp_path / 'demo.db'}"
-    assert run_cli("demo", "--store", url, "--clients", "3", "--weeks", "2").returncode == 0
-    refused = run_cli("demo", "--store", url, "--clients", "3", "--weeks", "2")
-    assert refused.returncode == 2
+    iop("demo", "--store", url, "--clients", "3", "--weeks", "2")
+    refused = iop("demo", "--store", url, "--clients", "3", "--weeks", "2", expect=2)
     assert "--reset" in refused.stderr
-    again = run_cli("demo", "--store", url, "--clients", "3", "--weeks", "2", "--reset")
-    assert again.returncode == 0
+    iop("demo", "--store", url, "--clients", "3", "--weeks", "2", "--reset")

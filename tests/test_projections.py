@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import pairwise
 
-import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +14,7 @@ from hypothesis import strategies as st
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from projections.runner import ViewRunner
-from tests.conftest import POSTGRES_SERVER, START, require_postgres
+from tests.conftest import START, postgres_schema, require_postgres
 from tests.program import Program
 from tests.strategies import Step, histories
 
@@ -29,14 +27,8 @@ def fresh_store(backend: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{folder}/views.db"
     else:
-        schema = f"p_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield f"{POSTGRES_SERVER}?schema={schema}"
-        finally:
-            with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        with postgres_schema("p") as url:
+            yield url
 
 
 def chunks(history: list[Step], cuts: list[int]) -> list[list[Step]]:

@@ -98,7 +98,7 @@ def assert_kill_and_restart_match_a_clean_sweep(url: str, tmp_path: Path) -> Non
     first = start_scheduler(url, log)
     wait_for(lambda: len(stored_step_downs(url)) > 0)
     first.send_signal(signal.SIGKILL)
-    first.wait()
+    assert first.wait() == -signal.SIGKILL
     killed_at = len(stored_step_downs(url))
     assert 0 < killed_at < EPISODES, f"not killed mid-sweep: {killed_at} of {EPISODES}"
     second = start_scheduler(url, log)

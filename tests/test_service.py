@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import pytest
@@ -76,31 +76,32 @@ def test_retry_is_recognised_by_a_fresh_service(sqlite_url, clock):
 # ---- conflicts between two service instances on one store -----------------------
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def shared_store(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue(f"{request.param}_url"))
+class RacingClock:
+    """A clock that lets a rival write first the next ``times`` it is read.
+
+    The service reads its clock once per attempt, after loading the episode
+    and before deciding, so each armed read is a rival winning the race.
+    """
+
+    def __init__(self, clock: SimulatedClock) -> None:
+        self.clock = clock
+        self.races: list[Callable[[], object]] = []
+
+    def arm(self, times: int, rival_write: Callable[[], object]) -> None:
+        self.races = [rival_write] * times
+
+    def now(self) -> datetime:
+        if self.races:
+            self.races.pop()()
+        return self.clock.now()
 
 
-def interleave(service: EpisodeService, times: int, rival_write: Any) -> None:
-    """After each of the service's next ``times`` loads, a rival writes first."""
-    load = service._load
-    remaining = [times]
-
-    def racing_load(episode_id: Any, version: int | None = None) -> Any:
-        episode = load(episode_id, version)
-        if remaining[0] > 0:
-            remaining[0] -= 1
-            rival_write()
-        return episode
-
-    service._load = racing_load  # type: ignore[method-assign]  # the race seam
-
-
-def test_conflict_reloads_and_decides_again(shared_store, clock):
+def test_conflict_reloads_and_decides_again(durable_url, clock):
     """A writer that loses the race reloads, re-decides and stores after the rival."""
+    racing = RacingClock(clock)
     with (
-        EpisodeService(shared_store, clock=clock) as ours,
-        EpisodeService(shared_store, clock=clock) as theirs,
+        EpisodeService(durable_url, clock=racing) as ours,
+        EpisodeService(durable_url, clock=clock) as theirs,
     ):
         episode_id = active_episode(ours, clock)
         now = advance(clock, hours=1)
@@ -111,7 +112,7 @@ def test_conflict_reloads_and_decides_again(shared_store, clock):
             modality="individual",
             minutes=60,
         )
-        interleave(ours, 1, lambda: theirs.record_session(rival))
+        racing.arm(1, lambda: theirs.record_session(rival))
         receipt = ours.record_session(factories.session(episode_id, now))
         assert receipt.version == 4
         kinds = [
@@ -121,16 +122,16 @@ def test_conflict_reloads_and_decides_again(shared_store, clock):
         assert verify_episode(ours, episode_id) == []
 
 
-def test_conflict_on_every_attempt_raises_and_stores_nothing(shared_store, clock):
+def test_conflict_on_every_attempt_raises_and_stores_nothing(durable_url, clock):
     """After the bounded retries the command fails with Conflict and stores nothing."""
+    racing = RacingClock(clock)
     with (
-        EpisodeService(shared_store, clock=clock) as ours,
-        EpisodeService(shared_store, clock=clock) as theirs,
+        EpisodeService(durable_url, clock=racing) as ours,
+        EpisodeService(durable_url, clock=clock) as theirs,
     ):
         episode_id = active_episode(ours, clock)
         now = advance(clock, hours=1)
-        interleave(
-            ours,
+        racing.arm(
             MAX_ATTEMPTS,
             lambda: theirs.record_session(factories.session(episode_id, now, minutes=30)),
         )

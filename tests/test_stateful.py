@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import tempfile
-import uuid
 from pathlib import Path
 from typing import ClassVar
 
-import psycopg
 import pytest
 from hypothesis import settings
 
 from iop_episodes.testing.stateful import EpisodeMachine
-from tests.conftest import POSTGRES_SERVER, require_postgres
+from tests.conftest import postgres_schema, require_postgres
 
 TestEpisodeMachineInMemory = EpisodeMachine.TestCase
 TestEpisodeMachineInMemory.settings = settings(stateful_step_count=40, deadline=None)
@@ -41,16 +39,13 @@ class PostgresEpisodeMachine(EpisodeMachine):
     store_url: ClassVar[str] = ""
 
     def __init__(self) -> None:
-        self.schema = f"sm_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {self.schema}")
-        type(self).store_url = f"{POSTGRES_SERVER}?schema={self.schema}"
+        self.schema = postgres_schema("sm")
+        type(self).store_url = self.schema.__enter__()
         super().__init__()
 
     def teardown(self) -> None:
         super().teardown()
-        with psycopg.connect(POSTGRES_SERVER, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {self.schema} CASCADE")
+        self.schema.__exit__(None, None, None)
 
 
 @pytest.fixture(autouse=False)
