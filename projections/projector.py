@@ -14,6 +14,7 @@ from iop_episodes.application.recorded import recorded_texts
 from iop_episodes.domain.canonical import canonical_json, canonical_time
 from iop_episodes.domain.catalog import Level
 from iop_episodes.domain.events import (
+    EPISODE_ENTRY_TYPES,
     Assessed,
     Discharged,
     EntryCorrected,
@@ -35,7 +36,9 @@ def json_text(value: Any) -> str:
 
 
 def project(event: EpisodeEvent, tx: ViewTransaction) -> None:
-    """Apply one event to both views."""
+    """Apply one event to both views; entries of other aggregates (disclosures) are not an episode's."""
+    if event.type_name() not in EPISODE_ENTRY_TYPES:
+        return
     episode_id = str(event.originator_id)
     tx.add_audit(audit_row(event, episode_id))
     if isinstance(event, Assessed):

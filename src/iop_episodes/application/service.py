@@ -25,9 +25,11 @@ from eventsourcing.persistence import (
 
 from iop_episodes.application.clock import Clock, SystemClock
 from iop_episodes.domain import commands, errors
+from iop_episodes.domain.disclosure import ConsentTerms, Disclosure, consent_in_force
 from iop_episodes.domain.episode import Episode, Receipt
 from iop_episodes.domain.events import EpisodeEvent
 from iop_episodes.domain.state import EpisodeState
+from iop_episodes.domain.weeks import local
 from iop_episodes.infrastructure import pglocks
 from iop_episodes.infrastructure.mapping import EpisodeMapper
 from iop_episodes.infrastructure.settings import (
@@ -147,6 +149,77 @@ class EpisodeService(Application[UUID]):
 
     def correct_entry(self, cmd: commands.CorrectEntry | Mapping[str, Any]) -> Receipt:
         return self._execute(_validated(commands.CorrectEntry, cmd), Episode.correct_entry)
+
+    def record_consent(self, cmd: commands.RecordConsent | Mapping[str, Any]) -> Receipt:
+        """A 42 CFR Part 2 consent: recipient, purpose, scope of records, expiry."""
+        return self._execute(_validated(commands.RecordConsent, cmd), Episode.record_consent)
+
+    def revoke_consent(self, cmd: commands.RevokeConsent | Mapping[str, Any]) -> Receipt:
+        return self._execute(_validated(commands.RevokeConsent, cmd), Episode.revoke_consent)
+
+    def consent_for(
+        self, episode_id: UUID, *, recipient: str, purpose: str, needed: Iterable[str]
+    ) -> int:
+        """The version of the episode's consent in force for this disclosure now.
+
+        Raises a ``DisclosureRefused`` subclass naming why none is.
+        """
+        with self._locked([episode_id]):
+            episode = self._load(episode_id)
+            if self._evict_if_stale(episode):
+                episode = self._load(episode_id)
+        now = self.clock.now()
+        return consent_in_force(
+            (ConsentTerms.of(version, terms) for version, terms in episode.consents),
+            episode.revoked_consents,
+            recipient=recipient,
+            purpose=purpose,
+            needed=needed,
+            on=local(now, episode.program_timezone).date(),
+            now=now,
+        )
+
+    def record_disclosure(self, cmd: commands.RecordDisclosure | Mapping[str, Any]) -> Receipt:
+        """Record one export as a Disclosure, after checking its basis is in force.
+
+        Every record's range must exist, and on consent its consent must still
+        allow this recipient, purpose and scope; otherwise nothing is stored.
+        The same ``command_id`` again returns the first receipt.
+        """
+        command = _validated(commands.RecordDisclosure, cmd)
+        for record in command.records:
+            state = self.episode(record.episode_id)
+            if record.to_version > state.version or record.from_version > record.to_version:
+                raise errors.DisclosureRefused(
+                    f"episode {record.episode_id} has versions 1 to {state.version}; "
+                    f"cannot disclose {record.from_version} to {record.to_version}",
+                    field="records",
+                )
+            if record.consent_version is not None:
+                in_force = self.consent_for(
+                    record.episode_id,
+                    recipient=command.recipient,
+                    purpose=command.purpose,
+                    needed=[str(scope) for scope in command.scope],
+                )
+                if in_force != record.consent_version:
+                    raise errors.NoConsentInForce(
+                        f"episode {record.episode_id}: the consent in force is at version "
+                        f"{in_force}, not {record.consent_version}"
+                    )
+        disclosure = Disclosure.record(command, now=self.clock.now())
+        try:
+            self.events.put(disclosure.collect_events())
+        except IntegrityError:
+            existing = self.history(disclosure.id)
+            first = next(iter(existing))
+            if first.command_digest != command.digest():
+                raise errors.IdempotencyKeyReused(
+                    f"command_id {command.command_id!r} already recorded disclosure "
+                    f"{disclosure.id} with different content"
+                ) from None
+            return Receipt(disclosure.id, 1, replayed=True)
+        return Receipt(disclosure.id, disclosure.version)
 
     def record_roster(
         self, sessions: Sequence[commands.RecordSession | Mapping[str, Any]]

@@ -292,3 +292,32 @@ class Role(StrEnum):
 
 # ASAM dimension 1 rated 3 or 4 is severe withdrawal: detox must come first.
 SEVERE_WITHDRAWAL_RATING = 3
+
+
+class RecordScope(StrEnum):
+    """Kinds of record a 42 CFR Part 2 consent may cover (2.31(a)(3): how much and what kind)."""
+
+    ADMISSION_DISCHARGE = "admission_discharge"  # assessment, plan, step-downs, discharge, consents
+    SESSIONS = "sessions"
+    MEDICATIONS = "medications"
+    DRUG_SCREENS = "drug_screens"
+    AFTERCARE = "aftercare"
+
+
+class DisclosureException(StrEnum):
+    """Disclosures 42 CFR Part 2 permits without the patient's consent."""
+
+    MEDICAL_EMERGENCY = "medical-emergency"  # 42 CFR 2.51
+    RESEARCH = "research"  # 42 CFR 2.52
+    AUDIT_AND_EVALUATION = "audit-and-evaluation"  # 42 CFR 2.53
+    COURT_ORDER = "court-order"  # 42 CFR 2.61-2.64
+
+
+class ExportFormat(StrEnum):
+    FHIR_COLLECTION = "fhir-r4-collection"
+    FHIR_TRANSACTION = "fhir-r4-transaction"
+    TEDS_ADMISSIONS_CSV = "teds-admissions-csv"
+    TEDS_ADMISSIONS_JSON = "teds-admissions-json"
+    TEDS_DISCHARGES_CSV = "teds-discharges-csv"
+    TEDS_DISCHARGES_JSON = "teds-discharges-json"
+    AUDIT_REPORT = "audit-report"

@@ -104,3 +104,18 @@ class ScheduleAftercare(EpisodeCommand, payloads.AftercareScheduled):
 
 class CorrectEntry(EpisodeCommand, payloads.EntryCorrected):
     payload_type = payloads.EntryCorrected
+
+
+class RecordConsent(EpisodeCommand, payloads.ConsentRecorded):
+    payload_type = payloads.ConsentRecorded
+
+
+class RevokeConsent(EpisodeCommand, payloads.ConsentRevoked):
+    payload_type = payloads.ConsentRevoked
+
+
+class RecordDisclosure(Command, payloads.Disclosed):
+    """Record one export; its command_id names the disclosure (uuid5), so it is required."""
+
+    payload_type = payloads.Disclosed
+    command_id: CommandId  # required here: it names the disclosure

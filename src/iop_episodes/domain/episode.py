@@ -50,8 +50,12 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 MIN_AGE, MAX_AGE = 12, 120
 
-AFTER_DISCHARGE = frozenset({"AftercareScheduled", "EntryCorrected", "Discharged"})
-"""Entries accepted after discharge (a second discharge has its own error)."""
+AFTER_DISCHARGE = frozenset(
+    {"AftercareScheduled", "EntryCorrected", "Discharged", "ConsentRecorded", "ConsentRevoked"}
+)
+"""Entries accepted after discharge (a second discharge has its own error).
+
+Consents are too: records of a finished episode still leave only with one."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class Receipt:
 
 class Episode(Aggregate):
     """A client's IOP treatment episode, created by its assessment."""
+
+    # Class defaults, so that snapshots taken before consents existed still load.
+    consents: tuple[tuple[int, dict[str, Any]], ...] = ()
+    revoked_consents: tuple[int, ...] = ()
 
     class Snapshot(LibrarySnapshot):
         """A snapshot stamped with its episode's last recording time, not a clock."""
@@ -169,6 +177,12 @@ class Episode(Aggregate):
 
     def correct_entry(self, cmd: commands.CorrectEntry, now: datetime) -> Receipt:
         return self._handle(cmd, now, events.EntryCorrected, self._check_correction)
+
+    def record_consent(self, cmd: commands.RecordConsent, now: datetime) -> Receipt:
+        return self._handle(cmd, now, events.ConsentRecorded, self._check_consent)
+
+    def revoke_consent(self, cmd: commands.RevokeConsent, now: datetime) -> Receipt:
+        return self._handle(cmd, now, events.ConsentRevoked, self._check_revocation)
 
     # ---- reading -----------------------------------------------------------
 
@@ -293,6 +307,19 @@ class Episode(Aggregate):
                 f"episode {self.id} has no plan; aftercare follows a plan",
                 field="episode_id",
             )
+
+    def _check_consent(self, cmd: commands.RecordConsent) -> None:
+        self._require_after(cmd.occurred_at, self.assessed_at, "the assessment")
+
+    def _check_revocation(self, cmd: commands.RevokeConsent) -> None:
+        target = cmd.consent_version
+        given = dict(self.consents)
+        if target not in given:
+            raise errors.ConsentInvalid(
+                f"consent_version {target} is not a ConsentRecorded entry of episode {self.id}"
+            )
+        if target in self.revoked_consents:
+            raise errors.ConsentInvalid(f"consent at version {target} was already revoked")
 
     def _check_correction(self, cmd: commands.CorrectEntry) -> Model | None:
         target = cmd.target_version

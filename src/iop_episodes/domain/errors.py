@@ -20,7 +20,13 @@ the rule and the values that broke it. Nothing is stored when one is raised.
     │   ├── EpisodeDischarged         care recorded after discharge
     │   ├── AlreadyDischarged         a second discharge
     │   ├── CorrectionInvalid         a correction's target or content is wrong
-    │   └── IdempotencyKeyReused      one command_id used for two different commands
+    │   ├── IdempotencyKeyReused      one command_id used for two different commands
+    │   ├── ConsentInvalid            a revocation's target is not a consent in force
+    │   └── DisclosureRefused         an export without a basis in force (nothing leaves)
+    │       ├── NoConsentInForce      no consent for that recipient and purpose
+    │       ├── ConsentExpired        the only matching consent has expired
+    │       ├── ConsentWithdrawn      the only matching consent was revoked
+    │       └── ConsentOutOfScope     the consent does not cover the kinds of record
     ├── EpisodeNotFound               no episode with that id
     ├── EpisodeAlreadyExists          an assessment for an existing episode id
     ├── Conflict                      concurrent writers kept winning the race
@@ -144,3 +150,35 @@ class ScreenNotOnPanel(EpisodeRuleError):
 
 class StoreKeyError(EpisodeError):
     """The configured key (or its absence) cannot read the stored events."""
+
+
+class ConsentInvalid(EpisodeRuleError):
+    rule = "revocation-targets-consent-in-force"
+    field = "consent_version"
+
+
+class DisclosureRefused(EpisodeRuleError):
+    """An export has no basis in force; nothing is exported and nothing recorded."""
+
+    rule = "disclosure-needs-basis"
+    field = "basis"
+
+
+class NoConsentInForce(DisclosureRefused):
+    rule = "disclosure-needs-consent-in-force"
+    field = "consent"
+
+
+class ConsentExpired(DisclosureRefused):
+    rule = "consent-not-expired"
+    field = "expires_on"
+
+
+class ConsentWithdrawn(DisclosureRefused):
+    rule = "consent-not-revoked"
+    field = "consent"
+
+
+class ConsentOutOfScope(DisclosureRefused):
+    rule = "disclosure-within-consent-scope"
+    field = "scope"

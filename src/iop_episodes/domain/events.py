@@ -1,4 +1,7 @@
-"""The nine episode events: an envelope, a validated payload and a chain link.
+"""The chained entries: an envelope, a validated payload and a chain link.
+
+Eleven are an episode's; ``Disclosed`` creates a ``Disclosure`` (one per
+export) and is chained, sealed and stored exactly like them.
 
 Each event keeps its payload in canonical JSON form (``payload``) and its
 stored bytes (``stored_form``: the canonical entry with its chain link), so
@@ -151,6 +154,28 @@ class EntryCorrected(EpisodeEvent):
             episode.voided.append(int(self.payload["target_version"]))
 
 
+class ConsentRecorded(EpisodeEvent):
+    payload_type = payloads.ConsentRecorded
+
+    def evolve(self, episode: Episode) -> None:
+        terms = {**self.payload, "given_at": self.occurred_at.isoformat()}
+        episode.consents = (*episode.consents, (self.originator_version, terms))
+
+
+class ConsentRevoked(EpisodeEvent):
+    payload_type = payloads.ConsentRevoked
+
+    def evolve(self, episode: Episode) -> None:
+        revoked = int(self.payload["consent_version"])
+        episode.revoked_consents = (*episode.revoked_consents, revoked)
+
+
+class Disclosed(EpisodeEvent, Aggregate.Created):
+    """Creates a ``Disclosure``: the one entry of one export (never edited)."""
+
+    payload_type = payloads.Disclosed
+
+
 EVENT_TYPES: dict[str, type[EpisodeEvent]] = {
     cls.type_name(): cls
     for cls in (
@@ -163,8 +188,15 @@ EVENT_TYPES: dict[str, type[EpisodeEvent]] = {
         Discharged,
         AftercareScheduled,
         EntryCorrected,
+        ConsentRecorded,
+        ConsentRevoked,
+        Disclosed,
     )
 }
+"""Every chained entry type, by name: the mapper, verification and the digest read these."""
+
+EPISODE_ENTRY_TYPES = frozenset(EVENT_TYPES) - {"Disclosed"}
+"""The entries of an ``Episode``; a ``Disclosed`` entry is a ``Disclosure``'s."""
 
 CORRECTABLE = frozenset(
     {"SessionAttended", "MedicationDispensed", "ScreenResulted", "AftercareScheduled"}

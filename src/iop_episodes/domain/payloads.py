@@ -1,4 +1,4 @@
-"""Pydantic payloads of the nine episode events.
+"""Pydantic payloads of the episode events and of the disclosure event.
 
 A payload is what a clinician or system states; the event envelope around
 it (who, when, which command, chain link) lives in ``events``.
@@ -9,19 +9,23 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
+from uuid import UUID
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from iop_episodes.domain.catalog import (
     AftercareKind,
     DischargeReason,
+    DisclosureException,
     DoseForm,
     DoseUnit,
     EntryPathway,
+    ExportFormat,
     Level,
     Medication,
     Modality,
     Payer,
+    RecordScope,
     Route,
     ScreenPanel,
     ScreenResult,
@@ -188,3 +192,66 @@ class EntryCorrected(Model):
             msg = "a void correction carries no amended payload"
             raise ValueError(msg)
         return amended
+
+
+Scopes = Annotated[frozenset[RecordScope], SortedOnDump, Field(min_length=1)]
+Label = Annotated[Reason, Field(max_length=200)]
+"""A recipient or purpose: free text a person types, at most 200 characters."""
+
+
+class ConsentRecorded(Model):
+    """A 42 CFR Part 2 consent: to whom, for what, which kinds of record, until when."""
+
+    recipient: Label
+    purpose: Label
+    scope: Scopes
+    expires_on: date
+    note: Note = ""
+
+
+class ConsentRevoked(Model):
+    consent_version: Annotated[int, Field(ge=1)]
+    reason: Reason
+
+
+class DisclosedRecords(Model):
+    """One episode's entries that left the program, and the consent they left under."""
+
+    episode_id: UUID
+    client_ref: Reference
+    from_version: Annotated[int, Field(ge=1)]
+    to_version: Annotated[int, Field(ge=1)]
+    consent_version: Annotated[int, Field(ge=1)] | None = None
+
+
+class Disclosed(Model):
+    """Who received what, why, on what basis, and a digest of exactly the bytes sent."""
+
+    recipient: Label
+    purpose: Label
+    basis: Literal["consent", "exception"]
+    exception: DisclosureException | None = None
+    format: ExportFormat
+    scope: Scopes
+    records: Annotated[tuple[DisclosedRecords, ...], Field(min_length=1)]
+    checkpoint: Reference | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    size_bytes: Annotated[int, Field(ge=0)]
+
+    @field_validator("records")
+    @classmethod
+    def _basis_names_consents(
+        cls, records: tuple[DisclosedRecords, ...], info: ValidationInfo
+    ) -> tuple[DisclosedRecords, ...]:
+        basis = info.data.get("basis")
+        with_consent = [record.consent_version is not None for record in records]
+        if basis == "consent" and not all(with_consent):
+            msg = "a disclosure on consent names the consent_version of every record"
+            raise ValueError(msg)
+        if basis == "exception" and any(with_consent):
+            msg = "a disclosure under an exception names no consent_version"
+            raise ValueError(msg)
+        if basis == "exception" and info.data.get("exception") is None:
+            msg = "a disclosure under an exception names the exception"
+            raise ValueError(msg)
+        return records

@@ -1,7 +1,8 @@
 """Which roles may record which entries.
 
 Only clinical staff record care, only a nurse or physician dispenses, the
-scheduler may only step a client down, and an auditor records nothing.
+scheduler may only step a client down, and an auditor records nothing but
+disclosures under the audit-and-evaluation exception (42 CFR 2.53).
 """
 
 from __future__ import annotations
@@ -22,7 +23,19 @@ ALLOWED_ROLES: dict[str, frozenset[Role]] = {
     "Discharged": _LEADS,
     "AftercareScheduled": _LEADS | {Role.THERAPIST},
     "EntryCorrected": _CLINICIANS | _PRESCRIBERS_AND_NURSES | {Role.PROGRAM_DIRECTOR},
+    "ConsentRecorded": _LEADS,
+    "ConsentRevoked": _LEADS,
+    "Disclosed": frozenset({Role.PHYSICIAN, Role.PROGRAM_DIRECTOR, Role.AUDITOR}),
 }
+
+DISCLOSURE_ROLES: dict[str, frozenset[Role]] = {
+    "consent": frozenset({Role.PHYSICIAN, Role.PROGRAM_DIRECTOR}),
+    "medical-emergency": frozenset({Role.PHYSICIAN, Role.PROGRAM_DIRECTOR}),
+    "research": frozenset({Role.PROGRAM_DIRECTOR}),
+    "audit-and-evaluation": frozenset({Role.AUDITOR, Role.PROGRAM_DIRECTOR}),
+    "court-order": frozenset({Role.PROGRAM_DIRECTOR}),
+}
+"""Who may disclose on each basis: a consent in force, or one of Part 2's exceptions."""
 
 
 def may_record(role: Role, event_type: str) -> bool:

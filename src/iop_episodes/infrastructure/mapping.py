@@ -20,14 +20,17 @@ from eventsourcing.persistence import Mapper, MapperDeserialisationError, Stored
 from eventsourcing.utils import get_topic
 
 from iop_episodes.domain.canonical import CHAIN_OPENING
+from iop_episodes.domain.disclosure import Disclosure
 from iop_episodes.domain.episode import Episode
-from iop_episodes.domain.events import EVENT_TYPES, EpisodeEvent
+from iop_episodes.domain.events import EVENT_TYPES, Disclosed, EpisodeEvent
 from iop_episodes.infrastructure.compat import construct_event
 from iop_episodes.infrastructure.legacy import is_format1
 
 TOPICS: dict[type[EpisodeEvent], str] = {cls: get_topic(cls) for cls in EVENT_TYPES.values()}
 CLASSES: dict[str, type[EpisodeEvent]] = {topic: cls for cls, topic in TOPICS.items()}
 EPISODE_TOPIC = get_topic(Episode)
+AGGREGATE_TOPICS: dict[type[EpisodeEvent], str] = {Disclosed: get_topic(Disclosure)}
+"""Aggregates other than Episode that a creating entry makes."""
 
 
 class EntryMismatch(ValueError):
@@ -120,6 +123,6 @@ def entry_event(
         "chain": entry["_chain"],
         "stored_form": stored,
     }
-    if issubclass(cls, Aggregate.Created):  # the event that creates the episode
-        fields["originator_topic"] = EPISODE_TOPIC
+    if issubclass(cls, Aggregate.Created):  # the event that creates the aggregate
+        fields["originator_topic"] = AGGREGATE_TOPICS.get(cls, EPISODE_TOPIC)
     return construct_event(cls, fields)

@@ -135,3 +135,34 @@ def correction(episode_id: UUID, at: datetime, **overrides: Any) -> dict[str, An
         "reason": "Charted for the wrong client.",
         **overrides,
     }
+
+
+def consent(episode_id: UUID, at: datetime, **overrides: Any) -> dict[str, Any]:
+    return {
+        "episode_id": episode_id,
+        "actor": COUNSELOR,
+        "occurred_at": at,
+        "recipient": "County EHR",
+        "purpose": "treatment",
+        "scope": [
+            "admission_discharge",
+            "aftercare",
+            "drug_screens",
+            "medications",
+            "sessions",
+        ],
+        "expires_on": date(at.year + 1, 1, 1),
+        "note": "Signed on the program's Part 2 consent form.",
+        **overrides,
+    }
+
+
+def revocation(episode_id: UUID, at: datetime, **overrides: Any) -> dict[str, Any]:
+    return {
+        "episode_id": episode_id,
+        "actor": COUNSELOR,
+        "occurred_at": at,
+        "consent_version": 3,
+        "reason": "The client withdrew consent in writing.",
+        **overrides,
+    }
