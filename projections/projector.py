@@ -36,7 +36,7 @@ def json_text(value: Any) -> str:
 
 
 def project(event: EpisodeEvent, tx: ViewTransaction) -> None:
-    """Apply one event to both views; entries of other aggregates (disclosures) are not an episode's."""
+    """Apply one event to both views; a disclosure's entry is no episode's, and is skipped."""
     if event.type_name() not in EPISODE_ENTRY_TYPES:
         return
     episode_id = str(event.originator_id)
