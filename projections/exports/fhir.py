@@ -41,9 +41,7 @@ def fhir_bundle(
 ) -> Resource:
     """The episode as a Bundle (``collection``, or ``transaction`` with conditional updates)."""
     history = list(service.history(episode_id))
-    return build_bundle(
-        episode_id, history, transaction=transaction, patient_system=patient_system
-    )
+    return build_bundle(episode_id, history, transaction=transaction, patient_system=patient_system)
 
 
 def build_bundle(
@@ -66,7 +64,9 @@ def build_bundle(
         },
         "type": "transaction" if transaction else "collection",
         "timestamp": canonical_time(last.timestamp),
-        "entry": [_entry(resource, patient_system, transaction=transaction) for resource in resources],
+        "entry": [
+            _entry(resource, patient_system, transaction=transaction) for resource in resources
+        ],
     }
     return bundle
 
@@ -134,7 +134,11 @@ class _Builder:
     def base(self, kind: str, version: int, event: EpisodeEvent) -> Resource:
         resource_id = self.rid(kind, version)
         self.targets.setdefault(version, []).append(resource_id)
-        return {"resourceType": kind.split("-")[0], "id": resource_id, "meta": _meta(event.timestamp)}
+        return {
+            "resourceType": kind.split("-", maxsplit=1)[0],
+            "id": resource_id,
+            "meta": _meta(event.timestamp),
+        }
 
     # ---- the walk ------------------------------------------------------------
 
@@ -270,7 +274,9 @@ class _Builder:
         for event in self.history:
             if event.type_name() == "PlanCreated":
                 hours = event.payload["weekly_hours"]
-                revisions.append(_Revision(event.originator_version, event.occurred_at, hours, "2.1"))
+                revisions.append(
+                    _Revision(event.originator_version, event.occurred_at, hours, "2.1")
+                )
             elif event.type_name() == "StepDown":
                 payload = event.payload
                 revisions.append(
@@ -296,11 +302,17 @@ class _Builder:
             resource = self.base("CarePlan", revision.version, event)
             status = ("completed" if discharge else "active") if latest else "revoked"
             period = {"start": canonical_time(revision.at)}
-            end = revisions[index + 1].at if not latest else (discharge.occurred_at if discharge else None)
+            end = (
+                revisions[index + 1].at
+                if not latest
+                else (discharge.occurred_at if discharge else None)
+            )
             if end is not None:
                 period["end"] = canonical_time(end)
             resource.update(
-                identifier=[{"system": c.ENTRY_SYSTEM, "value": f"{self.episode_id}/{revision.version}"}],
+                identifier=[
+                    {"system": c.ENTRY_SYSTEM, "value": f"{self.episode_id}/{revision.version}"}
+                ],
                 status=status,
                 intent="plan",
                 title=f"IOP treatment plan, revision {index + 1}",
@@ -312,10 +324,15 @@ class _Builder:
                 period=period,
                 created=canonical_time(revision.at),
                 extension=[
-                    {"url": f"{c.EXTENSION}/weekly-hours", "valueQuantity": _hours(revision.weekly_hours)},
+                    {
+                        "url": f"{c.EXTENSION}/weekly-hours",
+                        "valueQuantity": _hours(revision.weekly_hours),
+                    },
                     {
                         "url": f"{c.EXTENSION}/level-of-care",
-                        "valueCoding": c.coding(c.ASAM_LEVEL, revision.level, c.ASAM_LEVELS[revision.level]),
+                        "valueCoding": c.coding(
+                            c.ASAM_LEVEL, revision.level, c.ASAM_LEVELS[revision.level]
+                        ),
                     },
                 ],
             )
@@ -323,7 +340,9 @@ class _Builder:
                 resource["replaces"] = [_ref(self.rid("CarePlan", revisions[index - 1].version))]
             if revision.reason:
                 resource["note"] = [{"text": revision.reason}]
-            activity_status = "stopped" if status == "revoked" else "completed" if discharge else "in-progress"
+            activity_status = (
+                "stopped" if status == "revoked" else "completed" if discharge else "in-progress"
+            )
             resource["activity"] = self._activities(plan, activity_status, first=index == 0)
             out.append(resource)
         return out
@@ -401,7 +420,8 @@ class _Builder:
             performer=[{"actor": _staff(event.actor)}],
             note=[{"text": f"lot {payload['lot']}"}],
             dosage={
-                "text": f"{amount} {unit} of {strength} mg {payload['dose_form']}, {payload['route']}",
+                "text": f"{amount} {unit} of {strength} mg {payload['dose_form']}, "
+                f"{payload['route']}",
                 "route": c.concept(c.SNOMED, route_code, route_display),
                 "dose": {"value": float(amount), "unit": unit},
             },
@@ -461,7 +481,9 @@ class _Builder:
                     )
                 ]
                 if result == "positive":
-                    meaning = "unexpected-positive" if substance in unexpected else "expected-positive"
+                    meaning = (
+                        "unexpected-positive" if substance in unexpected else "expected-positive"
+                    )
                     interpretation.append(
                         c.concept(c.SCREEN_INTERPRETATION, meaning, c.SCREEN_MEANINGS[meaning])
                     )
@@ -504,7 +526,10 @@ class _Builder:
             {
                 "role": "source",
                 "what": {
-                    "identifier": {"system": c.ENTRY_SYSTEM, "value": f"{self.episode_id}/{version}"},
+                    "identifier": {
+                        "system": c.ENTRY_SYSTEM,
+                        "value": f"{self.episode_id}/{version}",
+                    },
                     "display": f"{name} version {version}",
                 },
             }
@@ -525,7 +550,9 @@ class _Builder:
             agent=[
                 {
                     "type": c.concept(c.PROVENANCE_AGENT_TYPE, "author", "Author"),
-                    "role": [c.concept(c.STAFF_ROLE, event.actor["role"], c.label(event.actor["role"]))],
+                    "role": [
+                        c.concept(c.STAFF_ROLE, event.actor["role"], c.label(event.actor["role"]))
+                    ],
                     "who": _staff(event.actor),
                 }
             ],

@@ -1,0 +1,186 @@
+"""The library calls hosts use: export an episode (or many) as FHIR, a period as TEDS.
+
+Each call checks the basis, builds the export from verified histories,
+records exactly one Disclosure, and only then returns the export. A refused
+export raises (or, for many episodes, lists the refused) and records nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from iop_episodes.audit.integrity import episode_ids
+from iop_episodes.domain import errors
+from iop_episodes.domain.canonical import canonical_json
+from iop_episodes.domain.catalog import ExportFormat, RecordScope
+from projections.exports import codes, teds
+from projections.exports.disclosure import Basis, Disclosing, check_discloser, record, select
+from projections.exports.fhir import build_bundle
+
+if TYPE_CHECKING:
+    from datetime import date
+
+    from iop_episodes.application.service import EpisodeService
+    from iop_episodes.domain.episode import Receipt
+    from iop_episodes.domain.events import EpisodeEvent
+
+
+def serialize(resource: Mapping[str, Any]) -> bytes:
+    """One bundle's bytes: keys sorted, no white space, ASCII, one trailing newline."""
+    return canonical_json(resource) + b"\n"
+
+
+@dataclass
+class Export:
+    """What left (``data``, in the order recorded), what was refused, and its disclosure."""
+
+    data: bytes = b""
+    refused: dict[UUID, errors.DisclosureRefused] = field(default_factory=dict)
+    disclosure: Receipt | None = None
+
+
+@dataclass
+class FhirExport(Export):
+    bundles: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class TedsExport(Export):
+    records: list[teds.TedsRecord] = field(default_factory=list)
+
+
+def _disclosing(
+    recipient: str,
+    purpose: str,
+    actor: Mapping[str, str],
+    *,
+    consent: bool,
+    exception: str | None,
+    command_id: str | None,
+) -> Disclosing:
+    basis = Basis.of(consent=consent, exception=exception)
+    check_discloser(actor, basis)
+    if command_id is None:
+        return Disclosing(recipient, purpose, actor, basis)
+    return Disclosing(recipient, purpose, actor, basis, command_id)
+
+
+def export_fhir_many(
+    service: EpisodeService,
+    episodes: Iterable[UUID],
+    *,
+    recipient: str,
+    purpose: str,
+    actor: Mapping[str, str],
+    consent: bool = False,
+    exception: str | None = None,
+    transaction: bool = False,
+    patient_system: str = codes.CLIENT_REF_SYSTEM,
+    command_id: str | None = None,
+) -> FhirExport:
+    """One bundle per episode with a basis, under one disclosure; the rest in ``refused``."""
+    disclosing = _disclosing(
+        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    )
+    selected = select(service, episodes, disclosing)
+    export = FhirExport(refused=selected.refused)
+    for episode_id, history in selected.histories.items():
+        export.bundles[episode_id] = build_bundle(
+            episode_id, history, transaction=transaction, patient_system=patient_system
+        )
+    if not export.bundles:
+        return export
+    export.data = b"".join(serialize(bundle) for bundle in export.bundles.values())
+    kind = ExportFormat.FHIR_TRANSACTION if transaction else ExportFormat.FHIR_COLLECTION
+    export.disclosure = record(service, disclosing, selected, export_format=kind, data=export.data)
+    return export
+
+
+def export_fhir(
+    service: EpisodeService,
+    episode_id: UUID,
+    *,
+    recipient: str,
+    purpose: str,
+    actor: Mapping[str, str],
+    consent: bool = False,
+    exception: str | None = None,
+    transaction: bool = False,
+    patient_system: str = codes.CLIENT_REF_SYSTEM,
+    command_id: str | None = None,
+) -> dict[str, Any]:
+    """The episode's bundle, disclosed once; raises the refusal when it has no basis."""
+    export = export_fhir_many(
+        service,
+        [episode_id],
+        recipient=recipient,
+        purpose=purpose,
+        actor=actor,
+        consent=consent,
+        exception=exception,
+        transaction=transaction,
+        patient_system=patient_system,
+        command_id=command_id,
+    )
+    if episode_id in export.refused:
+        raise export.refused[episode_id]
+    return export.bundles[episode_id]
+
+
+def episode_histories(service: EpisodeService) -> dict[UUID, list[EpisodeEvent]]:
+    """Every episode's entries (disclosures are not episodes), in first-recorded order."""
+    found = {}
+    for aggregate_id in episode_ids(service):
+        history = list(service.history(aggregate_id))
+        if history and history[0].type_name() == "Assessed":
+            found[aggregate_id] = history
+    return found
+
+
+def export_teds(
+    service: EpisodeService,
+    *,
+    kind: teds.Kind,
+    start: date,
+    end: date,
+    recipient: str,
+    purpose: str,
+    actor: Mapping[str, str],
+    consent: bool = False,
+    exception: str | None = None,
+    output: str = "csv",
+    command_id: str | None = None,
+) -> TedsExport:
+    """TEDS admission or discharge records dated ``start`` to ``end``, disclosed once."""
+    disclosing = _disclosing(
+        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    )
+    histories = episode_histories(service)
+    with_records = [
+        episode_id
+        for episode_id, history in histories.items()
+        if teds.records_in_period([history], kind, start, end)
+    ]
+    needed = [str(RecordScope.ADMISSION_DISCHARGE)]
+    selected = select(
+        service,
+        with_records,
+        disclosing,
+        histories=histories.__getitem__,
+        needed=lambda _history: needed,
+    )
+    export = TedsExport(refused=selected.refused)
+    export.records = teds.records_in_period(selected.histories.values(), kind, start, end)
+    if not export.records:
+        return export
+    export.data = (
+        teds.to_csv(export.records, kind) if output == "csv" else teds.to_json(export.records)
+    )
+    export_format = ExportFormat(f"teds-{kind}s-{output}")
+    export.disclosure = record(
+        service, disclosing, selected, export_format=export_format, data=export.data, scope=needed
+    )
+    return export

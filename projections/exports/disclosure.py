@@ -1,0 +1,199 @@
+"""Every export is a disclosure: its basis is checked first, and it is recorded once.
+
+An export names its recipient, purpose, who discloses (``actor``) and one
+basis: ``consent=True`` (each episode's consent in force for that recipient
+and purpose is used) or ``exception=NAME`` (42 CFR Part 2's exceptions,
+``catalog.DisclosureException``). Episodes without a basis are refused with
+the reason and nothing of theirs leaves; the rest leave under one
+``Disclosure`` recording exactly which entries, with a digest of the bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from uuid import UUID, uuid4
+
+from iop_episodes.domain import errors
+from iop_episodes.domain.catalog import DisclosureException, ExportFormat
+from iop_episodes.domain.disclosure import scope_of
+from iop_episodes.domain.permissions import DISCLOSURE_ROLES
+
+if TYPE_CHECKING:
+    from iop_episodes.application.service import EpisodeService
+    from iop_episodes.domain.episode import Receipt
+    from iop_episodes.domain.events import EpisodeEvent
+
+EXCEPTIONS = {
+    DisclosureException.MEDICAL_EMERGENCY: "42 CFR 2.51",
+    DisclosureException.RESEARCH: "42 CFR 2.52",
+    DisclosureException.AUDIT_AND_EVALUATION: "42 CFR 2.53",
+    DisclosureException.COURT_ORDER: "42 CFR 2.61-2.64",
+}
+
+
+@dataclass(frozen=True)
+class Basis:
+    """A consent in force (per episode) or one named exception."""
+
+    consent: bool
+    exception: DisclosureException | None
+
+    @classmethod
+    def of(cls, *, consent: bool, exception: str | None) -> Basis:
+        if consent == (exception is not None):
+            raise errors.DisclosureRefused(
+                "name exactly one basis: consent=True or exception=NAME", field="basis"
+            )
+        if exception is None:
+            return cls(consent=True, exception=None)
+        try:
+            named = DisclosureException(exception)
+        except ValueError:
+            known = ", ".join(str(name) for name in DisclosureException)
+            raise errors.DisclosureRefused(
+                f"exception {exception!r} is not one of {known}", field="exception"
+            ) from None
+        return cls(consent=False, exception=named)
+
+
+@dataclass(frozen=True)
+class Disclosing:
+    """Who discloses to whom, why and on what basis."""
+
+    recipient: str
+    purpose: str
+    actor: Mapping[str, str]
+    basis: Basis
+    command_id: str = field(default_factory=lambda: f"export:{uuid4()}")
+
+
+@dataclass
+class Selected:
+    """The episodes that may leave, with their entries, and those refused."""
+
+    histories: dict[UUID, list[EpisodeEvent]] = field(default_factory=dict)
+    consents: dict[UUID, int | None] = field(default_factory=dict)
+    refused: dict[UUID, errors.DisclosureRefused] = field(default_factory=dict)
+
+    def scope(self) -> list[str]:
+        return sorted(str(s) for s in _scope(self.histories.values()))
+
+
+def _scope(histories: Iterable[list[EpisodeEvent]]) -> set[str]:
+    found: set[str] = set()
+    for history in histories:
+        found |= {str(s) for s in scope_of(*_entry_types(history))}
+    return found
+
+
+def _entry_types(history: list[EpisodeEvent]) -> tuple[list[str], list[str]]:
+    names = [event.type_name() for event in history]
+    corrected = [
+        names[int(event.payload["target_version"]) - 1]
+        for event in history
+        if event.type_name() == "EntryCorrected"
+    ]
+    return names, corrected
+
+
+def select(
+    service: EpisodeService,
+    episode_ids: Iterable[UUID],
+    disclosing: Disclosing,
+    *,
+    histories: Callable[[UUID], list[EpisodeEvent]] | None = None,
+    needed: Callable[[list[EpisodeEvent]], Iterable[str]] | None = None,
+) -> Selected:
+    """Load each episode's entries and find its basis; refusals are collected, not raised."""
+    selected = Selected()
+    for episode_id in episode_ids:
+        history = histories(episode_id) if histories else list(service.history(episode_id))
+        consent_version = None
+        if disclosing.basis.consent:
+            scope = needed(history) if needed else _scope([history])
+            try:
+                consent_version = service.consent_for(
+                    episode_id,
+                    recipient=disclosing.recipient,
+                    purpose=disclosing.purpose,
+                    needed=scope,
+                )
+            except errors.DisclosureRefused as refusal:
+                refusal.add_note(f"episode {episode_id}")
+                selected.refused[episode_id] = refusal
+                continue
+        selected.histories[episode_id] = history
+        selected.consents[episode_id] = consent_version
+    return selected
+
+
+def record(
+    service: EpisodeService,
+    disclosing: Disclosing,
+    selected: Selected,
+    *,
+    export_format: ExportFormat,
+    data: bytes,
+    scope: Iterable[str] | None = None,
+) -> Receipt:
+    """Record the one Disclosure of an export whose bytes are ``data``."""
+    basis = disclosing.basis
+    records = [
+        {
+            "episode_id": episode_id,
+            "client_ref": history[0].payload["client_ref"],
+            "from_version": 1,
+            "to_version": history[-1].originator_version,
+            "consent_version": selected.consents[episode_id],
+        }
+        for episode_id, history in selected.histories.items()
+    ]
+    return service.record_disclosure(
+        {
+            "actor": dict(disclosing.actor),
+            "occurred_at": service.clock.now(),
+            "command_id": disclosing.command_id,
+            "recipient": disclosing.recipient,
+            "purpose": disclosing.purpose,
+            "basis": "consent" if basis.consent else "exception",
+            "exception": None if basis.exception is None else str(basis.exception),
+            "format": str(export_format),
+            "scope": sorted(scope) if scope is not None else selected.scope(),
+            "records": records,
+            "checkpoint": latest_checkpoint(service),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size_bytes": len(data),
+        }
+    )
+
+
+def latest_checkpoint(service: EpisodeService) -> str | None:
+    """The newest signed checkpoint covering the store, once checkpoints exist (issue 11).
+
+    Until then there is none, and a disclosure records ``checkpoint: null``.
+    """
+    del service
+    return None
+
+
+def actor_of(text: str) -> dict[str, str]:
+    """``ID:ROLE`` as the actor mapping commands take."""
+    actor_id, _, role = text.rpartition(":")
+    if not actor_id or not role:
+        msg = f"--as needs ID:ROLE, such as dr.lee:physician, got {text!r}"
+        raise ValueError(msg)
+    return {"id": actor_id, "role": role}
+
+
+def check_discloser(actor: Mapping[str, str], basis: Basis) -> None:
+    """Refuse a role that may not disclose on this basis before anything is read."""
+    name = "consent" if basis.exception is None else str(basis.exception)
+    allowed = DISCLOSURE_ROLES[name]
+    if actor.get("role") not in {str(role) for role in allowed}:
+        raise errors.PermissionDenied(
+            f"role {actor.get('role')} (actor {actor.get('id')}) may not disclose on basis "
+            f"{name}; allowed roles: {', '.join(sorted(allowed))}"
+        )
