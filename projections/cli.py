@@ -16,6 +16,7 @@ from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_decimal as plain  # 9.50 -> "9.5"
 from iop_episodes.domain.weeks import iso_week
 from projections import audit
+from projections.exports import cli as exports_cli
 from projections.runner import Status, ViewRunner
 from projections.schedule import (
     EpisodeSchedule,
@@ -227,6 +228,7 @@ def register(commands: Any) -> None:
     verify.add_argument("--store")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=cmd_audit_verify)
+    exports_cli.register(commands, audit_commands)
 
     proj = commands.add_parser("projections", help="keep the read side up to date")
     proj.add_argument("action", choices=["status", "catch-up", "run", "rebuild"])

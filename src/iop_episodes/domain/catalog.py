@@ -320,4 +320,3 @@ class ExportFormat(StrEnum):
     TEDS_ADMISSIONS_JSON = "teds-admissions-json"
     TEDS_DISCHARGES_CSV = "teds-discharges-csv"
     TEDS_DISCHARGES_JSON = "teds-discharges-json"
-    AUDIT_REPORT = "audit-report"

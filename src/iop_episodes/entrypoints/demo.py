@@ -5,7 +5,8 @@ assessed (some adolescents, some on Medicare, some needing detox first),
 get a plan, attend three program days a week (group, individual, family and
 adjunctive sessions, with missed days), take medication on site with
 take-home doses, give weekly urine screens, step down when the policy says
-so, and are discharged with TEDS reasons and aftercare. A few entries are
+so, and are discharged with TEDS reasons and aftercare. Most sign a 42 CFR
+Part 2 consent for the county EHR at intake; every eighth does not. A few entries are
 recorded late and a few are corrected. Everything goes through
 ``EpisodeService`` on a ``SimulatedClock``, so a seed fixes every byte.
 """
@@ -35,6 +36,7 @@ from iop_episodes.domain.catalog import (
     Medication,
     Modality,
     Payer,
+    RecordScope,
     ScreenPanel,
     Substance,
     Topic,
@@ -55,6 +57,10 @@ STAFF = {
 }
 
 Action = Callable[[], Any]
+
+CONSENT_RECIPIENT, CONSENT_PURPOSE = "County EHR", "treatment"
+WITHOUT_CONSENT_EVERY = 8
+"""Every eighth client (index 7, 15, ...) gives no consent, so exports refuse them."""
 
 
 @dataclass
@@ -296,6 +302,24 @@ class ProgramSimulation:
                 "outside_therapist": rng.random() < 0.4,
                 "has_transport": rng.random() < 0.9,
                 "supportive_network": rng.random() < 0.8,
+            }
+        )
+        if client.index % WITHOUT_CONSENT_EVERY != WITHOUT_CONSENT_EVERY - 1:
+            self._consent(client, at)
+
+    def _consent(self, client: Client, at: datetime) -> None:
+        """Most clients sign a Part 2 consent for the county EHR at intake, to the end of year 5."""
+        self.service.record_consent(
+            {
+                "episode_id": client.episode_id,
+                "command_id": f"demo-{self.seed}-{client.index}-consent",
+                "actor": {"id": STAFF["counselor"][0], "role": "counselor"},
+                "occurred_at": at,
+                "recipient": CONSENT_RECIPIENT,
+                "purpose": CONSENT_PURPOSE,
+                "scope": list(RecordScope),
+                "expires_on": date(at.year + 5, 12, 31),
+                "note": "Signed on the program's 42 CFR Part 2 consent form.",
             }
         )
 

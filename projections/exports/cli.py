@@ -1,0 +1,196 @@
+"""``iop export fhir``, ``iop export teds`` and ``iop audit disclosures``.
+
+Every export names its disclosure (``--recipient``, ``--purpose``, ``--as``
+and ``--consent`` or ``--exception``). Exit codes: 0 everything asked for was
+exported, 1 something was refused (each refusal is named on stderr and
+nothing of it is written), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.domain import errors
+from iop_episodes.domain.catalog import DisclosureException
+from projections.exports import accounting, api, codes
+from projections.exports.disclosure import EXCEPTIONS, actor_of
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _disclosure_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store")
+    parser.add_argument("--recipient", required=True, help="who receives the records")
+    parser.add_argument("--purpose", required=True, help="why, as the consent names it")
+    parser.add_argument("--as", dest="actor", required=True, help="ID:ROLE of who discloses")
+    basis = parser.add_mutually_exclusive_group(required=True)
+    basis.add_argument(
+        "--consent", action="store_true", help="each episode's consent in force is the basis"
+    )
+    basis.add_argument(
+        "--exception",
+        choices=[str(name) for name in DisclosureException],
+        help="; ".join(f"{name} ({cite})" for name, cite in EXCEPTIONS.items()),
+    )
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        msg = f"--since needs a timezone, such as {text}Z"
+        raise ValueError(msg)
+    return moment
+
+
+def _named(error: errors.EpisodeError, command: str) -> str:
+    notes = "; ".join(getattr(error, "__notes__", []))
+    return f"iop {command}: refused{' (' + notes + ')' if notes else ''}: {error}"
+
+
+def cmd_export_fhir(args: argparse.Namespace) -> int:
+    if bool(args.episodes) == args.all:
+        print("iop export fhir: name EPISODE ids or --all (not both)", file=sys.stderr)
+        return EXIT_USAGE
+    with EpisodeService(args.store) as service:
+        histories = api.episode_histories(service)
+        wanted = list(histories) if args.all else [UUID(text) for text in args.episodes]
+        missing = [episode_id for episode_id in wanted if episode_id not in histories]
+        if missing:
+            print(f"iop export fhir: no episode {missing[0]}", file=sys.stderr)
+            return EXIT_FAILED
+        if args.since is not None:
+            since = _moment(args.since)
+            wanted = [e for e in wanted if histories[e][-1].timestamp >= since]
+        try:
+            export = api.export_fhir_many(
+                service,
+                wanted,
+                recipient=args.recipient,
+                purpose=args.purpose,
+                actor=actor_of(args.actor),
+                consent=args.consent,
+                exception=args.exception,
+                transaction=args.transaction,
+                patient_system=args.patient_system,
+            )
+        except errors.EpisodeRuleError as error:
+            print(_named(error, "export fhir"), file=sys.stderr)
+            return EXIT_FAILED
+    _write_bundles(export, args.out)
+    for refusal in export.refused.values():
+        print(_named(refusal, "export fhir"), file=sys.stderr)
+    disclosure = export.disclosure.episode_id if export.disclosure else "none"
+    print(
+        f"iop export fhir: {len(export.bundles)} bundles exported, {len(export.refused)} "
+        f"refused; disclosure {disclosure}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if export.refused else EXIT_OK
+
+
+def _write_bundles(export: api.FhirExport, out: str) -> None:
+    if out == "-":
+        sys.stdout.buffer.write(export.data)
+        sys.stdout.flush()
+        return
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    for episode_id, bundle in export.bundles.items():
+        (folder / f"{episode_id}.json").write_bytes(api.serialize(bundle))
+
+
+def cmd_export_teds(args: argparse.Namespace) -> int:
+    start, end = date.fromisoformat(args.from_date), date.fromisoformat(args.to_date)
+    if end < start:
+        print("iop export teds: --to is before --from", file=sys.stderr)
+        return EXIT_USAGE
+    with EpisodeService(args.store) as service:
+        try:
+            export = api.export_teds(
+                service,
+                kind="admission" if args.admissions else "discharge",
+                start=start,
+                end=end,
+                recipient=args.recipient,
+                purpose=args.purpose,
+                actor=actor_of(args.actor),
+                consent=args.consent,
+                exception=args.exception,
+                output=args.format,
+            )
+        except errors.EpisodeRuleError as error:
+            print(_named(error, "export teds"), file=sys.stderr)
+            return EXIT_FAILED
+    if export.data:
+        if args.out == "-":
+            sys.stdout.buffer.write(export.data)
+            sys.stdout.flush()
+        else:
+            Path(args.out).write_bytes(export.data)
+    for refusal in export.refused.values():
+        print(_named(refusal, "export teds"), file=sys.stderr)
+    disclosure = export.disclosure.episode_id if export.disclosure else "none"
+    print(
+        f"iop export teds: {len(export.records)} records exported, {len(export.refused)} "
+        f"episodes refused; disclosure {disclosure}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if export.refused else EXIT_OK
+
+
+def cmd_audit_disclosures(args: argparse.Namespace) -> int:
+    today = datetime.now(tz=UTC).date()
+    since_day = (
+        date.fromisoformat(args.since) if args.since else accounting.three_years_before(today)
+    )
+    since = datetime.combine(since_day, time(0), tzinfo=UTC)
+    with EpisodeService(args.store) as service:
+        rows = accounting.disclosures(service, client=args.client, since=since)
+    if args.json:
+        print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
+    else:
+        sys.stdout.write(accounting.to_text(rows))
+    return EXIT_OK
+
+
+def register(commands: Any, audit_commands: Any) -> None:
+    """Add ``iop export`` and ``iop audit disclosures``."""
+    exports = commands.add_parser("export", help="records that leave the program").add_subparsers(
+        dest="export_command", required=True
+    )
+    fhir = exports.add_parser("fhir", help="one FHIR R4 Bundle per episode")
+    fhir.add_argument("episodes", nargs="*", help="episode ids")
+    fhir.add_argument("--all", action="store_true", help="every episode in the store")
+    fhir.add_argument("--since", help="only episodes with entries recorded since (ISO, with zone)")
+    fhir.add_argument("--out", default="-", help="a directory, or - for NDJSON on stdout")
+    fhir.add_argument("--transaction", action="store_true", help="transaction bundles")
+    fhir.add_argument("--patient-system", default=codes.CLIENT_REF_SYSTEM)
+    _disclosure_options(fhir)
+    fhir.set_defaults(handler=cmd_export_fhir)
+
+    teds = exports.add_parser("teds", help="TEDS admission or discharge records")
+    kind = teds.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--admissions", action="store_true")
+    kind.add_argument("--discharges", action="store_true")
+    teds.add_argument("--from", dest="from_date", required=True, help="first day, YYYY-MM-DD")
+    teds.add_argument("--to", dest="to_date", required=True, help="last day, YYYY-MM-DD")
+    teds.add_argument("--format", choices=["csv", "json"], default="csv")
+    teds.add_argument("--out", default="-", help="a file, or - for stdout")
+    _disclosure_options(teds)
+    teds.set_defaults(handler=cmd_export_teds)
+
+    accounting_parser = audit_commands.add_parser(
+        "disclosures", help="the accounting of disclosures (42 CFR Part 2)"
+    )
+    accounting_parser.add_argument("--store")
+    accounting_parser.add_argument("--client", help="only disclosures of this client reference")
+    accounting_parser.add_argument("--since", help="from this day (default: three years ago)")
+    accounting_parser.add_argument("--json", action="store_true")
+    accounting_parser.set_defaults(handler=cmd_audit_disclosures)
