@@ -133,7 +133,8 @@ class _Builder:
 
     def base(self, kind: str, version: int, event: EpisodeEvent) -> Resource:
         resource_id = self.rid(kind, version)
-        self.targets.setdefault(version, []).append(resource_id)
+        if kind not in {"Provenance", "DocumentReference"}:  # what an entry made, for Provenance
+            self.targets.setdefault(version, []).append(resource_id)
         return {
             "resourceType": kind.split("-", maxsplit=1)[0],
             "id": resource_id,
@@ -222,13 +223,14 @@ class _Builder:
     def _status_history(
         self, assessed: EpisodeEvent, plan: EpisodeEvent | None, discharge: EpisodeEvent | None
     ) -> list[Resource]:
+        """Every status the entries put the episode in, the current one last and open."""
         steps: list[tuple[str, datetime]] = [("planned", assessed.occurred_at)]
         if plan is not None:
             steps.append(("active", plan.occurred_at))
         if discharge is not None:
             steps.append(("finished", discharge.occurred_at))
         history = []
-        for index, (status, start) in enumerate(steps[:-1] if discharge else steps):
+        for index, (status, start) in enumerate(steps):
             period = {"start": canonical_time(start)}
             if index + 1 < len(steps):
                 period["end"] = canonical_time(steps[index + 1][1])
