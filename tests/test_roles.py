@@ -30,6 +30,8 @@ MAY = {
     "discharge": {"counselor", "physician", "program_director"},
     "schedule_aftercare": {"counselor", "therapist", "physician", "program_director"},
     "correct_entry": {"counselor", "therapist", "nurse", "physician", "program_director"},
+    "record_consent": {"counselor", "physician", "program_director"},
+    "revoke_consent": {"counselor", "physician", "program_director"},
 }
 
 
@@ -46,6 +48,9 @@ def command_for(method: str, service: EpisodeService, clock: SimulatedClock) -> 
     if method == "correct_entry":
         service.record_session(factories.session(episode, now))
         return factories.correction(episode, now)
+    if method == "revoke_consent":
+        service.record_consent(factories.consent(episode, now))
+        return factories.revocation(episode, now)
     builders: dict[str, Callable[[UUID, Any], dict[str, Any]]] = {
         "record_session": factories.session,
         "dispense_medication": factories.dose,
@@ -53,6 +58,7 @@ def command_for(method: str, service: EpisodeService, clock: SimulatedClock) -> 
         "step_down": factories.step_down,
         "discharge": factories.discharge,
         "schedule_aftercare": factories.aftercare,
+        "record_consent": factories.consent,
     }
     return builders[method](episode, now)
 

@@ -83,7 +83,8 @@ def cmd_export_fhir(args: argparse.Namespace) -> int:
         except errors.EpisodeRuleError as error:
             print(_named(error, "export fhir"), file=sys.stderr)
             return EXIT_FAILED
-    _write_bundles(export, args.out)
+    if export.bundles:  # a refused export writes nothing at all
+        _write_bundles(export, args.out)
     for refusal in export.refused.values():
         print(_named(refusal, "export fhir"), file=sys.stderr)
     disclosure = export.disclosure.episode_id if export.disclosure else "none"

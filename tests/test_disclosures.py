@@ -1,0 +1,370 @@
+"""42 CFR Part 2: consents, the basis of every export, one disclosure each, the accounting."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.integrity import notifications, verify_store
+from iop_episodes.domain import errors
+from iop_episodes.testing import factories
+from projections import audit
+from projections.exports import export_fhir, export_fhir_many, export_teds, serialize
+from projections.exports.accounting import DISCLOSED_TOPIC, disclosures, three_years_before
+from projections.runner import ViewRunner
+from tests import tamper
+from tests.exports_scenario import PHYSICIAN, START, scenario
+from tests.helpers import active_episode, stored_count
+
+TO_EHR = {"recipient": "County EHR", "purpose": "treatment", "actor": PHYSICIAN}
+AUDITOR = {"id": "au.hill", "role": "auditor"}
+ROLES = ["counselor", "therapist", "nurse", "physician", "program_director", "scheduler", "auditor"]
+MAY_DISCLOSE = {
+    "consent": {"physician", "program_director"},
+    "medical-emergency": {"physician", "program_director"},
+    "research": {"program_director"},
+    "audit-and-evaluation": {"auditor", "program_director"},
+    "court-order": {"program_director"},
+}
+
+
+def disclosed(service: EpisodeService) -> list[dict[str, object]]:
+    return [
+        service.mapper.to_domain_event(n).payload
+        for n in notifications(service)
+        if n.topic == DISCLOSED_TOPIC
+    ]
+
+
+def consenting(service: EpisodeService, clock: SimulatedClock, **consent: object) -> UUID:
+    episode = active_episode(service, clock)
+    service.record_session(factories.session(episode, clock.now()))
+    service.record_consent(factories.consent(episode, clock.now(), **consent))
+    return episode
+
+
+def test_an_export_records_exactly_one_disclosure_naming_its_entries_and_bytes(service, clock):
+    """Who, to whom, why, on which consent, versions 1-N, and the sha256 of the bytes sent."""
+    episode = consenting(service, clock)
+    bundle = export_fhir(service, episode, consent=True, command_id="export-1", **TO_EHR)
+    (payload,) = disclosed(service)
+    assert payload["recipient"] == "County EHR"
+    assert payload["purpose"] == "treatment"
+    assert payload["basis"] == "consent"
+    assert payload["format"] == "fhir-r4-collection"
+    assert payload["records"] == [
+        {
+            "episode_id": str(episode),
+            "client_ref": "MRN-0001",
+            "from_version": 1,
+            "to_version": 4,
+            "consent_version": 4,
+        }
+    ]
+    assert payload["scope"] == ["admission_discharge", "sessions"]
+    assert payload["checkpoint"] is None
+    data = serialize(bundle)
+    assert payload["sha256"] == hashlib.sha256(data).hexdigest()
+    assert payload["size_bytes"] == len(data)
+
+
+def test_many_episodes_and_a_teds_file_are_one_disclosure_each(service, clock):
+    """Two bundles under one disclosure; a TEDS export is another."""
+    first, second = consenting(service, clock), consenting(service, clock, purpose="Treatment ")
+    export = export_fhir_many(service, [first, second], consent=True, **TO_EHR)
+    assert len(export.bundles) == 2
+    assert export.refused == {}
+    today = clock.now().date()
+    export_teds(
+        service,
+        kind="admission",
+        start=today - timedelta(days=30),
+        end=today,
+        consent=True,
+        **TO_EHR,
+    )
+    records = [[r["episode_id"] for r in p["records"]] for p in disclosed(service)]
+    assert records == [[str(first), str(second)], [str(first), str(second)]]
+    assert [p["format"] for p in disclosed(service)] == [
+        "fhir-r4-collection",
+        "teds-admissions-csv",
+    ]
+
+
+def test_without_consent_the_export_is_refused_and_nothing_is_recorded(service, clock):
+    """No consent for that recipient: NoConsentInForce names the rule; the store is unchanged."""
+    episode = consenting(service, clock, recipient="Another clinic")
+    before = stored_count(service)
+    with pytest.raises(errors.NoConsentInForce) as refused:
+        export_fhir(service, episode, consent=True, **TO_EHR)
+    assert refused.value.rule == "disclosure-needs-consent-in-force"
+    assert refused.value.field == "consent"
+    assert stored_count(service) == before
+
+
+def test_a_revoked_consent_is_refused(service, clock):
+    """After ConsentRevoked the same export is refused with ConsentWithdrawn."""
+    episode = consenting(service, clock)
+    service.revoke_consent(factories.revocation(episode, clock.now(), consent_version=4))
+    before = stored_count(service)
+    with pytest.raises(errors.ConsentWithdrawn) as refused:
+        export_fhir(service, episode, consent=True, **TO_EHR)
+    assert refused.value.rule == "consent-not-revoked"
+    assert stored_count(service) == before
+
+
+def test_an_expired_consent_is_refused(service, clock):
+    """The day after expires_on (in the program's timezone) the consent is no basis."""
+    episode = consenting(service, clock, expires_on=clock.now().date() + timedelta(days=2))
+    clock.advance(timedelta(days=2))
+    export_fhir(service, episode, consent=True, **TO_EHR)  # its last day still counts
+    clock.advance(timedelta(days=1))
+    before = stored_count(service)
+    with pytest.raises(errors.ConsentExpired) as refused:
+        export_fhir(service, episode, consent=True, **TO_EHR)
+    assert refused.value.field == "expires_on"
+    assert stored_count(service) == before
+
+
+def test_a_consent_covers_only_its_scope(service, clock):
+    """A consent for admission and discharge data allows TEDS but not the sessions in FHIR."""
+    episode = consenting(service, clock, scope=["admission_discharge"])
+    with pytest.raises(errors.ConsentOutOfScope) as refused:
+        export_fhir(service, episode, consent=True, **TO_EHR)
+    assert "sessions" in str(refused.value)
+    today = clock.now().date()
+    export = export_teds(
+        service,
+        kind="admission",
+        start=today - timedelta(days=9),
+        end=today,
+        consent=True,
+        **TO_EHR,
+    )
+    assert len(export.records) == 1
+    assert len(disclosed(service)) == 1
+
+
+def test_a_newer_consent_in_force_wins_over_a_revoked_one(service, clock):
+    """Revoking one consent leaves a later one for the same recipient and purpose usable."""
+    episode = consenting(service, clock)
+    service.record_consent(factories.consent(episode, clock.now()))
+    service.revoke_consent(factories.revocation(episode, clock.now(), consent_version=4))
+    export_fhir(service, episode, consent=True, **TO_EHR)
+    assert disclosed(service)[0]["records"][0]["consent_version"] == 5
+
+
+def test_revocations_must_target_a_consent_not_yet_revoked(service, clock):
+    """Revoking a session or a revoked consent raises ConsentInvalid and stores nothing."""
+    episode = consenting(service, clock)
+    with pytest.raises(errors.ConsentInvalid):
+        service.revoke_consent(factories.revocation(episode, clock.now(), consent_version=3))
+    service.revoke_consent(factories.revocation(episode, clock.now(), consent_version=4))
+    before = stored_count(service)
+    with pytest.raises(errors.ConsentInvalid) as refused:
+        service.revoke_consent(factories.revocation(episode, clock.now(), consent_version=4))
+    assert refused.value.field == "consent_version"
+    assert stored_count(service) == before
+
+
+def test_consent_may_be_recorded_after_discharge(service, clock):
+    """Records of a finished episode still need a consent to leave."""
+    episode = active_episode(service, clock)
+    service.discharge(factories.discharge(episode, clock.now()))
+    receipt = service.record_consent(factories.consent(episode, clock.now()))
+    assert receipt.version == 4
+
+
+@pytest.mark.parametrize("basis", sorted(MAY_DISCLOSE))
+def test_every_role_against_every_disclosure_basis(service, clock, basis):
+    """Allowed roles record one disclosure; the others raise PermissionDenied and record none."""
+    episode = consenting(service, clock)
+    for role in ROLES:
+        actor = {"id": f"x.{role}", "role": role}
+        how = {"consent": True} if basis == "consent" else {"exception": basis}
+        before = len(disclosed(service))
+        if role in MAY_DISCLOSE[basis]:
+            export_fhir(
+                service, episode, recipient="County EHR", purpose="treatment", actor=actor, **how
+            )
+            assert len(disclosed(service)) == before + 1, (basis, role)
+        else:
+            with pytest.raises(errors.PermissionDenied) as refused:
+                export_fhir(
+                    service,
+                    episode,
+                    recipient="County EHR",
+                    purpose="treatment",
+                    actor=actor,
+                    **how,
+                )
+            assert refused.value.field == "actor.role"
+            assert len(disclosed(service)) == before, (basis, role)
+
+
+def test_a_basis_must_be_exactly_one_known_exception_or_consent(service, clock):
+    """Neither, both, or an unknown exception name is refused naming the field."""
+    episode = consenting(service, clock)
+    with pytest.raises(errors.DisclosureRefused) as neither:
+        export_fhir(service, episode, **TO_EHR)
+    assert neither.value.field == "basis"
+    with pytest.raises(errors.DisclosureRefused):
+        export_fhir(service, episode, consent=True, exception="research", **TO_EHR)
+    with pytest.raises(errors.DisclosureRefused) as unknown:
+        export_fhir(service, episode, exception="curiosity", **TO_EHR)
+    assert unknown.value.field == "exception"
+    assert disclosed(service) == []
+
+
+def test_the_write_side_rechecks_the_consent_a_disclosure_names(service, clock):
+    """record_disclosure refuses a consent version that is not the one in force."""
+    episode = consenting(service, clock)
+    record = {"episode_id": episode, "client_ref": "MRN-0001", "from_version": 1, "to_version": 4}
+    command = {
+        "actor": PHYSICIAN,
+        "occurred_at": clock.now(),
+        "command_id": "forged",
+        "recipient": "County EHR",
+        "purpose": "treatment",
+        "basis": "consent",
+        "format": "fhir-r4-collection",
+        "scope": ["sessions"],
+        "records": [{**record, "consent_version": 3}],
+        "sha256": "0" * 64,
+        "size_bytes": 1,
+    }
+    with pytest.raises(errors.NoConsentInForce):
+        service.record_disclosure(command)
+    first = service.record_disclosure({**command, "records": [{**record, "consent_version": 4}]})
+    again = service.record_disclosure({**command, "records": [{**record, "consent_version": 4}]})
+    assert (again.episode_id, again.replayed) == (first.episode_id, True)
+    with pytest.raises(errors.IdempotencyKeyReused):
+        service.record_disclosure(
+            {**command, "records": [{**record, "consent_version": 4}], "size_bytes": 2}
+        )
+    assert len(disclosed(service)) == 1
+
+
+def test_disclosures_are_chained_verified_and_ignored_by_the_views(sqlite_url, clock):
+    """A disclosure verifies like an episode, a changed byte is found, the views skip it."""
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        episode = consenting(service, clock)
+        export_fhir(service, episode, consent=True, command_id="export-7", **TO_EHR)
+        runner = ViewRunner(service)
+        runner.catch_up()
+        assert verify_store(service) == []
+        assert audit.verify(service, runner.views) == []
+        assert [row.version for row in runner.views.episodes()] == [4]
+        (row,) = disclosures(service)
+        tamper.replace_text(sqlite_url, UUID(row.disclosure_id), 1, "County EHR", "County EHX")
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        findings = verify_store(service)
+    assert [(str(f.episode_id), f.version, f.problem) for f in findings] == [
+        (row.disclosure_id, 1, "chain-mismatch")
+    ]
+
+
+def test_the_accounting_lists_a_clients_disclosures_and_no_one_elses(service, clock):
+    """--client keeps only that client's records; --since drops older disclosures."""
+    mine = consenting(service, clock, expires_on=date(2030, 1, 1))
+    other = active_episode(service, clock)
+    service.assess(factories.assessment(clock.now(), client_ref="MRN-0002"))
+    export_fhir_many(
+        service,
+        [mine, other],
+        exception="audit-and-evaluation",
+        actor=AUDITOR,
+        recipient="State",
+        purpose="audit",
+    )
+    clock.advance(timedelta(days=400))
+    export_fhir(service, mine, consent=True, **TO_EHR)
+    rows = disclosures(service, client="MRN-0001")
+    assert [len(row.records) for row in rows] == [2, 1]
+    assert {r["client_ref"] for row in rows for r in row.records} == {"MRN-0001"}
+    later = disclosures(service, since=clock.now() - timedelta(days=1))
+    assert [row.recipient for row in later] == ["County EHR"]
+    assert three_years_before(date(2028, 2, 29)) == date(2025, 2, 28)
+
+
+def iop(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "iop_episodes.entrypoints.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_cli_exports_consenting_episodes_names_the_rest_and_accounts_for_it(tmp_path: Path):
+    """--consent: a file per consenting episode, the others named, exit 1; then the accounting."""
+    url = f"sqlite:///{tmp_path / 'iop.db'}"
+    clock = SimulatedClock(START)
+    with EpisodeService(url, clock=clock) as service:
+        scenario_episode = scenario(service, clock)
+        clock.set(START + timedelta(days=60))
+        silent = service.assess(factories.assessment(clock.now(), client_ref="MRN-0009")).episode_id
+    out = tmp_path / "bundles"
+    ehr = ["--recipient", "County EHR", "--purpose", "treatment", "--store", url]
+    done = iop(
+        "export", "fhir", "--all", "--out", str(out), "--consent", "--as", "dr.lee:physician", *ehr
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"episode {silent}" in done.stderr
+    assert "[disclosure-needs-consent-in-force]" in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"{scenario_episode}.json"]
+    refused = tmp_path / "refused"
+    none = iop(
+        "export",
+        "fhir",
+        str(silent),
+        "--out",
+        str(refused),
+        "--consent",
+        "--as",
+        "dr.lee:physician",
+        *ehr,
+    )
+    assert none.returncode == 1
+    assert not refused.exists()
+    audit_args = ["--recipient", "State", "--purpose", "audit", "--store", url]
+    every = iop(
+        "export",
+        "fhir",
+        "--all",
+        "--exception",
+        "audit-and-evaluation",
+        "--as",
+        "au.hill:auditor",
+        *audit_args,
+    )
+    assert every.returncode == 0, every.stderr
+    assert len(every.stdout.splitlines()) == 2
+    teds = iop(
+        "export", "teds", "--discharges", "--from", "2026-01-01", "--to", "2026-12-31",
+        "--exception", "audit-and-evaluation", "--as", "au.hill:auditor", *audit_args,
+    )  # fmt: skip
+    assert teds.returncode == 0, teds.stderr
+    assert [line.split(",")[7] for line in teds.stdout.splitlines()[1:]] == ["4", "1"]
+    accounting = iop("audit", "disclosures", "--json", "--store", url)
+    rows = json.loads(accounting.stdout)
+    assert [row["format"] for row in rows] == [
+        "fhir-r4-collection",
+        "fhir-r4-collection",
+        "teds-discharges-csv",
+    ]
+    one_client = json.loads(
+        iop("audit", "disclosures", "--json", "--client", "MRN-0009", "--store", url).stdout
+    )
+    assert [len(row["records"]) for row in one_client] == [1]
