@@ -66,6 +66,17 @@ def test_demo_records_every_kind_of_entry(program):
     }
 
 
+def test_seven_clients_in_eight_consent_and_the_rest_do_not(program):
+    """Every client but each eighth records one consent for County EHR and treatment."""
+    service, by_type = program
+    assert (by_type["Assessed"], by_type["ConsentRecorded"]) == (40, 35)
+    entries = [
+        service.mapper.to_domain_event(n) for n in service.recorder.select_notifications(1, 100_000)
+    ]
+    consents = [e.payload for e in entries if type(e).__name__ == "ConsentRecorded"]
+    assert {(c["recipient"], c["purpose"]) for c in consents} == {("County EHR", "treatment")}
+
+
 def test_demo_histories_are_realistic(program):
     """Several TEDS reasons, take-home doses, unexpected positives, late entries."""
     service, _ = program

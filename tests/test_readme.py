@@ -11,9 +11,13 @@ ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
 
 
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+
+
 def test_embedding_example_runs_as_pasted():
     """The Python block in the README runs and prints what it says."""
-    (example,) = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+    example = python_blocks()[0]
     done = subprocess.run(
         [sys.executable, "-c", example],
         capture_output=True,
@@ -24,6 +28,24 @@ def test_embedding_example_runs_as_pasted():
     printed = done.stdout.splitlines()
     assert printed[0].startswith("[one-plan-per-episode]")
     assert printed[1] == "active 9"
+
+
+def test_export_example_runs_as_pasted():
+    """The exports block refuses without consent, then exports a bundle and a TEDS file."""
+    (example,) = python_blocks()[1:]
+    done = subprocess.run(
+        [sys.executable, "-c", example],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.stdout.splitlines() == [
+        "disclosure-needs-consent-in-force",
+        "collection 7",
+        "A, True",
+    ]
 
 
 def test_the_two_commands_are_make_targets():
