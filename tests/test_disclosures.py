@@ -368,3 +368,21 @@ def test_cli_exports_consenting_episodes_names_the_rest_and_accounts_for_it(tmp_
         iop("audit", "disclosures", "--json", "--client", "MRN-0009", "--store", url).stdout
     )
     assert [len(row["records"]) for row in one_client] == [1]
+
+
+@pytest.mark.slow
+def test_cli_since_keeps_episodes_recorded_since_then(tmp_path: Path):
+    """--since after every entry exports nothing and records no disclosure; before, all."""
+    url = f"sqlite:///{tmp_path / 'iop.db'}"
+    clock = SimulatedClock(START)
+    with EpisodeService(url, clock=clock) as service:
+        scenario(service, clock)
+    args = ["--recipient", "State", "--purpose", "audit", "--exception", "audit-and-evaluation"]
+    args += ["--as", "au.hill:auditor", "--store", url]
+    later = iop("export", "fhir", "--all", "--since", "2026-05-01T00:00Z", *args)
+    assert (later.returncode, later.stdout) == (0, "")
+    assert "0 bundles exported" in later.stderr
+    earlier = iop("export", "fhir", "--all", "--since", "2026-04-01T00:00Z", *args)
+    assert len(earlier.stdout.splitlines()) == 1
+    with EpisodeService(url) as service:
+        assert len(disclosed(service)) == 1

@@ -131,3 +131,46 @@ def test_teds_csv_and_json_exports_carry_the_period_only(scenario_store):
     body = json.loads(as_json.data)
     assert [item["record"]["SERVICES"] for item in body] == [6, 7]
     assert body[0]["unfilled"]["RACE"] == "not recorded by the engine"
+
+
+@pytest.mark.parametrize(
+    ("pathway", "payer", "psource", "primpay"),
+    [
+        ("after_inpatient_or_residential", "self_pay", 2, 1),
+        ("after_partial_hospitalization", "private_insurance", 2, 2),
+        ("from_sober_living", "medicare", 6, 3),
+        ("primary_treatment", "medicaid", 1, 4),
+        ("relapse_prevention_refresher", "self_pay", 1, 1),
+    ],
+)
+def test_referral_source_and_payment_come_from_the_assessment(pathway, payer, psource, primpay):
+    """PSOURCE from the entry pathway, PRIMPAY from the payer (docs/teds.md)."""
+    clock = SimulatedClock(START)
+    service = EpisodeService("memory://", clock=clock, timezone="America/New_York")
+    assessment = factories.assessment(
+        START, entry_pathway=pathway, payer=payer, birth_date=date(1950, 1, 1)
+    )
+    episode = service.assess(assessment).episode_id
+    plan = {"certifying_physician_id": "dr.fox"} if payer == "medicare" else {}
+    service.create_plan(factories.plan(episode, START, **plan))
+    (admission,) = episode_records(list(service.history(episode)))
+    assert (admission.fields["PSOURCE"], admission.fields["PRIMPAY"]) == (psource, primpay)
+
+
+@pytest.mark.parametrize(
+    ("substances", "codes"),
+    [
+        (["alcohol"], (2, 1, 1)),
+        (["fentanyl", "opiates"], (7, 1, 1)),
+        (["amphetamines", "benzodiazepines", "cannabis", "methadone"], (11, 13, 4)),
+        (["methamphetamine", "oxycodone"], (10, 7, 1)),
+    ],
+)
+def test_substances_are_coded_per_teds_without_repeats(substances, codes):
+    """SUB1-SUB3 are distinct TEDS codes in stored order, padded with 1 (none)."""
+    clock = SimulatedClock(START)
+    service = EpisodeService("memory://", clock=clock, timezone="America/New_York")
+    episode = service.assess(factories.assessment(START, primary_substances=substances)).episode_id
+    service.create_plan(factories.plan(episode, START))
+    (admission,) = episode_records(list(service.history(episode)))
+    assert (admission.fields["SUB1"], admission.fields["SUB2"], admission.fields["SUB3"]) == codes
