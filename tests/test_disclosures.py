@@ -17,13 +17,13 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit.integrity import notifications, verify_store
 from iop_episodes.domain import errors
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, stored_count
 from projections import audit
 from projections.exports import export_fhir, export_fhir_many, export_teds, serialize
 from projections.exports.accounting import DISCLOSED_TOPIC, disclosures, three_years_before
 from projections.runner import ViewRunner
 from tests import tamper
 from tests.exports_scenario import PHYSICIAN, START, scenario
-from tests.helpers import active_episode, stored_count
 
 TO_EHR = {"recipient": "County EHR", "purpose": "treatment", "actor": PHYSICIAN}
 AUDITOR = {"id": "au.hill", "role": "auditor"}
