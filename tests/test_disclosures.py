@@ -11,6 +11,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from pydantic import ValidationError
 
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
@@ -386,3 +387,34 @@ def test_cli_since_keeps_episodes_recorded_since_then(tmp_path: Path):
     assert len(earlier.stdout.splitlines()) == 1
     with EpisodeService(url) as service:
         assert len(disclosed(service)) == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"recipient": "   "}, "recipient"),
+        ({"recipient": "x" * 201}, "recipient"),
+        ({"purpose": ""}, "purpose"),
+        ({"scope": []}, "scope"),
+        ({"scope": ["everything"]}, "scope"),
+        ({"expires_on": "next year"}, "expires_on"),
+        ({"note": "bell\x07"}, "note"),
+    ],
+)
+def test_a_malformed_consent_names_its_field_and_stores_nothing(service, clock, override, field):
+    """Blank or over-long recipient and purpose, an empty or unknown scope, a bad date."""
+    episode = active_episode(service, clock)
+    before = stored_count(service)
+    with pytest.raises(ValidationError) as refused:
+        service.record_consent({**factories.consent(episode, clock.now()), **override})
+    assert refused.value.errors()[0]["loc"][0] == field
+    assert stored_count(service) == before
+
+
+def test_a_disclosure_of_an_episode_id_is_not_an_episode(service, clock):
+    """Reading a disclosure's id as an episode raises EpisodeNotFound."""
+    episode = consenting(service, clock)
+    export_fhir(service, episode, consent=True, command_id="export-9", **TO_EHR)
+    (row,) = disclosures(service)
+    with pytest.raises(errors.EpisodeNotFound):
+        service.episode(UUID(row.disclosure_id))

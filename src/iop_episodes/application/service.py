@@ -390,6 +390,8 @@ class EpisodeService(Application[UUID]):
             episode: Episode = self.repository.get(episode_id, version=version)
         except AggregateNotFoundError:
             raise errors.EpisodeNotFound(f"no episode {episode_id}") from None
+        if not isinstance(episode, Episode):  # a disclosure's id: not an episode
+            raise errors.EpisodeNotFound(f"no episode {episode_id}")
         return episode
 
     def _replayed_assessment(self, episode_id: UUID, command: commands.Assess) -> Receipt:

@@ -6,7 +6,7 @@ get a plan, attend three program days a week (group, individual, family and
 adjunctive sessions, with missed days), take medication on site with
 take-home doses, give weekly urine screens, step down when the policy says
 so, and are discharged with TEDS reasons and aftercare. Most sign a 42 CFR
-Part 2 consent for the county EHR at intake; every eighth does not. A few entries are
+Part 2 consent for the county EHR with their plan; every eighth does not. A few entries are
 recorded late and a few are corrected. Everything goes through
 ``EpisodeService`` on a ``SimulatedClock``, so a seed fixes every byte.
 """
@@ -304,11 +304,9 @@ class ProgramSimulation:
                 "supportive_network": rng.random() < 0.8,
             }
         )
-        if client.index % WITHOUT_CONSENT_EVERY != WITHOUT_CONSENT_EVERY - 1:
-            self._consent(client, at)
 
     def _consent(self, client: Client, at: datetime) -> None:
-        """Most clients sign a Part 2 consent for the county EHR at intake, to the end of year 5."""
+        """Most clients sign a Part 2 consent for the county EHR with their plan (to year 5)."""
         self.service.record_consent(
             {
                 "episode_id": client.episode_id,
@@ -348,6 +346,8 @@ class ProgramSimulation:
             }
         )
         client.weekly_hours = hours
+        if client.index % WITHOUT_CONSENT_EVERY != WITHOUT_CONSENT_EVERY - 1:
+            self._consent(client, at)
 
     def _session_action(
         self, client: Client, at: datetime, modality: Modality, minutes: int
