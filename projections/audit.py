@@ -75,6 +75,11 @@ def history(
     if as_of is not None:
         cutoff = canonical_time(as_of)
         rows = [row for row in rows if row.recorded_at <= cutoff]
+    return linked(rows)
+
+
+def linked(rows: Sequence[AuditRow]) -> list[AuditEntry]:
+    """Audit rows in version order as entries, with corrections linked both ways."""
     corrected_by: dict[int, list[int]] = {}
     for row in rows:
         if row.corrects_version is not None:

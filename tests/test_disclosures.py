@@ -20,7 +20,13 @@ from iop_episodes.domain import errors
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, stored_count
 from projections import audit
-from projections.exports import export_fhir, export_fhir_many, export_teds, serialize
+from projections.exports import (
+    export_audit_report,
+    export_fhir,
+    export_fhir_many,
+    export_teds,
+    serialize,
+)
 from projections.exports.accounting import DISCLOSED_TOPIC, disclosures, three_years_before
 from projections.runner import ViewRunner
 from tests import tamper
@@ -418,3 +424,28 @@ def test_a_disclosure_of_an_episode_id_is_not_an_episode(service, clock):
     (row,) = disclosures(service)
     with pytest.raises(errors.EpisodeNotFound):
         service.episode(UUID(row.disclosure_id))
+
+
+@pytest.mark.parametrize("output", ["jsonl", "csv"])
+def test_an_audit_report_is_the_audit_history_and_one_disclosure(service, clock, output):
+    """export_audit_report gives the bytes iop audit history gives, and records them."""
+    episode = consenting(service, clock)
+    service.correct_entry(factories.correction(episode, clock.now(), target_version=3))
+    data = export_audit_report(
+        service,
+        episode,
+        exception="audit-and-evaluation",
+        actor=AUDITOR,
+        recipient="State",
+        purpose="audit",
+        output=output,
+    )
+    runner = ViewRunner(service)
+    runner.catch_up()
+    entries = audit.history(runner.views, str(episode))
+    expected = audit.to_jsonl(entries) if output == "jsonl" else audit.to_csv(entries)
+    assert data == expected.encode("ascii")
+    (payload,) = disclosed(service)
+    assert payload["format"] == f"audit-report-{output}"
+    assert payload["sha256"] == hashlib.sha256(data).hexdigest()
+    assert payload["records"][0]["to_version"] == 5

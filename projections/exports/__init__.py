@@ -1,9 +1,10 @@
-"""Exports that leave the program (FHIR R4, TEDS), each recorded as one disclosure."""
+"""Exports that leave the program (FHIR R4, TEDS, audit reports), each one disclosure."""
 
 from projections.exports.api import (
     Export,
     FhirExport,
     TedsExport,
+    export_audit_report,
     export_fhir,
     export_fhir_many,
     export_teds,
@@ -15,6 +16,7 @@ __all__ = [
     "Export",
     "FhirExport",
     "TedsExport",
+    "export_audit_report",
     "export_fhir",
     "export_fhir_many",
     "export_teds",

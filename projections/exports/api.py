@@ -16,9 +16,11 @@ from iop_episodes.audit.integrity import episode_ids
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_json
 from iop_episodes.domain.catalog import ExportFormat, RecordScope
+from projections import audit
 from projections.exports import codes, teds
 from projections.exports.disclosure import Basis, Disclosing, check_discloser, record, select
 from projections.exports.fhir import build_bundle
+from projections.projector import audit_row
 
 if TYPE_CHECKING:
     from datetime import date
@@ -184,3 +186,34 @@ def export_teds(
         service, disclosing, selected, export_format=export_format, data=export.data, scope=needed
     )
     return export
+
+
+def export_audit_report(
+    service: EpisodeService,
+    episode_id: UUID,
+    *,
+    recipient: str,
+    purpose: str,
+    actor: Mapping[str, str],
+    consent: bool = False,
+    exception: str | None = None,
+    output: str = "jsonl",
+    command_id: str | None = None,
+) -> bytes:
+    """The episode's audit history, as ``iop audit history`` gives it, from the store; disclosed.
+
+    Raises the refusal when the episode has no basis; nothing is recorded then.
+    """
+    disclosing = _disclosing(
+        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    )
+    selected = select(service, [episode_id], disclosing)
+    if episode_id in selected.refused:
+        raise selected.refused[episode_id]
+    rows = [audit_row(event, str(episode_id)) for event in selected.histories[episode_id]]
+    entries = audit.linked(rows)
+    text = audit.to_jsonl(entries) if output == "jsonl" else audit.to_csv(entries)
+    data = text.encode("ascii")
+    export_format = ExportFormat(f"audit-report-{output}")
+    record(service, disclosing, selected, export_format=export_format, data=data)
+    return data

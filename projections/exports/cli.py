@@ -1,4 +1,4 @@
-"""``iop export fhir``, ``iop export teds`` and ``iop audit disclosures``.
+"""``iop export fhir|teds|audit-report`` and ``iop audit disclosures``.
 
 Every export names its disclosure (``--recipient``, ``--purpose``, ``--as``
 and ``--consent`` or ``--exception``). Exit codes: 0 everything asked for was
@@ -146,6 +146,30 @@ def cmd_export_teds(args: argparse.Namespace) -> int:
     return EXIT_FAILED if export.refused else EXIT_OK
 
 
+def cmd_export_audit_report(args: argparse.Namespace) -> int:
+    with EpisodeService(args.store) as service:
+        try:
+            data = api.export_audit_report(
+                service,
+                UUID(args.episode),
+                recipient=args.recipient,
+                purpose=args.purpose,
+                actor=actor_of(args.actor),
+                consent=args.consent,
+                exception=args.exception,
+                output=args.format,
+            )
+        except (errors.EpisodeRuleError, errors.EpisodeNotFound) as error:
+            print(f"iop export audit-report: refused: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    if args.out == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        Path(args.out).write_bytes(data)
+    return EXIT_OK
+
+
 def cmd_audit_disclosures(args: argparse.Namespace) -> int:
     today = datetime.now(tz=UTC).date()
     since_day = (
@@ -186,6 +210,13 @@ def register(commands: Any, audit_commands: Any) -> None:
     teds.add_argument("--out", default="-", help="a file, or - for stdout")
     _disclosure_options(teds)
     teds.set_defaults(handler=cmd_export_teds)
+
+    report = exports.add_parser("audit-report", help="an episode's audit history, disclosed")
+    report.add_argument("episode")
+    report.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    report.add_argument("--out", default="-", help="a file, or - for stdout")
+    _disclosure_options(report)
+    report.set_defaults(handler=cmd_export_audit_report)
 
     accounting_parser = audit_commands.add_parser(
         "disclosures", help="the accounting of disclosures (42 CFR Part 2)"

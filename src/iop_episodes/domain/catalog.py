@@ -320,3 +320,5 @@ class ExportFormat(StrEnum):
     TEDS_ADMISSIONS_JSON = "teds-admissions-json"
     TEDS_DISCHARGES_CSV = "teds-discharges-csv"
     TEDS_DISCHARGES_JSON = "teds-discharges-json"
+    AUDIT_REPORT_JSONL = "audit-report-jsonl"
+    AUDIT_REPORT_CSV = "audit-report-csv"
