@@ -219,9 +219,9 @@ def test_the_part2_notice_travels_with_the_bundle(scenario_store):
     service, episode = scenario_store
     notice = only(fhir_bundle(service, episode), "DocumentReference")
     assert notice["description"] == codes.PART2_NOTICE
-    assert "42 CFR part 2" in notice["description"]
+    assert notice["description"].startswith("This record which has been disclosed to you")
     data = notice["content"][0]["attachment"]["data"]
-    assert base64.b64decode(data).decode("ascii") == codes.PART2_NOTICE
+    assert base64.b64decode(data).decode("utf-8") == codes.PART2_NOTICE
 
 
 def test_transaction_bundles_put_every_resource_and_the_patient_conditionally(scenario_store):

@@ -126,16 +126,18 @@ def label(code: str) -> str:
 
 
 PART2_NOTICE = (
-    "This information has been disclosed to you from records protected by federal "
-    "confidentiality rules (42 CFR part 2). The federal rules prohibit you from making any "
-    "further disclosure of information in this record that identifies a patient as having or "
-    "having had a substance use disorder either directly, by reference to publicly available "
-    "information, or through verification of such identification by another person unless "
-    "further disclosure is expressly permitted by the written consent of the individual whose "
-    "information is being disclosed or as otherwise permitted by 42 CFR part 2. A general "
-    "authorization for the release of medical or other information is NOT sufficient for this "
-    "purpose (see 42 CFR 2.31). The federal rules restrict any use of the information to "
-    "investigate or prosecute with regard to a crime any patient with a substance use "
-    "disorder, except as provided at 42 CFR 2.12(c)(5) and 2.65."
+    "This record which has been disclosed to you is protected by federal confidentiality "
+    "rules (42 CFR part 2). The federal rules prohibit you from making any further disclosure "
+    "of this record unless further disclosure is expressly permitted by the written consent "
+    "of the individual whose information is being disclosed in this record or, is otherwise "
+    "permitted by 42 CFR part 2. A general authorization for the release of medical or other "
+    "information is NOT sufficient for this purpose (see \u00a72.31). The federal rules "
+    "restrict any use of the information to investigate or prosecute with regard to a crime "
+    "any patient with a substance use disorder, except as provided at \u00a7\u00a72.12(c)(5) "
+    "and 2.65."
 )
-"""The notice 42 CFR 2.32(a)(1) prescribes for each disclosure made with consent."""
+"""The statement 42 CFR 2.32(a)(1) prescribes for a disclosure made with consent.
+
+As amended July 15, 2020 (85 FR 43037). The 2024 final rule (89 FR 12472)
+rewrote this statement; check the current eCFR text before relying on it.
+"""

@@ -511,10 +511,10 @@ class _Builder:
             content=[
                 {
                     "attachment": {
-                        "contentType": "text/plain",
+                        "contentType": "text/plain; charset=utf-8",
                         "language": "en",
                         "title": "42 CFR 2.32 notice accompanying disclosure",
-                        "data": base64.b64encode(c.PART2_NOTICE.encode("ascii")).decode("ascii"),
+                        "data": base64.b64encode(c.PART2_NOTICE.encode("utf-8")).decode("ascii"),
                     }
                 }
             ],
