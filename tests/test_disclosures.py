@@ -449,3 +449,75 @@ def test_an_audit_report_is_the_audit_history_and_one_disclosure(service, clock,
     assert payload["format"] == f"audit-report-{output}"
     assert payload["sha256"] == hashlib.sha256(data).hexdigest()
     assert payload["records"][0]["to_version"] == 5
+
+
+def test_consents_show_in_the_audit_view_and_change_no_hours(service, clock):
+    """The audit history lists ConsentRecorded and ConsentRevoked; the schedule ignores them."""
+    episode = consenting(service, clock)
+    runner = ViewRunner(service)
+    runner.catch_up()
+    (before,) = runner.views.episodes()
+    activity = runner.views.activity(str(episode))
+    service.revoke_consent(factories.revocation(episode, clock.now(), consent_version=4))
+    runner.catch_up()
+    types = [entry.event_type for entry in audit.history(runner.views, str(episode))]
+    assert types[-2:] == ["ConsentRecorded", "ConsentRevoked"]
+    (after,) = runner.views.episodes()
+    assert (after.weekly_hours, after.status, after.version) == (
+        before.weekly_hours,
+        before.status,
+        5,
+    )
+    assert runner.views.activity(str(episode)) == activity
+
+
+def test_a_consent_is_revoked_not_corrected(service, clock):
+    """EntryCorrected refuses a consent entry: a consent ends by its own revocation."""
+    episode = consenting(service, clock)
+    with pytest.raises(errors.CorrectionInvalid) as refused:
+        service.correct_entry(factories.correction(episode, clock.now(), target_version=4))
+    assert "ConsentRecorded" in str(refused.value)
+
+
+@pytest.mark.slow
+def test_cli_audit_report_prints_the_history_and_is_accounted_for(tmp_path: Path):
+    """iop export audit-report prints what iop audit history prints; the accounting lists it."""
+    url = f"sqlite:///{tmp_path / 'iop.db'}"
+    clock = SimulatedClock(START)
+    with EpisodeService(url, clock=clock) as service:
+        episode = scenario(service, clock)
+    basis = ["--exception", "audit-and-evaluation", "--as", "au.hill:auditor"]
+    report = iop(
+        "export",
+        "audit-report",
+        str(episode),
+        "--recipient",
+        "State",
+        "--purpose",
+        "audit",
+        *basis,
+        "--store",
+        url,
+    )
+    assert report.returncode == 0, report.stderr
+    history = iop("audit", "history", str(episode), "--format", "jsonl", "--store", url)
+    assert report.stdout == history.stdout
+    refused = iop(
+        "export",
+        "audit-report",
+        str(episode),
+        "--recipient",
+        "State",
+        "--purpose",
+        "audit",
+        "--consent",
+        "--as",
+        "dr.lee:physician",
+        "--store",
+        url,
+    )
+    assert refused.returncode == 1
+    assert "[disclosure-needs-consent-in-force]" in refused.stderr
+    accounting = iop("audit", "disclosures", "--store", url)
+    assert "audit-report-jsonl" in accounting.stdout
+    assert accounting.stdout.endswith("1 disclosures\n")
