@@ -11,6 +11,7 @@ import pytest
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.entrypoints.demo import demo_clock, run_demo
+from iop_episodes.testing import factories
 from projections.candidates import ScheduleCandidates
 from projections.exports import codes, export_fhir, export_fhir_many, fhir_bundle, serialize
 from projections.exports.api import episode_histories
@@ -299,3 +300,27 @@ def test_exporting_twice_gives_byte_identical_bundles(scenario_store):
         consent=True,
     )
     assert serialize(exported) == first
+
+
+def test_amended_voided_and_invalid_screens(service, clock):
+    """Amended screen: status amended; voided: entered-in-error; invalid: no value."""
+    episode = service.assess(factories.assessment(clock.now())).episode_id
+    service.create_plan(factories.plan(episode, clock.now()))
+    service.record_screen(factories.screen(episode, clock.now()))
+    service.record_screen(factories.screen(episode, clock.now(), results={"cocaine": "invalid"}))
+    amended = {"panel": "10-panel", "results": {"buprenorphine": "positive", "opiates": "positive"}}
+    service.correct_entry(
+        factories.correction(
+            episode, clock.now(), target_version=3, action="amend", amended=amended
+        )
+    )
+    service.correct_entry(factories.correction(episode, clock.now(), target_version=4))
+    observations = resources(fhir_bundle(service, episode), "Observation")
+    shown = [(code_of(o["code"])[1], o["status"]) for o in observations]
+    assert shown == [("3414-0", "amended"), ("19295-5", "amended"), ("19359-9", "entered-in-error")]
+    assert [code_of(i)[1] for i in observations[1]["interpretation"]] == [
+        "POS",
+        "unexpected-positive",
+    ]
+    assert "valueCodeableConcept" not in observations[2]
+    assert code_of(observations[2]["dataAbsentReason"]) == (codes.DATA_ABSENT_REASON, "error")
