@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
@@ -31,7 +31,16 @@ from iop_episodes.domain.events import EpisodeEvent
 from iop_episodes.domain.state import EpisodeState
 from iop_episodes.domain.weeks import local
 from iop_episodes.infrastructure import pglocks
-from iop_episodes.infrastructure.mapping import EpisodeMapper
+from iop_episodes.infrastructure.keys import IntegrityKey, IntegrityKeyError
+from iop_episodes.infrastructure.mapping import (
+    EpisodeMapper,
+    LinkChecker,
+    SnapshotRejected,
+    stored_link_and_canonical,
+)
+from iop_episodes.infrastructure.settings import (
+    integrity_key as configured_integrity_key,
+)
 from iop_episodes.infrastructure.settings import (
     parse_store,
     program_timezone,
@@ -73,8 +82,18 @@ class EpisodeService(Application[UUID]):
         clock: Clock | None = None,
         timezone: str | None = None,
         env: Mapping[str, str] | None = None,
+        integrity_key: IntegrityKey | str | None = None,
     ) -> None:
+        """``integrity_key`` (or ``IOP_INTEGRITY_KEY``) seals entries and snapshots.
+
+        A key is adopted only by a store that holds no unsealed entry: a
+        store written without a key is refused with one (``StoreKeyError``).
+        """
         self.store = parse_store(store_url(store))
+        try:
+            self.integrity_key = configured_integrity_key(integrity_key)
+        except IntegrityKeyError as error:
+            raise errors.StoreKeyError(str(error)) from None
         self.clock: Clock = clock or SystemClock()
         self.program_timezone = program_timezone(timezone)
         # Processes starting at once on one PostgreSQL store would race to
@@ -93,12 +112,15 @@ class EpisodeService(Application[UUID]):
             ) from None
         self._check_store_key()
         self._stripes = [threading.Lock() for _ in range(64)]
+        self._replaying: Repository[UUID] = Repository(self.events)  # no snapshots, no cache
 
     def construct_mapper(self) -> EpisodeMapper:
-        mapper = self.factory.mapper(
-            transcoder=self.construct_transcoder(), mapper_class=EpisodeMapper
+        mapper = cast(
+            "EpisodeMapper",
+            self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=EpisodeMapper),
         )
-        return cast("EpisodeMapper", mapper)
+        mapper.integrity_key = self.integrity_key
+        return mapper
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -271,8 +293,10 @@ class EpisodeService(Application[UUID]):
             return EpisodeState.of(episode)
 
     def history(self, episode_id: UUID) -> Iterator[EpisodeEvent]:
-        """The episode's entries in version order, upcast to current classes."""
+        """The episode's entries in version order, upcast to current classes, links checked."""
+        links = LinkChecker(episode_id)
         for event in self.events.get(episode_id):
+            links.check(cast("EpisodeEvent", event))
             yield cast("EpisodeEvent", event)
 
     def advisory_lock_key(self, purpose: str) -> int:
@@ -320,6 +344,12 @@ class EpisodeService(Application[UUID]):
             return
         try:
             self.mapper.to_domain_event(first[0])
+        except errors.EntryIntegrityError as error:
+            raise errors.StoreKeyError(
+                f"store {self.store.url} cannot be opened with IOP_INTEGRITY_KEY as set: "
+                f"{error}. A key is adopted only by a new store (one whose entries are "
+                "all sealed); check the key, or open this store without one"
+            ) from None
         except MapperDeserialisationError as error:
             protected = "with" if self.mapper.cipher else "without"
             raise errors.StoreKeyError(
@@ -386,13 +416,55 @@ class EpisodeService(Application[UUID]):
             yield
 
     def _load(self, episode_id: UUID, version: int | None = None) -> Episode:
+        """The episode from its snapshot and entries, every link (and seal) checked.
+
+        A snapshot that does not check out is logged and ignored: the episode
+        is replayed from its entries instead. An entry that does not verify
+        raises ``EntryIntegrityError``.
+        """
         try:
-            episode: Episode = self.repository.get(episode_id, version=version)
+            try:
+                episode: Episode = self.repository.get(
+                    episode_id, version=version, projector_func=self._checked_projection
+                )
+            except SnapshotRejected as rejected:
+                LOG.warning("%s; episode %s replayed from its entries", rejected, episode_id)
+                episode = self._replaying.get(
+                    episode_id, version=version, projector_func=self._checked_projection
+                )
+                if version is None and self.repository.cache is not None:
+                    self.repository.cache.put(episode_id, episode)
         except AggregateNotFoundError:
             raise errors.EpisodeNotFound(f"no episode {episode_id}") from None
         if not isinstance(episode, Episode):  # a disclosure's id: not an episode
             raise errors.EpisodeNotFound(f"no episode {episode_id}")
         return episode
+
+    def _checked_projection(self, episode: Episode | None, items: Iterable[Any]) -> Episode | None:
+        """The library's projection, each entry's link checked before it is applied."""
+        links: LinkChecker | None = None
+        for item in items:
+            if isinstance(item, Episode.Snapshot):
+                links = LinkChecker(item.originator_id, self._snapshot_link(item))
+            else:
+                links = links or LinkChecker(item.originator_id)
+                links.check(item)
+            episode = item.mutate(episode)
+        return episode
+
+    def _snapshot_link(self, snapshot: Episode.Snapshot) -> str:
+        """The snapshot's link, once it equals the stored entry's at its version."""
+        version = snapshot.originator_version
+        recorded: str = snapshot.state.get("chain", "")
+        rows = self.recorder.select_events(snapshot.originator_id, gt=version - 1, lte=version)
+        entry = self.mapper.to_domain_event(rows[0]) if rows else None
+        if entry is None or stored_link_and_canonical(entry)[0] != recorded:
+            msg = (
+                f"snapshot of episode {snapshot.originator_id} at version {version} "
+                "is not bound to the stored entry at its version (links differ)"
+            )
+            raise SnapshotRejected(msg)
+        return recorded
 
     def _replayed_assessment(self, episode_id: UUID, command: commands.Assess) -> Receipt:
         existing = self._load(episode_id)

@@ -182,3 +182,17 @@ class ConsentWithdrawn(DisclosureRefused):
 class ConsentOutOfScope(DisclosureRefused):
     rule = "disclosure-within-consent-scope"
     field = "scope"
+
+
+class EntryIntegrityError(EpisodeError):
+    """A stored entry read to build an episode does not verify: nothing is decided on it.
+
+    Its link does not follow from the entry and the link before it, or (with
+    an integrity key) its seal is missing or does not hold. ``episode_id`` and
+    ``version`` name the entry.
+    """
+
+    def __init__(self, message: str, *, episode_id: object, version: int) -> None:
+        super().__init__(message)
+        self.episode_id = episode_id
+        self.version = version

@@ -21,6 +21,7 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from Crypto.Hash import SHA256
 from Crypto.Protocol.KDF import HKDF
@@ -65,9 +66,10 @@ class IntegrityKey:
             raise IntegrityKeyError(msg)
         return cls(secret)
 
-    @property
-    def _seal_key(self) -> bytes:
-        return _derive(self.secret, SEAL_CONTEXT)
+    @cached_property
+    def _sealer(self) -> hmac.HMAC:
+        """An HMAC keyed once (a seal is made or checked for every entry): copied per use."""
+        return hmac.new(_derive(self.secret, SEAL_CONTEXT), digestmod=hashlib.sha256)
 
     @property
     def _signing_key(self) -> ECC.EccKey:
@@ -75,7 +77,9 @@ class IntegrityKey:
 
     def seal(self, data: bytes) -> str:
         """HMAC-SHA256 of ``data`` under the seal key, as 64 lowercase hex digits."""
-        return hmac.new(self._seal_key, data, hashlib.sha256).hexdigest()
+        sealer = self._sealer.copy()
+        sealer.update(data)
+        return sealer.hexdigest()
 
     def seal_holds(self, data: bytes, seal: str) -> bool:
         """Whether ``seal`` is this key's seal of ``data`` (constant-time compare)."""

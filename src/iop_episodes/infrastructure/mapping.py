@@ -6,10 +6,21 @@ again: the bytes the chain covers are the bytes stored. Reading parses that
 JSON once, checks it belongs to its row, and upcasts old class versions.
 Snapshots, and entries stored by the first release (``legacy``), take the
 library's JSON transcoder.
+
+With an integrity key the mapper seals what it writes and checks what it
+reads (the domain never sees the key): an entry gets ``_seal``, the HMAC of
+its 32 raw link bytes, as its second member, and an entry read without a
+seal that holds raises ``EntryIntegrityError``. A snapshot is stored as
+``{"_seal":"<hex>","snapshot":<transcoded>}`` (HMAC over the transcoded
+bytes) or, without a key, ``{"_digest":"<hex>","snapshot":...}`` (their
+SHA-256, which catches accidents only); one that does not check out raises
+``SnapshotRejected`` and the service replays the episode from its entries.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from datetime import datetime
 from typing import Any
@@ -19,12 +30,21 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
 from eventsourcing.utils import get_topic
 
-from iop_episodes.domain.canonical import CHAIN_OPENING
+from iop_episodes.domain.canonical import (
+    BODY_START,
+    CHAIN_OPENING,
+    SEAL_OPENING,
+    chain_seed,
+    next_link,
+    split_sealed,
+)
 from iop_episodes.domain.disclosure import Disclosure
 from iop_episodes.domain.episode import Episode
+from iop_episodes.domain.errors import EntryIntegrityError
 from iop_episodes.domain.events import EVENT_TYPES, Disclosed, EpisodeEvent
 from iop_episodes.infrastructure.compat import construct_event
-from iop_episodes.infrastructure.legacy import is_format1
+from iop_episodes.infrastructure.keys import IntegrityKey
+from iop_episodes.infrastructure.legacy import format1_link_and_canonical, is_format1
 
 TOPICS: dict[type[EpisodeEvent], str] = {cls: get_topic(cls) for cls in EVENT_TYPES.values()}
 CLASSES: dict[str, type[EpisodeEvent]] = {topic: cls for cls, topic in TOPICS.items()}
@@ -33,27 +53,75 @@ AGGREGATE_TOPICS: dict[type[EpisodeEvent], str] = {Disclosed: get_topic(Disclosu
 """Aggregates other than Episode that a creating entry makes."""
 
 
+SNAPSHOT_TOPIC = get_topic(Episode.Snapshot)
+SNAPSHOT_SEALED = b'{"_seal":"'
+SNAPSHOT_DIGESTED = b'{"_digest":"'
+SNAPSHOT_BODY = b'","snapshot":'
+
+
 class EntryMismatch(ValueError):
     """A stored entry names another episode, version or type than its row."""
 
 
+class SnapshotRejected(ValueError):
+    """A stored snapshot that does not check out: it is ignored, never trusted."""
+
+
+def seal_entry(stored: bytes, key: IntegrityKey) -> bytes:
+    """The stored form with ``_seal`` (HMAC of the raw link) as its second member."""
+    link = stored[len(CHAIN_OPENING) : BODY_START - 2]
+    seal = key.seal(bytes.fromhex(link.decode("ascii")))
+    return stored[:BODY_START] + SEAL_OPENING + seal.encode("ascii") + b'",' + stored[BODY_START:]
+
+
+def seal_problem(stored: bytes, key: IntegrityKey) -> str | None:
+    """Why a stored entry's seal does not hold under ``key`` (None when it does)."""
+    if is_format1(stored):
+        return "the entry predates seals (format 1) but the store is sealed"
+    link, seal, _ = split_sealed(stored)
+    if seal is None:
+        return "the entry carries no seal"
+    if not key.seal_holds(bytes.fromhex(link), seal):
+        return "the entry's seal does not hold for its link under the integrity key"
+    return None
+
+
 class EpisodeMapper(Mapper[UUID]):
+    integrity_key: IntegrityKey | None = None  # set by the service that holds it
+
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        if isinstance(domain_event, Episode.Snapshot):
+            return self._snapshot_row(domain_event)
         if not isinstance(domain_event, EpisodeEvent):
             return super().to_stored_event(domain_event)
+        state = domain_event.stored_form
+        if self.integrity_key is not None:
+            state = seal_entry(state, self.integrity_key)
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
             topic=TOPICS[type(domain_event)],
-            state=self._protect(domain_event.stored_form),
+            state=self._protect(state),
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         cls = CLASSES.get(stored_event.topic)
         if cls is None:
+            if stored_event.topic == SNAPSHOT_TOPIC:
+                return self._snapshot(stored_event)
             return super().to_domain_event(stored_event)
         try:
             stored = self.plaintext(stored_event.state)
+        except Exception as error:
+            msg = (
+                f"stored entry {stored_event.originator_id} version "
+                f"{stored_event.originator_version} ({stored_event.topic}) "
+                f"does not decode: {error}"
+            )
+            raise MapperDeserialisationError(msg) from error
+        if self.integrity_key is not None:
+            self._check_seal(stored_event, stored, self.integrity_key)
+        try:
             if is_format1(stored):
                 return self._format1_event(stored_event, stored)
             return entry_event(
@@ -66,6 +134,72 @@ class EpisodeMapper(Mapper[UUID]):
                 f"does not decode: {error}"
             )
             raise MapperDeserialisationError(msg) from error
+
+    @staticmethod
+    def _check_seal(stored_event: StoredEvent, stored: bytes, key: IntegrityKey) -> None:
+        try:
+            problem = seal_problem(stored, key)
+        except ValueError as error:
+            problem = f"the entry's seal cannot be read: {error}"
+        if problem is not None:
+            episode_id, version = stored_event.originator_id, stored_event.originator_version
+            raise EntryIntegrityError(
+                f"episode {episode_id} version {version}: {problem}; nothing is decided on it",
+                episode_id=episode_id,
+                version=version,
+            )
+
+    def _snapshot_row(self, snapshot: Episode.Snapshot) -> StoredEvent:
+        """A snapshot in its envelope: sealed with the key, or with a plain digest."""
+        state = dict(vars(snapshot))
+        originator_id, version = state.pop("originator_id"), state.pop("originator_version")
+        body = self.transcoder.encode(state)
+        opening = SNAPSHOT_DIGESTED if self.integrity_key is None else SNAPSHOT_SEALED
+        check = self._snapshot_check(body).encode("ascii")
+        envelope = opening + check + SNAPSHOT_BODY + body + b"}"
+        return StoredEvent(
+            originator_id=originator_id,
+            originator_version=version,
+            topic=SNAPSHOT_TOPIC,
+            state=self._protect(envelope),
+        )
+
+    def _snapshot_check(self, body: bytes) -> str:
+        if self.integrity_key is None:
+            return hashlib.sha256(body).hexdigest()
+        return self.integrity_key.seal(body)
+
+    def _snapshot(self, stored_event: StoredEvent) -> Episode.Snapshot:
+        """The stored snapshot, if its seal (or digest) holds; else ``SnapshotRejected``."""
+        where = f"snapshot of episode {stored_event.originator_id} at version "
+        where += str(stored_event.originator_version)
+        try:
+            envelope = self.plaintext(stored_event.state)
+        except Exception as error:
+            raise SnapshotRejected(f"{where} does not decode: {error}") from error
+        sealed = envelope.startswith(SNAPSHOT_SEALED)
+        if sealed != (self.integrity_key is not None) or not (
+            sealed or envelope.startswith(SNAPSHOT_DIGESTED)
+        ):
+            kind = "sealed" if sealed else "not sealed"
+            held = "holds" if self.integrity_key is not None else "holds no"
+            raise SnapshotRejected(f"{where} is {kind} and the service {held} integrity key")
+        start = len(SNAPSHOT_SEALED if sealed else SNAPSHOT_DIGESTED)
+        check = envelope[start : start + 64].decode("ascii", "replace")
+        body_start = start + 64 + len(SNAPSHOT_BODY)
+        body = envelope[body_start:-1]
+        if envelope[start + 64 : body_start] != SNAPSHOT_BODY or not envelope.endswith(b"}"):
+            raise SnapshotRejected(f"{where} is not in its envelope")
+        expected = self._snapshot_check(body)
+        if not hmac_equal(expected, check):
+            raise SnapshotRejected(f"{where}: its {'seal' if sealed else 'digest'} does not hold")
+        try:
+            state: dict[str, Any] = self.transcoder.decode(body)
+        except Exception as error:
+            raise SnapshotRejected(f"{where} does not decode: {error}") from error
+        state["originator_id"] = UUID(str(stored_event.originator_id))
+        state["originator_version"] = stored_event.originator_version
+        return construct_event(Episode.Snapshot, state)
 
     def _format1_event(self, stored_event: StoredEvent, stored: bytes) -> Any:
         """An entry the first release stored: the library's transcoding decodes it."""
@@ -86,6 +220,11 @@ class EpisodeMapper(Mapper[UUID]):
         if self.cipher is not None:
             state = self.cipher.encrypt(state)
         return state
+
+
+def hmac_equal(first: str, second: str) -> bool:
+    """Constant-time comparison of two hex texts."""
+    return hmac.compare_digest(first.encode("ascii"), second.encode("ascii", "replace"))
 
 
 def entry_event(
@@ -126,3 +265,36 @@ def entry_event(
     if issubclass(cls, Aggregate.Created):  # the event that creates the aggregate
         fields["originator_topic"] = AGGREGATE_TOPICS.get(cls, EPISODE_TOPIC)
     return construct_event(cls, fields)
+
+
+def stored_link_and_canonical(event: EpisodeEvent) -> tuple[str, bytes]:
+    """The link an entry carries and the canonical bytes it covers, from its stored form."""
+    stored = event.stored_form
+    if is_format1(stored):
+        episode_id = str(event.originator_id)
+        return format1_link_and_canonical(
+            stored, episode_id, event.originator_version, event.type_name()
+        )
+    link, _, canonical = split_sealed(stored)
+    return link, canonical
+
+
+class LinkChecker:
+    """Checks, entry by entry in version order, that each link follows from the one before."""
+
+    def __init__(self, episode_id: UUID, previous: str | None = None) -> None:
+        self.episode_id = episode_id
+        self.previous = previous if previous is not None else chain_seed(episode_id)
+
+    def check(self, event: EpisodeEvent) -> None:
+        """Raise ``EntryIntegrityError`` unless ``event`` links on from the entry before it."""
+        link, canonical = stored_link_and_canonical(event)
+        if next_link(self.previous, canonical) != link:
+            version = event.originator_version
+            raise EntryIntegrityError(
+                f"episode {self.episode_id} version {version}: its stored link does not "
+                "follow from the entry and the link before it; nothing is decided on it",
+                episode_id=self.episode_id,
+                version=version,
+            )
+        self.previous = link

@@ -2,7 +2,8 @@
 
 This is the one module that reads the environment for the write side:
 ``IOP_STORE`` (a store URL), ``IOP_CIPHER_KEY`` (encryption at rest and
-compression) and ``IOP_TIMEZONE`` (the program's clock).
+compression), ``IOP_INTEGRITY_KEY`` (seals, see ``keys``) and
+``IOP_TIMEZONE`` (the program's clock).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from iop_episodes.infrastructure.keys import IntegrityKey
 
 DEFAULT_STORE = "sqlite:///iop.db"
 DEFAULT_TIMEZONE = "America/New_York"
@@ -109,3 +112,15 @@ def protection_env() -> dict[str, str]:
         "CIPHER_KEY": key,
         "COMPRESSOR_TOPIC": "eventsourcing.compressor:ZlibCompressor",
     }
+
+
+def integrity_key(explicit: IntegrityKey | str | None = None) -> IntegrityKey | None:
+    """The service's integrity key: given, or ``IOP_INTEGRITY_KEY``, or none.
+
+    Raises ``IntegrityKeyError`` naming the problem when the text is not the
+    base64 of 32 bytes.
+    """
+    if isinstance(explicit, IntegrityKey):
+        return explicit
+    text = explicit or os.environ.get("IOP_INTEGRITY_KEY")
+    return IntegrityKey.from_text(text) if text else None
