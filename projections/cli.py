@@ -14,10 +14,11 @@ from uuid import UUID
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_decimal as plain  # 9.50 -> "9.5"
+from iop_episodes.domain.values import Model
 from iop_episodes.domain.weeks import iso_week
 from projections import audit
 from projections.exports import cli as exports_cli
-from projections.runner import Status, ViewRunner
+from projections.runner import Status, ViewRunner, open_views
 from projections.schedule import (
     EpisodeSchedule,
     ProgramRow,
@@ -146,17 +147,55 @@ def cmd_audit_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class VerifiedFinding(Model):
+    episode_id: str
+    version: int
+    problem: str
+    detail: str
+
+
+class VerifyReport(Model):
+    """``iop audit verify --json``: what was checked, every finding, and the verdict."""
+
+    ok: bool
+    episodes: int
+    entries: int
+    snapshots: int
+    view_rows: int
+    findings: list[VerifiedFinding]
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Verify without catching up first: the views are checked as they stand."""
     with _service(args) as service:
-        runner = ViewRunner(service)
-        runner.catch_up(progress_printer("catching up"))
         only = [UUID(value) for value in args.episodes] or None
-        findings = audit.verify(service, runner.views, only)
+        result = audit.verify_all(service, open_views(service), only)
+    checked, findings = result.checked, result.findings
     if args.json:
-        print(json.dumps([{**vars(f), "episode_id": str(f.episode_id)} for f in findings]))
+        report = VerifyReport(
+            ok=not findings,
+            episodes=checked.episodes,
+            entries=checked.entries,
+            snapshots=checked.snapshots,
+            view_rows=checked.view_rows,
+            findings=[
+                VerifiedFinding(
+                    episode_id=str(f.episode_id),
+                    version=f.version,
+                    problem=f.problem,
+                    detail=f.detail,
+                )
+                for f in findings
+            ],
+        )
+        print(report.model_dump_json())
     else:
         for finding in findings:
             print(finding)
+        print(
+            f"checked {checked.episodes} episodes, {checked.entries} entries, "
+            f"{checked.snapshots} snapshots, {checked.view_rows} view rows"
+        )
         print(
             "verification: ok"
             if not findings
@@ -223,7 +262,9 @@ def register(commands: Any) -> None:
     hist.add_argument("--format", choices=["text", "jsonl", "csv"], default="text")
     hist.set_defaults(handler=cmd_audit_history)
 
-    verify = audit_commands.add_parser("verify", help="chains, gaps and the audit view")
+    verify = audit_commands.add_parser(
+        "verify", help="entries, seals, snapshots, tracking and every view row"
+    )
     verify.add_argument("episodes", nargs="*", help="episode ids (default: all)")
     verify.add_argument("--store")
     verify.add_argument("--json", action="store_true")

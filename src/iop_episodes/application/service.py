@@ -306,6 +306,16 @@ class EpisodeService(Application[UUID]):
             raise ValueError(msg)
         return pglocks.lock_key(self.store.env, purpose)
 
+    def replayed(self, episode_id: UUID, version: int | None = None) -> Episode:
+        """The episode rebuilt from its entries alone (no snapshot, no cache), links checked."""
+        try:
+            episode: Episode = self._replaying.get(
+                episode_id, version=version, projector_func=self._checked_projection
+            )
+        except AggregateNotFoundError:
+            raise errors.EpisodeNotFound(f"no episode {episode_id}") from None
+        return episode
+
     # ---- internals -----------------------------------------------------
 
     def _store(self, *episodes: Episode) -> None:
@@ -429,9 +439,7 @@ class EpisodeService(Application[UUID]):
                 )
             except SnapshotRejected as rejected:
                 LOG.warning("%s; episode %s replayed from its entries", rejected, episode_id)
-                episode = self._replaying.get(
-                    episode_id, version=version, projector_func=self._checked_projection
-                )
+                episode = self.replayed(episode_id, version)
                 if version is None and self.repository.cache is not None:
                     self.repository.cache.put(episode_id, episode)
         except AggregateNotFoundError:

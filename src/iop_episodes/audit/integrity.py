@@ -2,16 +2,22 @@
 
 ``verify_episode`` recomputes every chain link from the stored rows (after
 decryption and decompression only: no upcasting, since the chain covers the
-entry as it was stored) and checks versions run 1, 2, 3... without gaps.
-``store_digest`` is one SHA-256 over every stored event in log order.
+entry as it was stored), checks versions run 1, 2, 3... without gaps, that
+each row's full topic is its entry type's, and (when the service holds an
+integrity key) that every entry carries a seal that holds.
+``verify_snapshots`` checks every stored snapshot: its seal or digest, its
+link against the entry at its version, and (without a key) its state
+against a replay of the entries. ``store_digest`` is one SHA-256 over every
+stored event in log order.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from binascii import unhexlify
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
@@ -22,14 +28,19 @@ from iop_episodes.domain.canonical import (
     BODY_START,
     CHAIN_OPENING,
     LINK_END,
+    SEAL_MEMBER,
+    SEAL_OPENING,
     chain_seed,
     entry_tail,
     next_link,
+    split_sealed,
     split_stored,
 )
+from iop_episodes.domain.episode import Episode
 from iop_episodes.domain.events import EVENT_TYPES
 from iop_episodes.infrastructure.legacy import format1_link, format1_link_and_canonical, is_format1
-from iop_episodes.infrastructure.rawlog import log_pages, notification_pages
+from iop_episodes.infrastructure.mapping import SnapshotRejected, seal_problem
+from iop_episodes.infrastructure.rawlog import every_row, log_pages, notification_pages
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Notification, StoredEvent
@@ -37,9 +48,20 @@ if TYPE_CHECKING:
     from iop_episodes.application.service import EpisodeService
 
 Problem = Literal[
-    "version-gap", "chain-mismatch", "unreadable", "unknown-type", "projection-mismatch"
+    "version-gap",
+    "chain-mismatch",
+    "unreadable",
+    "unknown-type",
+    "topic-mismatch",
+    "seal-mismatch",
+    "snapshot-mismatch",
+    "projection-mismatch",
+    "tracking-mismatch",
+    "unknown-episode",
 ]
 PAGE = 1000
+STORE = UUID(int=0)
+"""The episode a finding about the whole store names (the tracking position)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,46 @@ class Finding:
     def __str__(self) -> str:
         where = f"episode {self.episode_id} version {self.version}"
         return f"{where}: {self.problem}: {self.detail}"
+
+
+@dataclass
+class Checked:
+    """What a verification looked at."""
+
+    episodes: int = 0
+    entries: int = 0
+    snapshots: int = 0
+    view_rows: int = 0
+
+
+@dataclass
+class Verification:
+    """Every finding, and what was checked to find them."""
+
+    checked: Checked = field(default_factory=Checked)
+    findings: list[Finding] = field(default_factory=list)
+
+    def first_bad_versions(self) -> dict[UUID, int]:
+        """Each episode with an entry finding, and the first version that does not verify."""
+        first: dict[UUID, int] = {}
+        for finding in self.findings:
+            if finding.problem in ENTRY_PROBLEMS:
+                known = first.get(finding.episode_id, finding.version)
+                first[finding.episode_id] = min(known, finding.version)
+        return first
+
+
+ENTRY_PROBLEMS = frozenset(
+    {
+        "version-gap",
+        "chain-mismatch",
+        "unreadable",
+        "unknown-type",
+        "topic-mismatch",
+        "seal-mismatch",
+        "unknown-episode",
+    }
+)
 
 
 def plaintext(service: EpisodeService, record: StoredEvent) -> bytes:
@@ -113,11 +175,18 @@ def verify_records(
                 )
             )
         expected_version = version + 1
-        if event_type_of(record.topic) not in EVENT_TYPES:
+        event_type = event_type_of(record.topic)
+        if event_type not in EVENT_TYPES:
             findings.append(Finding(episode_id, version, "unknown-type", f"topic {record.topic!r}"))
             continue
+        if record.topic not in _TOPIC_NAMES:
+            canonical_topic = get_topic(EVENT_TYPES[event_type])
+            detail = f"topic {record.topic!r} is not {event_type}'s topic {canonical_topic!r}"
+            findings.append(Finding(episode_id, version, "topic-mismatch", detail))
         try:
-            link, problem = row_problem(previous, record, plaintext(service, record))
+            stored = plaintext(service, record)
+            link, problem = row_problem(previous, record, stored)
+            unsealed = _seal_problem(service, stored)
         except Exception as error:  # noqa: BLE001  (any decoding failure is a finding)
             findings.append(
                 Finding(episode_id, version, "unreadable", f"{type(error).__name__}: {error}")
@@ -125,8 +194,15 @@ def verify_records(
             continue
         if problem is not None:
             findings.append(Finding(episode_id, version, "chain-mismatch", problem))
+        if unsealed is not None:
+            findings.append(Finding(episode_id, version, "seal-mismatch", unsealed))
         previous = link
     return findings
+
+
+def _seal_problem(service: EpisodeService, stored: bytes) -> str | None:
+    key = service.integrity_key
+    return None if key is None else seal_problem(stored, key)
 
 
 def notifications(service: EpisodeService, start: int = 1) -> Iterator[Notification]:
@@ -144,32 +220,54 @@ def episode_ids(service: EpisodeService) -> list[UUID]:
 
 
 def verify_store(service: EpisodeService, only: list[UUID] | None = None) -> list[Finding]:
-    """Every finding in the store (or in ``only``'s episodes), episodes in first-recorded order.
+    """Every finding in the store's entries (or in ``only``'s), in first-recorded order."""
+    return verify_entries(service, only).findings
 
-    One pass in log order checks every link; only an episode whose rows do
-    not check out there is read again, on its own, to say what is wrong.
+
+def verify_entries(service: EpisodeService, only: Sequence[UUID] | None = None) -> Verification:
+    """Every entry finding, with counts of the episodes and entries checked.
+
+    One pass in log order checks every link (and seal); only an episode
+    whose rows do not check out there is read again, on its own, to say what
+    is wrong. A named episode the store does not hold is a finding.
     """
+    result = Verification()
     if only is not None:
-        return [finding for episode_id in only for finding in verify_episode(service, episode_id)]
-    suspects = _suspect_episodes(service)
-    return [finding for episode_id in suspects for finding in verify_episode(service, episode_id)]
+        for episode_id in only:
+            records = service.recorder.select_events(episode_id)
+            if not records:
+                result.findings.append(
+                    Finding(episode_id, 0, "unknown-episode", "the store holds no such episode")
+                )
+                continue
+            result.checked.episodes += 1
+            result.checked.entries += len(records)
+            result.findings.extend(verify_records(service, episode_id, records))
+        return result
+    suspects = _suspect_episodes(service, result.checked)
+    for episode_id in suspects:
+        result.findings.extend(verify_episode(service, episode_id))
+    return result
 
 
-def _suspect_episodes(service: EpisodeService) -> list[UUID]:
-    """Episodes whose rows, read in log order, do not chain up cleanly.
+def _suspect_episodes(service: EpisodeService, checked: Checked | None = None) -> list[UUID]:
+    """Episodes whose rows, read in log order, do not chain up (and seal) cleanly.
 
     The loop is written out flat because it runs once per stored row. It
-    checks what ``row_problem`` checks; the version order needs no check of
-    its own, since each entry's bytes name its version (the tail) and link
-    to the entry before it. Any doubt makes a suspect.
+    checks what ``row_problem`` and the seal check do; the version order
+    needs no check of its own, since each entry's bytes name its version
+    (the tail) and link to the entry before it. Any doubt makes a suspect.
     """
     tails = {topic: entry_tail(name, 0)[:-2] + b"%d}" for topic, name in _TOPIC_NAMES.items()}
     heads: dict[str, bytes | None] = {}  # the last raw link, or None for a suspect
     protected = service.mapper.cipher is not None or service.mapper.compressor is not None
     plain = service.mapper.plaintext
+    seal_of = None if service.integrity_key is None else service.integrity_key.seal
     opening, link_end, body_start = CHAIN_OPENING, LINK_END, BODY_START
-    link_start = len(opening)
+    link_start, seal_start = len(opening), BODY_START + len(SEAL_OPENING)
+    entries = 0
     for page in log_pages(service.recorder):
+        entries += len(page)
         for key, version, topic, state, _ in page:
             previous = heads.get(key)
             if previous is None:
@@ -179,16 +277,95 @@ def _suspect_episodes(service: EpisodeService) -> list[UUID]:
             try:
                 stored = plain(state) if protected else state
                 link = unhexlify(stored[link_start:link_end])
+                sealed = stored.startswith(SEAL_OPENING, body_start)
+                body = body_start + SEAL_MEMBER if sealed else body_start
                 sound = (
                     stored.startswith(opening)
                     and stored.startswith(b'",', link_end)
                     and stored.endswith(tails[topic] % version)
-                    and sha256(previous + b"{" + stored[body_start:]).digest() == link
+                    and sha256(previous + b"{" + stored[body:]).digest() == link
+                    and (
+                        seal_of is None
+                        or (
+                            sealed
+                            and hmac.compare_digest(
+                                seal_of(link), stored[seal_start : body - 2].decode("ascii")
+                            )
+                        )
+                    )
                 )
             except Exception:  # noqa: BLE001  (anything unreadable makes a suspect)
                 sound = False
             heads[key] = link if sound else None
+    if checked is not None:
+        checked.episodes += len(heads)
+        checked.entries += entries
     return [UUID(key) for key, link in heads.items() if link is None]
+
+
+def verify_snapshots(service: EpisodeService, only: Iterable[UUID] | None = None) -> Verification:
+    """Every stored snapshot of these episodes: its seal or digest, its link, its state.
+
+    A snapshot must decode from its envelope (sealed with the key, or with
+    a digest without one), and record the link the stored entry at its
+    version carries. Without a key, which would prove the service wrote it,
+    its state must also equal a replay of the entries up to its version.
+    """
+    result = Verification()
+    if service.snapshots is None:
+        return result
+    named = None if only is None else {str(episode_id) for episode_id in only}
+    candidates = named
+    if candidates is None:  # only the in-memory store is asked episode by episode
+        memory = service.store.backend == "memory"
+        candidates = {str(e) for e in episode_ids(service)} if memory else set()
+    for record in every_row(service.snapshots.recorder, sorted(candidates)):
+        episode_id = UUID(str(record.originator_id))
+        if named is not None and str(episode_id) not in named:
+            continue
+        result.checked.snapshots += 1
+        problem = _snapshot_problem(service, episode_id, record)
+        if problem is not None:
+            version = record.originator_version
+            result.findings.append(Finding(episode_id, version, "snapshot-mismatch", problem))
+    return result
+
+
+def _snapshot_problem(service: EpisodeService, episode_id: UUID, record: StoredEvent) -> str | None:
+    version = record.originator_version
+    try:
+        snapshot: Episode.Snapshot = service.mapper.to_domain_event(record)
+    except SnapshotRejected as rejected:
+        return str(rejected)
+    entries = service.recorder.select_events(episode_id, gt=version - 1, lte=version)
+    if not entries:
+        return "the store holds no entry at the snapshot's version"
+    try:
+        entry_link = split_sealed(plaintext(service, entries[0]))[0]
+    except ValueError:
+        entry_link = stored_link(service, entries[0])
+    if snapshot.state.get("chain") != entry_link:
+        return "the snapshot's link differs from the stored entry's at its version"
+    if service.integrity_key is not None:
+        return None  # the seal proves the service took it from the episode itself
+    return _replay_problem(service, episode_id, snapshot)
+
+
+def _replay_problem(
+    service: EpisodeService, episode_id: UUID, snapshot: Episode.Snapshot
+) -> str | None:
+    """Why the snapshot's state is not a replay of the entries up to its version."""
+    version = snapshot.originator_version
+    try:
+        replayed = Episode.Snapshot.take(service.replayed(episode_id, version)).state
+    except Exception as error:  # noqa: BLE001  (entries that do not replay are a finding here)
+        return f"the entries up to its version do not replay: {type(error).__name__}: {error}"
+    differing = sorted(name for name in replayed if replayed[name] != snapshot.state.get(name))
+    if differing:
+        return "the snapshot's state differs from a replay of its entries in " + ", ".join(
+            differing
+        )
+    return None
 
 
 _TOPIC_NAMES = {get_topic(cls): name for name, cls in EVENT_TYPES.items()}

@@ -9,10 +9,12 @@ text: 32 hex digits on SQLite, 36 characters on PostgreSQL and in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, cast
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
 
-from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder
 
 from iop_episodes.infrastructure.compat import plain_sqlite_cursor
 
@@ -95,3 +97,53 @@ def _recorder_pages(recorder: ApplicationRecorder, page: int) -> Iterator[Sequen
             (str(n.originator_id), n.originator_version, n.topic, n.state, n.id)
             for n in notifications
         ]
+
+
+def every_row(recorder: Any, episode_ids: Iterable[str]) -> Iterator[StoredEvent]:
+    """Every row an aggregate recorder holds (the snapshots), in episode and version order.
+
+    SQLite and PostgreSQL are read in one query; in memory, each of
+    ``episode_ids`` is asked for its rows.
+    """
+    if isinstance(recorder, SQLiteAggregateRecorder):
+        query = (
+            "SELECT originator_id, originator_version, topic, state"  # noqa: S608  (the recorder's own table name)
+            f" FROM {recorder.events_table_name} ORDER BY originator_id, originator_version"
+        )
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query)
+            rows = [(UUID(hex=r[0]), r[1], r[2], bytes(r[3])) for r in cursor.fetchall()]
+    elif type(recorder).__module__ == "eventsourcing.postgres":
+        rows = _postgres_rows(recorder)
+    else:
+        for episode_id in episode_ids:
+            yield from recorder.select_events(UUID(episode_id))
+        return
+    for originator_id, version, topic, state in rows:
+        yield StoredEvent(
+            originator_id=originator_id, originator_version=version, topic=topic, state=state
+        )
+
+
+def _postgres_rows(recorder: Any) -> list[tuple[UUID, int, str, bytes]]:
+    from psycopg import sql  # noqa: PLC0415  (only a PostgreSQL store needs the driver)
+
+    query = sql.SQL(
+        "SELECT originator_id, originator_version, topic, state FROM {schema}.{table}"
+        " ORDER BY originator_id, originator_version"
+    ).format(
+        schema=sql.Identifier(recorder.datastore.schema),
+        table=sql.Identifier(recorder.events_table_name),
+    )
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(query)
+        records = cursor.fetchall()
+    return [
+        (
+            UUID(str(r["originator_id"])),
+            r["originator_version"],
+            r["topic"],
+            bytes(r["state"]),
+        )
+        for r in records
+    ]
