@@ -46,8 +46,8 @@ def postgres_rows(dsn: str, schema: str) -> Iterator[Row]:
 
 
 def canonical(state: dict[str, Any]) -> bytes:
-    """The stored object without its link, as canonical JSON (first recipe)."""
-    entry = {key: value for key, value in state.items() if key != "_chain"}
+    """The stored object without its link and seal, as canonical JSON (first recipe)."""
+    entry = {key: value for key, value in state.items() if key not in {"_chain", "_seal"}}
     return encode(entry)
 
 

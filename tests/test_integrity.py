@@ -9,11 +9,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from eventsourcing.persistence import MapperDeserialisationError
 
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit import integrity
 from iop_episodes.audit.integrity import notifications, store_digest, verify_episode, verify_store
+from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_json, entry_texts, split_stored
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, advance
@@ -146,7 +146,7 @@ def test_a_relabelled_entry_is_found_and_refuses_to_load(durable_url, clock):
     with EpisodeService(durable_url, clock=clock) as service:
         (finding,) = verify_store(service)
         assert "not a MedicationDispensed at version 4" in finding.detail
-        with pytest.raises(MapperDeserialisationError, match="version 4"):
+        with pytest.raises(errors.EntryIntegrityError, match="version 4"):
             list(service.history(episode_id))
 
 

@@ -109,6 +109,14 @@ class EpisodeMapper(Mapper[UUID]):
         if cls is None:
             if stored_event.topic == SNAPSHOT_TOPIC:
                 return self._snapshot(stored_event)
+            if stored_event.topic.rsplit(":", 1)[-1] in EVENT_TYPES:
+                episode_id, version = stored_event.originator_id, stored_event.originator_version
+                raise EntryIntegrityError(
+                    f"episode {episode_id} version {version}: topic {stored_event.topic!r} "
+                    "names an entry type under another module; nothing is decided on it",
+                    episode_id=episode_id,
+                    version=version,
+                )
             return super().to_domain_event(stored_event)
         try:
             stored = self.plaintext(stored_event.state)
@@ -127,6 +135,13 @@ class EpisodeMapper(Mapper[UUID]):
             return entry_event(
                 cls, stored_event.originator_id, stored_event.originator_version, stored
             )
+        except EntryMismatch as error:
+            episode_id, version = stored_event.originator_id, stored_event.originator_version
+            raise EntryIntegrityError(
+                f"episode {episode_id} version {version}: {error}; nothing is decided on it",
+                episode_id=episode_id,
+                version=version,
+            ) from error
         except Exception as error:
             msg = (
                 f"stored entry {stored_event.originator_id} version "
