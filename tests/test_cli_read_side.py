@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -290,3 +291,60 @@ def test_processes_opening_the_views_together_all_start_on_sqlite(tmp_path):
 def test_processes_opening_the_views_together_all_start_on_postgres(postgres_url):
     """The same on PostgreSQL."""
     assert_processes_opening_the_views_together_all_start(postgres_url)
+
+
+def test_verify_reports_what_it_checked(demo_url):
+    """The summary line counts the episodes, entries, snapshots and view rows of the store."""
+    with EpisodeService(demo_url) as service:
+        entries = service.recorder.max_notification_id()
+        view_rows = sum(len(rows) for rows in ViewRunner(service).views.dump().values())
+    done = iop("audit", "verify", "--store", demo_url)
+    summary = done.stdout.splitlines()[-2]
+    counted = re.fullmatch(
+        r"checked (\d+) episodes, (\d+) entries, (\d+) snapshots, (\d+) view rows", summary
+    )
+    assert counted is not None, summary
+    episodes, checked_entries, snapshots, rows = map(int, counted.groups())
+    assert (episodes, checked_entries, rows) == (12, entries, view_rows)
+    assert snapshots > 0
+
+
+def test_verify_json_is_one_report_with_counts_and_findings(demo_url):
+    """--json prints one object: ok, the counts, and each finding with episode and version."""
+    episode_id = some_episode(demo_url)
+    tamper.replace_text(demo_url, episode_id, 2, '"days_per_week":3', '"days_per_week":4')
+    done = iop("audit", "verify", "--store", demo_url, "--json")
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report["ok"] is False
+    assert report["episodes"] == 12
+    assert report["entries"] > report["episodes"]
+    assert report["view_rows"] > report["entries"]
+    assert {
+        "episode_id": str(episode_id),
+        "version": 2,
+        "problem": "chain-mismatch",
+    }.items() <= report["findings"][0].items()
+
+
+def test_verify_of_an_unknown_episode_is_an_error(demo_url):
+    """An episode id the store does not hold is a finding, not ok: exit 1."""
+    unknown = "00000000-0000-4000-8000-000000000001"
+    done = iop("audit", "verify", unknown, "--store", demo_url)
+    assert done.returncode == 1
+    assert f"episode {unknown} version 0: unknown-episode" in done.stdout
+
+
+def test_verify_does_not_copy_a_forged_row_into_the_views(demo_url):
+    """verify leaves the views as they stand: an entry appended after them is not projected."""
+    with EpisodeService(demo_url) as service:
+        runner = ViewRunner(service)
+        before = runner.status()
+    episode_id = some_episode(demo_url)
+    with EpisodeService(demo_url) as service:
+        last = len(service.recorder.select_events(episode_id))
+    tamper.insert_copy(demo_url, episode_id, 3, last + 1)
+    done = iop("audit", "verify", "--store", demo_url)
+    assert f"episode {episode_id} version {last + 1}: chain-mismatch" in done.stdout
+    with EpisodeService(demo_url) as service:
+        assert ViewRunner(service).status().position == before.position
