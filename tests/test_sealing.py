@@ -17,8 +17,8 @@ from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import BODY_START, SEAL_MEMBER, next_link, split_sealed
 from iop_episodes.infrastructure.keys import IntegrityKey
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance
 from tests import tamper
-from tests.helpers import active_episode, advance
 
 SECRET = bytes(range(32))
 KEY = base64.b64encode(SECRET).decode()

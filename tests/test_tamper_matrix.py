@@ -28,11 +28,11 @@ from iop_episodes.domain.canonical import (
     stored_form,
 )
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import advance
 from projections.audit import verify_all
 from projections.runner import ViewRunner
 from tests import tamper
 from tests.conftest import START
-from tests.helpers import advance
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 SESSIONS_TOPIC = "iop_episodes.domain.events:SessionAttended"
