@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import subprocess
 import sys
@@ -15,6 +18,7 @@ from iop_episodes.audit import integrity
 from iop_episodes.audit.integrity import notifications, store_digest, verify_episode, verify_store
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_json, entry_texts, split_stored
+from iop_episodes.infrastructure.keys import IntegrityKey
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, advance
 from tests import tamper
@@ -163,10 +167,10 @@ def test_a_whole_store_pass_names_only_the_damaged_episodes_in_recorded_order(du
     ]
 
 
-def test_both_documented_recipes_give_the_same_canonical_bytes(sqlite_url, clock):
-    """Parse, drop _chain and re-encode equals the byte slices the engine reads."""
-    five_entries(sqlite_url, clock)
-    with EpisodeService(sqlite_url, clock=clock) as service:
+@pytest.mark.parametrize("key", [None, base64.b64encode(bytes(range(32))).decode()])
+def test_both_documented_recipes_give_the_same_canonical_bytes(sqlite_url, clock, key):
+    """Parse, drop _chain and _seal and re-encode equals the byte slices the engine reads."""
+    with EpisodeService(sqlite_url, clock=clock, integrity_key=key) as service:
         episode_id = active_episode(service, clock)
         for note in ("Café, naïve — 日本", 'said ","recorded_at":"2020-01-01T00:00:00.000000Z"'):
             service.record_session(
@@ -174,7 +178,7 @@ def test_both_documented_recipes_give_the_same_canonical_bytes(sqlite_url, clock
             )
         for record in notifications(service):
             state = record.state
-            entry = {k: v for k, v in json.loads(state).items() if k != "_chain"}
+            entry = {k: v for k, v in json.loads(state).items() if k not in {"_chain", "_seal"}}
             assert canonical_json(entry) == split_stored(state)[1]
             assert state == canonical_json(json.loads(state))
             assert entry_texts(state) == (
@@ -184,15 +188,38 @@ def test_both_documented_recipes_give_the_same_canonical_bytes(sqlite_url, clock
             )
 
 
-def test_the_documented_sql_recomputes_every_link_in_postgres(postgres_url, clock):
-    """The psql recipe in docs/hash-chain.md agrees with every stored link."""
-    episode_id = five_entries(postgres_url, clock)
+def test_the_seal_is_the_documented_hmac_of_the_raw_link(sqlite_url, clock):
+    """HKDF-SHA256 (empty salt, info 'iop-episodes seal key v1') then HMAC-SHA256, stdlib only."""
+    secret = bytes(range(32))
+    with EpisodeService(sqlite_url, clock=clock, integrity_key=IntegrityKey(secret)) as service:
+        active_episode(service, clock)
+        records = list(notifications(service))
+    pseudo_random = hmac.new(b"", secret, hashlib.sha256).digest()
+    seal_key = hmac.new(pseudo_random, b"iop-episodes seal key v1\x01", hashlib.sha256).digest()
+    for record in records:
+        state = json.loads(record.state)
+        expected = hmac.new(seal_key, bytes.fromhex(state["_chain"]), hashlib.sha256).hexdigest()
+        assert state["_seal"] == expected
+        assert record.state[77:152] == f'"_seal":"{expected}",'.encode()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("key", [None, base64.b64encode(bytes(range(32))).decode()])
+def test_the_documented_sql_recomputes_every_link_in_postgres(postgres_url, clock, key):
+    """The psql recipe in docs/hash-chain.md, its schema named, agrees with every stored link."""
+    with EpisodeService(postgres_url, clock=clock, integrity_key=key) as service:
+        episode_id = active_episode(service, clock)
+        for minutes in (180, 120, 90):
+            service.record_session(
+                factories.session(episode_id, advance(clock, hours=1), minutes=minutes)
+            )
     document = (Path(__file__).parent.parent / "docs" / "hash-chain.md").read_text()
     query = document.split("```sql\n")[1].split("```")[0]
     dsn, schema = postgres_url.split("?schema=")
+    assert "FROM public.episodes_events" in query
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"SET search_path TO {schema}")
-        rows = conn.execute(query.replace("'...'", "%s"), (episode_id,)).fetchall()
+        query = query.replace("public.", f"{schema}.").replace("'...'", "%s")
+        rows = conn.execute(query, (episode_id,)).fetchall()
     assert [version for version, _, _ in rows] == [1, 2, 3, 4, 5]
     assert all(recomputed == stored for _, recomputed, stored in rows)
 
