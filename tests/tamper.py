@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from contextlib import closing
 from urllib.parse import parse_qs, urlsplit
@@ -268,3 +269,24 @@ def set_tracking(url: str, position: int) -> None:
     table = qualified(url, TRACKING_TABLES[backend(url)])
     run(url, f"DELETE FROM {table} WHERE application_name = 'Episodes'")
     run(url, f"INSERT INTO {table} VALUES ('Episodes', ?)", position)
+
+
+def edit_snapshot_and_digest(url: str, episode_id: UUID, old: bytes, new: bytes) -> None:
+    """Edit the latest snapshot and give it a freshly computed ``_digest``, as an insider would.
+
+    Without the integrity key a seal cannot be made, so the edited body
+    goes into the unkeyed envelope with its SHA-256 recomputed.
+    """
+    version, state = snapshot_state(url, episode_id)
+    body = state[state.index(b'","snapshot":') + len(b'","snapshot":') : -1]
+    assert old in body, (old, body)
+    body = body.replace(old, new)
+    digest = hashlib.sha256(body).hexdigest().encode()
+    table = qualified(url, SNAPSHOT_TABLES[backend(url)])
+    run(
+        url,
+        f"UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = ?",
+        b'{"_digest":"' + digest + b'","snapshot":' + body + b"}",
+        key(url, episode_id),
+        version,
+    )

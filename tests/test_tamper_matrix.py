@@ -425,3 +425,19 @@ def test_an_edited_snapshot_never_changes_a_decision(scenario: Scenario, edit: s
     change(scenario)
     with scenario.service() as service, pytest.raises(refusal):
         command(scenario, service)
+
+
+def test_a_snapshot_whose_digest_was_recomputed_is_caught_by_the_seal_or_by_a_replay(
+    scenario: Scenario,
+):
+    """Without a key the load trusts it and verify's replay finds it; with a key it is ignored."""
+    tamper.edit_snapshot_and_digest(
+        scenario.url,
+        scenario.meds,
+        b'"medications":["buprenorphine"]',
+        b'"medications":["methadone"]',
+    )
+    with scenario.service() as service:
+        served = service.episode(scenario.meds).medications
+    assert list(served) == (["buprenorphine"] if scenario.key else ["methadone"])
+    assert scenario.findings() == {(scenario.meds, 20, "snapshot-mismatch")}
