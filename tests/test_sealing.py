@@ -18,6 +18,8 @@ from iop_episodes.domain.canonical import BODY_START, SEAL_MEMBER, next_link, sp
 from iop_episodes.infrastructure.keys import IntegrityKey
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, advance
+from projections.audit import verify_all
+from projections.runner import ViewRunner
 from tests import tamper
 
 SECRET = bytes(range(32))
@@ -153,3 +155,22 @@ def test_the_third_party_script_recomputes_the_chains_of_a_sealed_store(sqlite_u
     broken = subprocess.run([*script, path], capture_output=True, text=True, check=False)
     assert broken.returncode == 1
     assert f"{episode_id} 4: chain mismatch" in broken.stdout
+
+
+def test_a_verifier_without_the_key_checks_a_sealed_store_by_links_and_replays(sqlite_url, clock):
+    """No key: sealed snapshots are compared with a replay, so clean passes and an edit is found."""
+    with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
+        episode_id = active_episode(service, clock)
+        for _ in range(18):
+            service.record_session(factories.session(episode_id, advance(clock, hours=1)))
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        assert verify_all(service, ViewRunner(service).views).findings == []
+    tamper.edit_snapshot(sqlite_url, episode_id, b'"step_downs":0', b'"step_downs":1')
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        (finding,) = verify_all(service, ViewRunner(service).views).findings
+    assert (finding.episode_id, finding.version, finding.problem) == (
+        episode_id,
+        20,
+        "snapshot-mismatch",
+    )
+    assert "step_downs" in finding.detail

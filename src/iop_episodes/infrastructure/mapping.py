@@ -186,6 +186,14 @@ class EpisodeMapper(Mapper[UUID]):
 
     def _snapshot(self, stored_event: StoredEvent) -> Episode.Snapshot:
         """The stored snapshot, if its seal (or digest) holds; else ``SnapshotRejected``."""
+        return self.snapshot_from(stored_event, checked=True)
+
+    def snapshot_from(self, stored_event: StoredEvent, *, checked: bool) -> Episode.Snapshot:
+        """The snapshot a row holds; ``checked``: only if its seal or digest holds.
+
+        Unchecked is for a verifier without the key: a sealed snapshot it
+        cannot authenticate is still decoded, to be compared with a replay.
+        """
         where = f"snapshot of episode {stored_event.originator_id} at version "
         where += str(stored_event.originator_version)
         try:
@@ -193,21 +201,15 @@ class EpisodeMapper(Mapper[UUID]):
         except Exception as error:
             raise SnapshotRejected(f"{where} does not decode: {error}") from error
         sealed = envelope.startswith(SNAPSHOT_SEALED)
-        if sealed != (self.integrity_key is not None) or not (
-            sealed or envelope.startswith(SNAPSHOT_DIGESTED)
-        ):
-            kind = "sealed" if sealed else "not sealed"
-            held = "holds" if self.integrity_key is not None else "holds no"
-            raise SnapshotRejected(f"{where} is {kind} and the service {held} integrity key")
+        if not (sealed or envelope.startswith(SNAPSHOT_DIGESTED)):
+            raise SnapshotRejected(f"{where} is not in its envelope")
         start = len(SNAPSHOT_SEALED if sealed else SNAPSHOT_DIGESTED)
-        check = envelope[start : start + 64].decode("ascii", "replace")
         body_start = start + 64 + len(SNAPSHOT_BODY)
         body = envelope[body_start:-1]
         if envelope[start + 64 : body_start] != SNAPSHOT_BODY or not envelope.endswith(b"}"):
             raise SnapshotRejected(f"{where} is not in its envelope")
-        expected = self._snapshot_check(body)
-        if not hmac_equal(expected, check):
-            raise SnapshotRejected(f"{where}: its {'seal' if sealed else 'digest'} does not hold")
+        if checked:
+            self._check_snapshot(where, sealed, envelope[start : start + 64], body)
         try:
             state: dict[str, Any] = self.transcoder.decode(body)
         except Exception as error:
@@ -215,6 +217,14 @@ class EpisodeMapper(Mapper[UUID]):
         state["originator_id"] = UUID(str(stored_event.originator_id))
         state["originator_version"] = stored_event.originator_version
         return construct_event(Episode.Snapshot, state)
+
+    def _check_snapshot(self, where: str, sealed: bool, check: bytes, body: bytes) -> None:  # noqa: FBT001  (private, positional by design)
+        if sealed != (self.integrity_key is not None):
+            kind = "sealed" if sealed else "not sealed"
+            held = "holds" if self.integrity_key is not None else "holds no"
+            raise SnapshotRejected(f"{where} is {kind} and the service {held} integrity key")
+        if not hmac_equal(self._snapshot_check(body), check.decode("ascii", "replace")):
+            raise SnapshotRejected(f"{where}: its {'seal' if sealed else 'digest'} does not hold")
 
     def _format1_event(self, stored_event: StoredEvent, stored: bytes) -> Any:
         """An entry the first release stored: the library's transcoding decodes it."""
