@@ -12,7 +12,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import astuple, replace
+from dataclasses import fields, replace
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
@@ -305,7 +305,22 @@ class MemoryEpisodeViews(EpisodeViews):
             for key, value in sorted(table.items()):
                 if name == "activity":
                     rows.append((*key, *value))
-                else:
-                    rows.append(tuple(int(v) if isinstance(v, bool) else v for v in astuple(value)))
+                else:  # the columns in field order (astuple deep-copies: slow on a whole store)
+                    rows.append(
+                        tuple(
+                            int(v) if isinstance(v, bool) else v
+                            for v in (getattr(value, name) for name in _fields(type(value)))
+                        )
+                    )
             tables[name] = rows
         return tables
+
+
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _fields(row_type: type[Any]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(row_type)
+    if names is None:
+        names = _FIELD_NAMES[row_type] = tuple(field.name for field in fields(row_type))
+    return names

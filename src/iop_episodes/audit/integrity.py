@@ -19,6 +19,7 @@ from binascii import unhexlify
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
+from itertools import groupby
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
@@ -39,7 +40,12 @@ from iop_episodes.domain.canonical import (
 from iop_episodes.domain.episode import Episode
 from iop_episodes.domain.events import EVENT_TYPES
 from iop_episodes.infrastructure.legacy import format1_link, format1_link_and_canonical, is_format1
-from iop_episodes.infrastructure.mapping import SNAPSHOT_SEALED, SnapshotRejected, seal_problem
+from iop_episodes.infrastructure.mapping import (
+    SNAPSHOT_SEALED,
+    LinkChecker,
+    SnapshotRejected,
+    seal_problem,
+)
 from iop_episodes.infrastructure.rawlog import every_row, log_pages, notification_pages
 
 if TYPE_CHECKING:
@@ -319,37 +325,56 @@ def verify_snapshots(service: EpisodeService, only: Iterable[UUID] | None = None
     if candidates is None:  # only the in-memory store is asked episode by episode
         memory = service.store.backend == "memory"
         candidates = {str(e) for e in episode_ids(service)} if memory else set()
-    for record in every_row(service.snapshots.recorder, sorted(candidates)):
-        episode_id = UUID(str(record.originator_id))
+    rows = every_row(service.snapshots.recorder, sorted(candidates))
+    for episode_id, group in groupby(rows, key=lambda row: UUID(str(row.originator_id))):
         if named is not None and str(episode_id) not in named:
             continue
-        result.checked.snapshots += 1
-        problem = _snapshot_problem(service, episode_id, record)
-        if problem is not None:
-            version = record.originator_version
-            result.findings.append(Finding(episode_id, version, "snapshot-mismatch", problem))
+        records = list(group)
+        result.checked.snapshots += len(records)
+        result.findings.extend(
+            Finding(episode_id, version, "snapshot-mismatch", problem)
+            for version, problem in _snapshot_problems(service, episode_id, records)
+        )
     return result
 
 
-def _snapshot_problem(service: EpisodeService, episode_id: UUID, record: StoredEvent) -> str | None:
-    version = record.originator_version
+def _snapshot_problems(
+    service: EpisodeService, episode_id: UUID, records: list[StoredEvent]
+) -> list[tuple[int, str]]:
+    """What is wrong with each of an episode's snapshots; its entries are read once."""
+    entries = service.recorder.select_events(episode_id)
+    at_version = {entry.originator_version: entry for entry in entries}
+    problems: list[tuple[int, str]] = []
+    to_replay: dict[int, Episode.Snapshot] = {}
+    for record in records:
+        version = record.originator_version
+        try:
+            snapshot = _bound_snapshot(service, record, at_version.get(version))
+        except SnapshotRejected as rejected:
+            problems.append((version, str(rejected)))
+            continue
+        if service.integrity_key is None:  # with a key, the seal proves the service took it
+            to_replay[version] = snapshot
+    problems.extend(_replay_problems(service, episode_id, entries, to_replay))
+    return sorted(problems)
+
+
+def _bound_snapshot(
+    service: EpisodeService, record: StoredEvent, entry: StoredEvent | None
+) -> Episode.Snapshot:
+    """The snapshot, once its envelope holds and its link is the stored entry's."""
     keyless_sealed = service.integrity_key is None and _is_sealed_snapshot(service, record)
-    try:  # without the key a seal cannot be checked: the replay below decides
-        snapshot = service.mapper.snapshot_from(record, checked=not keyless_sealed)
-    except SnapshotRejected as rejected:
-        return str(rejected)
-    entries = service.recorder.select_events(episode_id, gt=version - 1, lte=version)
-    if not entries:
-        return "the store holds no entry at the snapshot's version"
+    # without the key a seal cannot be checked: the replay decides
+    snapshot = service.mapper.snapshot_from(record, checked=not keyless_sealed)
+    if entry is None:
+        raise SnapshotRejected("the store holds no entry at the snapshot's version")
     try:
-        entry_link = split_sealed(plaintext(service, entries[0]))[0]
+        entry_link = split_sealed(plaintext(service, entry))[0]
     except ValueError:
-        entry_link = stored_link(service, entries[0])
+        entry_link = stored_link(service, entry)
     if snapshot.state.get("chain") != entry_link:
-        return "the snapshot's link differs from the stored entry's at its version"
-    if service.integrity_key is not None:
-        return None  # the seal proves the service took it from the episode itself
-    return _replay_problem(service, episode_id, snapshot)
+        raise SnapshotRejected("the snapshot's link differs from the stored entry's at its version")
+    return snapshot
 
 
 def _is_sealed_snapshot(service: EpisodeService, record: StoredEvent) -> bool:
@@ -359,21 +384,46 @@ def _is_sealed_snapshot(service: EpisodeService, record: StoredEvent) -> bool:
         return False
 
 
-def _replay_problem(
-    service: EpisodeService, episode_id: UUID, snapshot: Episode.Snapshot
-) -> str | None:
-    """Why the snapshot's state is not a replay of the entries up to its version."""
-    version = snapshot.originator_version
+def _replay_problems(
+    service: EpisodeService,
+    episode_id: UUID,
+    entries: Sequence[StoredEvent],
+    snapshots: dict[int, Episode.Snapshot],
+) -> list[tuple[int, str]]:
+    """Each snapshot whose state is not the replay of the entries up to its version.
+
+    The entries are replayed once, links checked, the state compared at
+    each snapshot's version on the way.
+    """
+    problems: list[tuple[int, str]] = []
+    pending = dict(snapshots)
+    episode: Episode | None = None
+    links = LinkChecker(episode_id)
     try:
-        replayed = Episode.Snapshot.take(service.replayed(episode_id, version)).state
+        for entry in entries:
+            if not pending:
+                break
+            event = service.mapper.to_domain_event(entry)
+            links.check(event)
+            episode = event.mutate(episode)
+            snapshot = pending.pop(entry.originator_version, None)
+            if snapshot is not None and episode is not None:
+                replayed = Episode.Snapshot.take(episode).state
+                differing = sorted(
+                    name for name in replayed if replayed[name] != snapshot.state.get(name)
+                )
+                if differing:
+                    problems.append(
+                        (
+                            snapshot.originator_version,
+                            "the snapshot's state differs from a replay of its entries in "
+                            + ", ".join(differing),
+                        )
+                    )
     except Exception as error:  # noqa: BLE001  (entries that do not replay are a finding here)
-        return f"the entries up to its version do not replay: {type(error).__name__}: {error}"
-    differing = sorted(name for name in replayed if replayed[name] != snapshot.state.get(name))
-    if differing:
-        return "the snapshot's state differs from a replay of its entries in " + ", ".join(
-            differing
-        )
-    return None
+        reason = f"the entries up to its version do not replay: {type(error).__name__}: {error}"
+        problems.extend((version, reason) for version in pending)
+    return problems
 
 
 _TOPIC_NAMES = {get_topic(cls): name for name, cls in EVENT_TYPES.items()}
