@@ -313,8 +313,7 @@ def test_verify_json_is_one_report_with_counts_and_findings(demo_url):
     """--json prints one object: ok, the counts, and each finding with episode and version."""
     episode_id = some_episode(demo_url)
     tamper.replace_text(demo_url, episode_id, 2, '"days_per_week":3', '"days_per_week":4')
-    done = iop("audit", "verify", "--store", demo_url, "--json")
-    assert done.returncode == 1
+    done = iop("audit", "verify", "--store", demo_url, "--json", expect=1)
     report = json.loads(done.stdout)
     assert report["ok"] is False
     assert report["episodes"] == 12
@@ -330,8 +329,7 @@ def test_verify_json_is_one_report_with_counts_and_findings(demo_url):
 def test_verify_of_an_unknown_episode_is_an_error(demo_url):
     """An episode id the store does not hold is a finding, not ok: exit 1."""
     unknown = "00000000-0000-4000-8000-000000000001"
-    done = iop("audit", "verify", unknown, "--store", demo_url)
-    assert done.returncode == 1
+    done = iop("audit", "verify", unknown, "--store", demo_url, expect=1)
     assert f"episode {unknown} version 0: unknown-episode" in done.stdout
 
 
@@ -344,7 +342,7 @@ def test_verify_does_not_copy_a_forged_row_into_the_views(demo_url):
     with EpisodeService(demo_url) as service:
         last = len(service.recorder.select_events(episode_id))
     tamper.insert_copy(demo_url, episode_id, 3, last + 1)
-    done = iop("audit", "verify", "--store", demo_url)
+    done = iop("audit", "verify", "--store", demo_url, expect=1)
     assert f"episode {episode_id} version {last + 1}: chain-mismatch" in done.stdout
     with EpisodeService(demo_url) as service:
         assert ViewRunner(service).status().position == before.position

@@ -110,21 +110,16 @@ def test_an_entry_whose_seal_was_removed_is_not_loaded(sqlite_url, clock):
         assert (raised.value.episode_id, raised.value.version) == (episode_id, 10)
 
 
-def test_an_appended_entry_with_a_wrong_link_is_not_served(raw_url, clock):
+def test_an_appended_entry_with_a_wrong_link_is_not_served(durable_url, clock):
     """A copy of version 3 appended as version 11: loading raises instead of serving it."""
-    with EpisodeService(raw_url, clock=clock) as service:
+    with EpisodeService(durable_url, clock=clock) as service:
         episode_id = ten_entries(service, clock)
-    tamper.insert_copy(raw_url, episode_id, 3, 11)
-    with EpisodeService(raw_url, clock=clock) as service:
+    tamper.insert_copy(durable_url, episode_id, 3, 11)
+    with EpisodeService(durable_url, clock=clock) as service:
         with pytest.raises(errors.EntryIntegrityError, match="version 11"):
             service.episode(episode_id)
         with pytest.raises(errors.EntryIntegrityError, match="version 11"):
             service.record_session(factories.session(episode_id, clock.now()))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def raw_url(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 def test_a_rejected_snapshot_is_logged_with_episode_and_version(sqlite_url, clock, caplog):

@@ -99,14 +99,9 @@ def _planned(
     return episode_id
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def raw_url(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue(f"{request.param}_url"))
-
-
 @pytest.fixture(params=[None, KEY], ids=["no-key", "key"])
-def scenario(raw_url: str, request: pytest.FixtureRequest) -> Scenario:
-    return build(raw_url, request.param)
+def scenario(durable_url: str, request: pytest.FixtureRequest) -> Scenario:
+    return build(durable_url, request.param)
 
 
 # ---- changes an attacker makes -------------------------------------------------------
