@@ -169,3 +169,18 @@ def test_a_verifier_without_the_key_checks_a_sealed_store_by_links_and_replays(s
         "snapshot-mismatch",
     )
     assert "step_downs" in finding.detail
+
+
+def test_a_sealed_snapshot_is_the_documented_envelope(sqlite_url, clock):
+    """{"_seal":"<HMAC of the body>","snapshot":<body>}, the body's chain the entry's link."""
+    with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
+        episode_id = active_episode(service, clock)
+        for _ in range(18):
+            service.record_session(factories.session(episode_id, advance(clock, hours=1)))
+    version, state = tamper.snapshot_state(sqlite_url, episode_id)
+    envelope = json.loads(state)
+    assert list(envelope) == ["_seal", "snapshot"]
+    body = state[len(b'{"_seal":"') + 64 + len(b'","snapshot":') : -1]
+    assert envelope["_seal"] == IntegrityKey(SECRET).seal(body)
+    link = split_sealed(tamper.event_rows(sqlite_url, episode_id)[version - 1][2])[0]
+    assert envelope["snapshot"]["state"]["chain"] == link
