@@ -184,3 +184,18 @@ def test_a_sealed_snapshot_is_the_documented_envelope(sqlite_url, clock):
     assert envelope["_seal"] == IntegrityKey(SECRET).seal(body)
     link = split_sealed(tamper.event_rows(sqlite_url, episode_id)[version - 1][2])[0]
     assert envelope["snapshot"]["state"]["chain"] == link
+
+
+def test_an_encrypted_sealed_store_loads_and_verifies(sqlite_url, clock, monkeypatch):
+    """With IOP_CIPHER_KEY too, seals sit under the encryption and everything checks out."""
+    monkeypatch.setenv("IOP_CIPHER_KEY", base64.b64encode(bytes(range(32, 64))).decode())
+    with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
+        episode_id = active_episode(service, clock)
+        for _ in range(18):
+            service.record_session(factories.session(episode_id, advance(clock, hours=1)))
+        ViewRunner(service).catch_up()
+    with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
+        assert service.episode(episode_id).version == 20
+        result = verify_all(service, ViewRunner(service).views)
+    assert result.findings == []
+    assert (result.checked.entries, result.checked.snapshots) == (20, 1)
