@@ -21,6 +21,7 @@ from iop_episodes.testing.helpers import active_episode, advance
 from projections.audit import verify_all
 from projections.runner import ViewRunner
 from tests import tamper
+from tests.cli import iop
 
 SECRET = bytes(range(32))
 KEY = base64.b64encode(SECRET).decode()
@@ -199,3 +200,16 @@ def test_an_encrypted_sealed_store_loads_and_verifies(sqlite_url, clock, monkeyp
         result = verify_all(service, ViewRunner(service).views)
     assert result.findings == []
     assert (result.checked.entries, result.checked.snapshots) == (20, 1)
+
+
+def test_the_iop_command_names_an_entry_that_does_not_verify_without_a_traceback(
+    sqlite_url, clock, monkeypatch
+):
+    """iop audit history on a forged entry exits 1 with one line naming episode and version."""
+    with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
+        episode_id = ten_entries(service, clock)
+    tamper.insert_copy(sqlite_url, episode_id, 3, 11)
+    monkeypatch.setenv("IOP_INTEGRITY_KEY", KEY)
+    done = iop("audit", "history", str(episode_id), "--store", sqlite_url, expect=1)
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"iop: episode {episode_id} version 11: ")

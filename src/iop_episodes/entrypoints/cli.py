@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.stepdown import run_stepdown_sweep
 from iop_episodes.audit.integrity import store_digest, verify_store
+from iop_episodes.domain import errors
 from iop_episodes.entrypoints.demo import demo_clock, run_demo
 from iop_episodes.entrypoints.extensions import candidate_source, load_extensions
 from iop_episodes.entrypoints.scheduler import DEFAULT_CRON, run_scheduler
@@ -177,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StoreUrlError, ValueError) as error:
         print(f"iop: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except (errors.EntryIntegrityError, errors.StoreKeyError) as error:
+        print(f"iop: {error}", file=sys.stderr)  # a store that does not verify: said, not traced
+        return EXIT_FAILED
     return code
 
 
