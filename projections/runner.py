@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     InternalError,
+    Notification,
     OperationalError,
     Tracking,
     TrackingRecorder,
@@ -29,6 +30,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment
 
 from iop_episodes.application.service import EpisodeService
+from iop_episodes.domain import errors
 from iop_episodes.domain.events import EpisodeEvent
 from projections.sealing import Sealer
 from projections.views import (
@@ -128,10 +130,7 @@ class ViewRunner:
             page = self.service.recorder.select_notifications(after + 1, self.batch_size)
             if not page:
                 return done
-            batch = [
-                cast("EpisodeEvent", self.service.mapper.to_domain_event(notification))
-                for notification in page
-            ]
+            batch = self._verified(page)
             try:
                 self.views.project(batch, Tracking(UPSTREAM, page[-1].id), after)
             except ViewsMoved:
@@ -139,6 +138,22 @@ class ViewRunner:
             done += len(page)
             if progress is not None:
                 progress(page[-1].id, max(head, page[-1].id))
+
+    def _verified(self, page: Sequence[Notification]) -> list[EpisodeEvent]:
+        """The page's entries, less any whose seal does not hold: logged, never projected.
+
+        Skipping keeps the views (and the step-down job that reads them)
+        going for every other episode; ``iop audit verify`` names the entry.
+        """
+        batch = []
+        for notification in page:
+            try:
+                event = self.service.mapper.to_domain_event(notification)
+            except errors.EntryIntegrityError as error:
+                LOG.warning("not projected: %s", error)
+                continue
+            batch.append(cast("EpisodeEvent", event))
+        return batch
 
     def rebuild(self, progress: Progress | None = None) -> int:
         """Forget the views and project the whole log again."""

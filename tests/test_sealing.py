@@ -213,3 +213,23 @@ def test_the_iop_command_names_an_entry_that_does_not_verify_without_a_traceback
     done = iop("audit", "history", str(episode_id), "--store", sqlite_url, expect=1)
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith(f"iop: episode {episode_id} version 11: ")
+
+
+def test_a_catch_up_skips_an_entry_whose_seal_does_not_hold_and_goes_on(sqlite_url, clock, caplog):
+    """The forged entry is logged and left out; later entries of other episodes are projected."""
+    with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
+        forged_in = ten_entries(service, clock)
+        ViewRunner(service).catch_up()
+    _, _, state = tamper.event_rows(sqlite_url, forged_in)[9]
+    link, _, canonical = split_sealed(state)
+    unsealed = b'{"_chain":"' + link.encode() + b'",' + canonical[1:]
+    tamper.append(sqlite_url, forged_in, 11, "iop_episodes.domain.events:SessionAttended", unsealed)
+    with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
+        later = ten_entries(service, clock)
+        runner = ViewRunner(service)
+        with caplog.at_level(logging.WARNING):
+            runner.catch_up()
+        assert runner.status().lag == 0
+        assert [row.version for row in runner.views.audit(str(forged_in))] == list(range(1, 11))
+        assert len(runner.views.audit(str(later))) == 10
+    assert f"not projected: episode {forged_in} version 11" in caplog.text
