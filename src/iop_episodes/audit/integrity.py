@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from binascii import unhexlify
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -377,6 +378,11 @@ def _bound_snapshot(
     return snapshot
 
 
+def _as_stored(service: EpisodeService, value: object) -> object:
+    """A state value as a snapshot stores it: tuples are lists, key order does not count."""
+    return json.loads(service.mapper.transcoder.encode(value))
+
+
 def _is_sealed_snapshot(service: EpisodeService, record: StoredEvent) -> bool:
     try:
         return plaintext(service, record).startswith(SNAPSHOT_SEALED)
@@ -410,7 +416,10 @@ def _replay_problems(
             if snapshot is not None and episode is not None:
                 replayed = Episode.Snapshot.take(episode).state
                 differing = sorted(
-                    name for name in replayed if replayed[name] != snapshot.state.get(name)
+                    name
+                    for name in replayed
+                    if _as_stored(service, replayed[name])
+                    != _as_stored(service, snapshot.state.get(name))
                 )
                 if differing:
                     problems.append(

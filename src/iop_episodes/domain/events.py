@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from eventsourcing.domain import Aggregate
 
 from iop_episodes.domain import payloads
+from iop_episodes.domain.canonical import canonical_time
 from iop_episodes.domain.catalog import (
     SEVERE_WITHDRAWAL_RATING,
     AgeGroup,
@@ -158,7 +159,8 @@ class ConsentRecorded(EpisodeEvent):
     payload_type = payloads.ConsentRecorded
 
     def evolve(self, episode: Episode) -> None:
-        terms = {**self.payload, "given_at": self.occurred_at.isoformat()}
+        # canonical text: the same whether the event was just made or read back
+        terms = {**self.payload, "given_at": canonical_time(self.occurred_at)}
         episode.consents = (*episode.consents, (self.originator_version, terms))
 
 
