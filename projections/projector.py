@@ -7,11 +7,10 @@ position after it, commit together or not at all.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from iop_episodes.application.recorded import recorded_texts
-from iop_episodes.domain.canonical import canonical_json, canonical_time
+from iop_episodes.domain.canonical import canonical_form, canonical_time, parse_json
 from iop_episodes.domain.catalog import Level
 from iop_episodes.domain.events import (
     EPISODE_ENTRY_TYPES,
@@ -32,7 +31,8 @@ from projections.transaction import ViewTransaction
 
 
 def json_text(value: Any) -> str:
-    return canonical_json(value).decode("ascii")
+    """A payload's JSON form (as events carry it) as canonical text."""
+    return canonical_form(value).decode("ascii")
 
 
 def project(event: EpisodeEvent, tx: ViewTransaction) -> None:
@@ -203,5 +203,5 @@ def _amended_entry(before: EntryRow, amended: dict[str, Any], row: EpisodeRow) -
 
 
 def _json_list(text: str) -> list[str]:
-    values: list[str] = json.loads(text)
+    values: list[str] = parse_json(text)
     return values

@@ -115,3 +115,41 @@ def policy_inputs(draw: st.DrawFn) -> tuple[Any, list[Any], Any]:
         last_change_at=last_change,
     )
     return standing, weeks, as_of
+
+
+# Characters where fast JSON encoders and json.dumps(ensure_ascii=True) tend to
+# differ: every control character, DEL, quote and backslash, the line and
+# paragraph separators, non-ASCII in and beyond the BMP, and lone surrogates.
+AWKWARD_CHARACTERS = [chr(c) for c in range(0x20)] + [
+    "\x7f",
+    '"',
+    "\\",
+    "/",
+    "\u2028",
+    "\u2029",
+    "\u00e9",
+    "\ufeff",
+    "\U0001f600",
+    "\ud800",
+    "\udfff",
+]
+json_text = st.text(
+    alphabet=st.sampled_from(AWKWARD_CHARACTERS) | st.characters(codec=None),
+    max_size=12,
+)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**40), max_value=10**40)  # far beyond 64 bits
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | json_text
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(json_text, children, max_size=4)
+    ),
+    max_leaves=30,
+)
+"""Arbitrary JSON values (finite numbers), empty containers and awkward text included."""

@@ -5,23 +5,71 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iop_episodes.domain.canonical import canonical_json, canonical_time
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(),
-    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
-    max_leaves=30,
+from iop_episodes.domain.canonical import (
+    canonical_form,
+    canonical_json,
+    canonical_time,
+    parse_json,
 )
+from tests.strategies import AWKWARD_CHARACTERS, json_values
+
+
+def reference_json(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 @given(json_values)
 def test_canonical_json_is_sorted_compact_ascii_json(value):
-    """The fast encoder writes exactly what the documented json.dumps call writes."""
-    reference = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    assert canonical_json(value) == reference.encode("ascii")
+    """The encoder writes exactly what the documented json.dumps call writes."""
+    assert canonical_json(value) == reference_json(value)
+
+
+@given(json_values)
+def test_the_fast_canonical_form_is_byte_for_byte_json_dumps(value):
+    """msgspec with its fallbacks writes json.dumps's bytes for every JSON value."""
+    assert canonical_form(value) == reference_json(value)
+
+
+@pytest.mark.parametrize("character", AWKWARD_CHARACTERS)
+def test_the_fast_canonical_form_escapes_each_awkward_character_as_json_dumps(character):
+    """Every control character, DEL, U+2028/2029, non-ASCII and lone surrogate, alone and keyed."""
+    value = {character: [character, f"a{character}b"], "k": character}
+    assert canonical_form(value) == reference_json(value)
+
+
+@pytest.mark.parametrize(
+    "value", [2**64, -(2**63) - 1, 10**30, 1e16, 1e-05, 1.5, [0.1], {"a": -2.5e-300}, [], {}]
+)
+def test_the_fast_canonical_form_writes_huge_integers_floats_and_empties_as_json_dumps(value):
+    """Integers past 64 bits and floats in exponent form come out as json.dumps writes them."""
+    assert canonical_form(value) == reference_json(value)
+
+
+def test_canonical_json_refuses_what_json_cannot_hold():
+    """A datetime is refused, not written in some encoder's own form."""
+    with pytest.raises(TypeError):
+        canonical_json({"when": datetime(2026, 1, 1, tzinfo=UTC)})
+
+
+@given(json_values)
+def test_parse_json_reads_back_what_json_loads_reads(value):
+    """The fast decoder gives json.loads's value, types included, for every encoded value."""
+    for text in (reference_json(value), json.dumps(value).encode()):
+        parsed = parse_json(text)
+        assert parsed == json.loads(text) or parsed != parsed  # noqa: PLR0124  (nothing NaN here)
+        assert repr(parsed) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text", [b'{"a":"\\ud800"}', b"[NaN]", b"[Infinity]", b"[1e400]", b'{"a":1,"a":2}']
+)
+def test_parse_json_accepts_what_json_loads_accepts(text):
+    """Escaped lone surrogates, NaN, Infinity and out-of-range numbers parse as json.loads does."""
+    assert repr(parse_json(text)) == repr(json.loads(text))
 
 
 EARLIEST = datetime(1000, 1, 2)  # noqa: DTZ001  (hypothesis takes naive bounds; the offset is drawn)

@@ -29,6 +29,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import msgspec
+
 
 def canonical_time(moment: datetime) -> str:
     """UTC, microseconds always written, ``Z`` suffix: 2026-11-26T16:03:46.000000Z."""
@@ -50,7 +52,7 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
 
 
 def _one_shot_encoder() -> Callable[[Any], str]:
-    """``_ENCODER.encode`` without building a C encoder per call (every entry is encoded).
+    """``_ENCODER.encode`` without building a C encoder per call (the fallback path).
 
     The values encoded here never hold cycles, so no cycle markers; falls
     back to the pure-Python encoder where the C accelerator is missing.
@@ -74,11 +76,81 @@ def _one_shot_encoder() -> Callable[[Any], str]:
 
 
 _encode = _one_shot_encoder()
+_FAST = msgspec.json.Encoder(order="sorted")
+_FAST_DECODER = msgspec.json.Decoder()
+
+
+def _fast_canonical(value: Any) -> bytes | None:
+    """msgspec's bytes when they are the standard library's, else None.
+
+    msgspec sorts keys and escapes control characters, quotes and
+    backslashes as ``json.dumps`` does, and writes integers of any size
+    exactly. It differs in three places, each visible in its output: it
+    writes non-ASCII characters (U+2028 among them) as UTF-8 where the
+    standard library escapes them, DEL as itself where that escapes it, and
+    floats in other forms (``1e16`` for ``1e+16``, ``0.00001`` for
+    ``1e-05``); it refuses lone surrogates. Any of those hands the value to
+    the standard library.
+    """
+    try:
+        out = _FAST.encode(value)
+    except (TypeError, ValueError, OverflowError):  # lone surrogates, unknown types
+        return None
+    if not out.isascii() or b"\x7f" in out or _may_hold_float(out):
+        return None
+    return out
+
+
+# In msgspec's output a float is a number token holding ".", "e" or "E". With
+# digits and minus signs deleted, those marked \x01 and the "," and "[" that
+# may precede a value marked \x02, a float shows as \x02\x01, '":\x01' or a
+# leading \x01. Control characters never appear raw (they are escaped), so
+# the marks are unambiguous; text inside strings can look the same, which
+# only costs a fallback.
+_FLOAT_MARKS = bytes.maketrans(b".eE,[", b"\x01\x01\x01\x02\x02")
+_NUMBER_BODY = b"0123456789-"
+
+
+def _may_hold_float(out: bytes) -> bool:
+    """Whether msgspec's output may hold a float (canonical values never do)."""
+    marks = out.translate(_FLOAT_MARKS, _NUMBER_BODY)
+    return marks.startswith(b"\x01") or b"\x02\x01" in marks or b'":\x01' in marks
 
 
 def canonical_json(value: Any) -> bytes:
-    """Keys sorted, no white space, ASCII only (see the module docstring)."""
+    """Keys sorted, no white space, ASCII only (see the module docstring).
+
+    The standard library's encoder, which refuses anything but JSON types.
+    """
     return _encode(value).encode("ascii")
+
+
+def canonical_form(form: Any) -> bytes:
+    """``canonical_json(form)`` for a JSON form, through msgspec where it writes the same bytes.
+
+    A JSON form holds only dicts with string keys, lists, strings,
+    integers, floats, booleans and None: what ``model_dump(mode="json")``
+    and ``json.loads`` return, and all an entry or a command digest holds.
+    msgspec would also write datetimes, UUIDs, decimals, bytes, sets and
+    enums in forms of its own where ``canonical_json`` refuses them, so it
+    is used only where the caller built a JSON form.
+    """
+    fast = _fast_canonical(form)
+    return fast if fast is not None else _encode(form).encode("ascii")
+
+
+def parse_json(data: bytes | str) -> Any:
+    """``json.loads(data)``, through msgspec where it can decode the text.
+
+    msgspec decodes every JSON document ``json.loads`` does to the same
+    value (integers of any size included) but refuses a few it accepts:
+    escaped lone surrogates, ``NaN``, ``Infinity`` and numbers beyond the
+    float range. Those go to the standard library.
+    """
+    try:
+        return _FAST_DECODER.decode(data)
+    except msgspec.DecodeError:
+        return json.loads(data)
 
 
 def entry_bytes(
@@ -94,7 +166,7 @@ def entry_bytes(
     command_digest: str | None,
     payload: dict[str, Any],
 ) -> bytes:
-    return canonical_json(
+    return canonical_form(
         {
             "actor": actor,
             "class_version": class_version,

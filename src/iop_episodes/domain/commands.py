@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import StringConstraints
 
 from iop_episodes.domain import payloads
-from iop_episodes.domain.canonical import canonical_json
+from iop_episodes.domain.canonical import canonical_form
 from iop_episodes.domain.catalog import Role
 from iop_episodes.domain.values import Instant, Model, Reference, Timezone
 
@@ -59,7 +59,7 @@ class Command(Model):
         form = dict(self.as_received() if received is None else received)
         del form["command_id"]
         form["command"] = type(self).__name__
-        return hashlib.sha256(canonical_json(form)).hexdigest()
+        return hashlib.sha256(canonical_form(form)).hexdigest()
 
 
 class EpisodeCommand(Command):

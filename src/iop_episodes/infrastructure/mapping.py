@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -36,6 +35,7 @@ from iop_episodes.domain.canonical import (
     SEAL_OPENING,
     chain_seed,
     next_link,
+    parse_json,
     split_sealed,
 )
 from iop_episodes.domain.disclosure import Disclosure
@@ -259,7 +259,7 @@ def entry_event(
     if not stored.startswith(CHAIN_OPENING):
         msg = "stored entry does not begin with its chain link"
         raise ValueError(msg)
-    entry: dict[str, Any] = json.loads(stored)
+    entry: dict[str, Any] = parse_json(stored)
     episode_id = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
     if (entry["episode_id"], entry["version"], entry["type"]) != (
         str(episode_id),
