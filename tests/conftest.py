@@ -28,6 +28,25 @@ POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 START = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # a Monday morning in New York
 
 
+POSTGRES_FIXTURES = frozenset({"postgres_url", "postgres_server", "_postgres", "stores"})
+"""Fixtures that open a PostgreSQL store (``stores`` does when a server is up)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``postgres`` every test that reaches the server, so ``-m "not postgres"`` runs none.
+
+    A test reaches it through one of ``POSTGRES_FIXTURES`` or through a
+    parameter whose value is ``"postgres"`` (``store_url``, ``crash_store``,
+    a backend name).
+    """
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec is not None else ()
+        if fixtures & POSTGRES_FIXTURES or "postgres" in params:
+            item.add_marker(pytest.mark.postgres)
+
+
 def postgres_available() -> bool:
     import psycopg  # noqa: PLC0415  (only PostgreSQL tests need the driver)
 
