@@ -170,22 +170,31 @@ def to_text(entries: Sequence[AuditEntry], state: EpisodeState | None) -> str:
 
 
 def verify(
-    service: EpisodeService, views: EpisodeViews, only: Sequence[UUID] | None = None
+    service: EpisodeService,
+    views: EpisodeViews,
+    only: Sequence[UUID] | None = None,
+    *,
+    jobs: int = 1,
 ) -> list[Finding]:
     """Every finding of ``verify_all``."""
-    return verify_all(service, views, only).findings
+    return verify_all(service, views, only, jobs=jobs).findings
 
 
 def verify_all(
-    service: EpisodeService, views: EpisodeViews, only: Sequence[UUID] | None = None
+    service: EpisodeService,
+    views: EpisodeViews,
+    only: Sequence[UUID] | None = None,
+    *,
+    jobs: int = 1,
 ) -> Verification:
     """Entries, snapshots, the tracking position and every view row, trusting none of them.
 
     The views are compared, as they stand at their tracked position, with
     views rebuilt apart (in memory) from the entries that verify: each
-    episode's entries up to the first one that does not.
+    episode's entries up to the first one that does not. ``jobs`` processes
+    share the pass over the entries (``verify_entries``).
     """
-    result = verify_entries(service, only)
+    result = verify_entries(service, only, jobs=jobs)
     snapshots = verify_snapshots(service, only)
     result.checked.snapshots = snapshots.checked.snapshots
     result.findings.extend(snapshots.findings)

@@ -169,7 +169,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Verify without catching up first: the views are checked as they stand."""
     with _service(args) as service:
         only = [UUID(value) for value in args.episodes] or None
-        result = audit.verify_all(service, open_views(service), only)
+        result = audit.verify_all(service, open_views(service), only, jobs=args.jobs)
     checked, findings = result.checked, result.findings
     if args.json:
         report = VerifyReport(
@@ -268,6 +268,7 @@ def register(commands: Any) -> None:
     verify.add_argument("episodes", nargs="*", help="episode ids (default: all)")
     verify.add_argument("--store")
     verify.add_argument("--json", action="store_true")
+    verify.add_argument("--jobs", type=int, default=1, help="processes to verify with (default 1)")
     verify.set_defaults(handler=cmd_audit_verify)
     exports_cli.register(commands, audit_commands)
 

@@ -19,6 +19,7 @@ from iop_episodes.audit.integrity import notifications, store_digest, verify_epi
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_json, entry_texts, split_stored
 from iop_episodes.infrastructure.keys import IntegrityKey
+from iop_episodes.infrastructure.rawlog import log_pages, shard_of
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, advance
 from tests import tamper
@@ -232,3 +233,40 @@ def test_the_one_pass_check_accepts_every_clean_episode_on_every_backend(store_u
             service.record_session(factories.session(episode_id, advance(clock, hours=1)))
         assert integrity._suspect_episodes(service) == []
         assert verify_store(service) == []
+
+
+def tampered_store(url: str, clock) -> list[object]:
+    """Sixteen episodes (every shard gets some), four damaged four ways."""
+    episodes = [five_entries(url, clock) for _ in range(16)]
+    tamper.replace_text(url, episodes[0], 3, '"minutes":180', '"minutes":181')
+    tamper.delete(url, episodes[5], 4)
+    tamper.swap(url, episodes[9], 3, 4)
+    tamper.retopic(url, episodes[14], 2, "iop_episodes.domain.events:Nonsense")
+    return [episodes[n] for n in (0, 5, 9, 14)]
+
+
+def test_verification_over_processes_finds_exactly_what_one_process_finds(raw_store, clock):
+    """--jobs 2 and 3 report the same findings, in the same order, as one process."""
+    damaged = tampered_store(raw_store, clock)
+    with EpisodeService(raw_store, clock=clock) as service:
+        alone = verify_store(service)
+        assert {finding.episode_id for finding in alone} == set(damaged)
+        assert verify_store(service, jobs=2) == alone
+        assert verify_store(service, jobs=3) == alone
+
+
+def test_shards_split_the_log_into_disjoint_parts_that_cover_it(raw_store, clock):
+    """Every stored row is in exactly one shard, each shard's rows in log order."""
+    for _ in range(12):
+        five_entries(raw_store, clock)
+    with EpisodeService(raw_store, clock=clock) as service:
+        whole = [row for page in log_pages(service.recorder) for row in page]
+        parts = [
+            [row for page in log_pages(service.recorder, page=7, shard=(i, 3)) for row in page]
+            for i in range(3)
+        ]
+    assert all(part for part in parts)
+    assert sorted(row for part in parts for row in part) == sorted(whole)
+    assert all(part == sorted(part, key=lambda row: row[4]) for part in parts)
+    for index, part in enumerate(parts):
+        assert {shard_of(row[0], 3) for row in part} == {index}

@@ -26,6 +26,7 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
+from iop_episodes.audit.shards import Shard, in_processes
 from iop_episodes.domain.canonical import (
     BODY_START,
     CHAIN_OPENING,
@@ -47,7 +48,7 @@ from iop_episodes.infrastructure.mapping import (
     SnapshotRejected,
     seal_problem,
 )
-from iop_episodes.infrastructure.rawlog import every_row, log_pages, notification_pages
+from iop_episodes.infrastructure.rawlog import EVERYTHING, every_row, log_pages, notification_pages
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Notification, StoredEvent
@@ -226,17 +227,23 @@ def episode_ids(service: EpisodeService) -> list[UUID]:
     return list(seen)
 
 
-def verify_store(service: EpisodeService, only: list[UUID] | None = None) -> list[Finding]:
+def verify_store(
+    service: EpisodeService, only: list[UUID] | None = None, *, jobs: int = 1
+) -> list[Finding]:
     """Every finding in the store's entries (or in ``only``'s), in first-recorded order."""
-    return verify_entries(service, only).findings
+    return verify_entries(service, only, jobs=jobs).findings
 
 
-def verify_entries(service: EpisodeService, only: Sequence[UUID] | None = None) -> Verification:
+def verify_entries(
+    service: EpisodeService, only: Sequence[UUID] | None = None, *, jobs: int = 1
+) -> Verification:
     """Every entry finding, with counts of the episodes and entries checked.
 
     One pass in log order checks every link (and seal); only an episode
     whose rows do not check out there is read again, on its own, to say what
-    is wrong. A named episode the store does not hold is a finding.
+    is wrong. A named episode the store does not hold is a finding. With
+    ``jobs`` above 1 the pass is split over that many processes, each reading
+    its share of the episodes; the findings and counts are the same.
     """
     result = Verification()
     if only is not None:
@@ -251,14 +258,31 @@ def verify_entries(service: EpisodeService, only: Sequence[UUID] | None = None) 
             result.checked.entries += len(records)
             result.findings.extend(verify_records(service, episode_id, records))
         return result
-    suspects = _suspect_episodes(service, result.checked)
-    for episode_id in suspects:
+    parts = in_processes(service, _shard_suspects, jobs)
+    for _, checked in parts:
+        result.checked.episodes += checked.episodes
+        result.checked.entries += checked.entries
+    found = sorted(pair for pairs, _ in parts for pair in pairs)  # first-recorded order
+    for episode_id in (UUID(key) for _, key in found):
         result.findings.extend(verify_episode(service, episode_id))
     return result
 
 
 def _suspect_episodes(service: EpisodeService, checked: Checked | None = None) -> list[UUID]:
-    """Episodes whose rows, read in log order, do not chain up (and seal) cleanly.
+    """Episodes whose rows, read in log order, do not chain up (and seal) cleanly."""
+    return [UUID(key) for _, key in _suspects_in(service, checked, EVERYTHING)]
+
+
+def _shard_suspects(service: EpisodeService, shard: Shard) -> tuple[list[tuple[int, str]], Checked]:
+    """The shard's suspects (with the log position of each one's first row) and its counts."""
+    checked = Checked()
+    return _suspects_in(service, checked, shard), checked
+
+
+def _suspects_in(
+    service: EpisodeService, checked: Checked | None, shard: Shard
+) -> list[tuple[int, str]]:
+    """The shard's suspect episodes, each with the log position of its first row.
 
     The loop is written out flat because it runs once per stored row. It
     checks what ``row_problem`` and the seal check do; the version order
@@ -267,19 +291,21 @@ def _suspect_episodes(service: EpisodeService, checked: Checked | None = None) -
     """
     tails = {topic: entry_tail(name, 0)[:-2] + b"%d}" for topic, name in _TOPIC_NAMES.items()}
     heads: dict[str, bytes | None] = {}  # the last raw link, or None for a suspect
+    firsts: dict[str, int] = {}  # where each episode's first row is in the log
     protected = service.mapper.cipher is not None or service.mapper.compressor is not None
     plain = service.mapper.plaintext
     seal_of = None if service.integrity_key is None else service.integrity_key.seal
     opening, link_end, body_start = CHAIN_OPENING, LINK_END, BODY_START
     link_start, seal_start = len(opening), BODY_START + len(SEAL_OPENING)
     entries = 0
-    for page in log_pages(service.recorder):
+    for page in log_pages(service.recorder, shard=shard):
         entries += len(page)
-        for key, version, topic, state, _ in page:
+        for key, version, topic, state, position in page:
             previous = heads.get(key)
             if previous is None:
                 if key in heads:
                     continue
+                firsts[key] = position
                 previous = bytes.fromhex(chain_seed(UUID(key)))
             try:
                 stored = plain(state) if protected else state
@@ -307,7 +333,7 @@ def _suspect_episodes(service: EpisodeService, checked: Checked | None = None) -
     if checked is not None:
         checked.episodes += len(heads)
         checked.entries += entries
-    return [UUID(key) for key, link in heads.items() if link is None]
+    return [(firsts[key], key) for key, link in heads.items() if link is None]
 
 
 def verify_snapshots(service: EpisodeService, only: Iterable[UUID] | None = None) -> Verification:

@@ -26,21 +26,43 @@ Row = tuple[str, int, str, bytes, int]
 """Episode id text, version, topic, state, and the row's position in the log."""
 
 PAGE = 10_000
+HEX_DIGITS = "0123456789abcdef"
+EVERYTHING = (0, 1)
+"""A shard ``(index, count)`` holds the episodes whose id's last hex digit is index modulo count."""
 
 
-def log_pages(recorder: ApplicationRecorder, page: int = PAGE) -> Iterator[Sequence[Row]]:
-    """Every stored event, a page at a time, in log order."""
+def shard_of(episode_key: str, count: int) -> int:
+    """The shard number of an episode id in either text form (both end in the same digit)."""
+    return HEX_DIGITS.index(episode_key[-1].lower()) % count
+
+
+def log_pages(
+    recorder: ApplicationRecorder, page: int = PAGE, shard: tuple[int, int] = EVERYTHING
+) -> Iterator[Sequence[Row]]:
+    """Every stored event (of the shard's episodes), a page at a time, in log order.
+
+    The shard is chosen in SQL, so a pass over one shard reads only its rows.
+    """
     if isinstance(recorder, SQLiteApplicationRecorder):
-        return _sqlite_pages(recorder, page)
+        return _sqlite_pages(recorder, page, shard)
     if type(recorder).__module__ == "eventsourcing.postgres":  # psycopg is an optional extra
-        return _postgres_pages(cast("PostgresApplicationRecorder", recorder), page)
-    return _recorder_pages(recorder, page)  # in memory: nothing to save by going around it
+        return _postgres_pages(cast("PostgresApplicationRecorder", recorder), page, shard)
+    return _recorder_pages(recorder, page, shard)  # in memory: nothing to save by going around it
 
 
-def _sqlite_pages(recorder: SQLiteApplicationRecorder, page: int) -> Iterator[Sequence[Row]]:
+def _sqlite_pages(
+    recorder: SQLiteApplicationRecorder, page: int, shard: tuple[int, int]
+) -> Iterator[Sequence[Row]]:
+    index, count = shard
+    sharded = (
+        ""
+        if count == 1
+        else f" AND (instr('{HEX_DIGITS}', lower(substr(originator_id, -1))) - 1) % {count:d}"
+        f" = {index:d}"
+    )
     query = (
-        "SELECT originator_id, originator_version, topic, state, rowid"  # noqa: S608  (the recorder's own table name)
-        f" FROM {recorder.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        "SELECT originator_id, originator_version, topic, state, rowid"  # noqa: S608  (the recorder's own table name, integers)
+        f" FROM {recorder.events_table_name} WHERE rowid > ?{sharded} ORDER BY rowid LIMIT ?"
     )
     after = 0
     while True:
@@ -56,13 +78,18 @@ def _sqlite_pages(recorder: SQLiteApplicationRecorder, page: int) -> Iterator[Se
         after = rows[-1][4]
 
 
-def _postgres_pages(recorder: PostgresApplicationRecorder, page: int) -> Iterator[Sequence[Row]]:
+def _postgres_pages(
+    recorder: PostgresApplicationRecorder, page: int, shard: tuple[int, int]
+) -> Iterator[Sequence[Row]]:
     from psycopg import sql  # noqa: PLC0415  (only a PostgreSQL store needs the driver)
     from psycopg.rows import tuple_row  # noqa: PLC0415
 
+    index, count = shard
     query = sql.SQL(
         "SELECT originator_id::text, originator_version, topic, state, notification_id"
-        " FROM {schema}.{table} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        " FROM {schema}.{table} WHERE notification_id > %s"
+        " AND (position(right(originator_id::text, 1) in %s) - 1) %% %s = %s"
+        " ORDER BY notification_id LIMIT %s"
     ).format(
         schema=sql.Identifier(recorder.datastore.schema),
         table=sql.Identifier(recorder.events_table_name),
@@ -71,7 +98,7 @@ def _postgres_pages(recorder: PostgresApplicationRecorder, page: int) -> Iterato
     while True:
         with recorder.datastore.transaction(commit=False) as cursor:
             cursor.row_factory = tuple_row  # type: ignore[assignment]  # plain tuples, not dicts
-            cursor.execute(query, (after, page))
+            cursor.execute(query, (after, HEX_DIGITS, count, index, page))
             rows: list[Row] = cursor.fetchall()  # type: ignore[assignment]  # tuple_row set above
         yield rows
         if len(rows) < page:
@@ -91,11 +118,15 @@ def notification_pages(
         start = notifications[-1].id + 1
 
 
-def _recorder_pages(recorder: ApplicationRecorder, page: int) -> Iterator[Sequence[Row]]:
+def _recorder_pages(
+    recorder: ApplicationRecorder, page: int, shard: tuple[int, int]
+) -> Iterator[Sequence[Row]]:
+    index, count = shard
     for notifications in notification_pages(recorder, page):
         yield [
             (str(n.originator_id), n.originator_version, n.topic, n.state, n.id)
             for n in notifications
+            if count == 1 or shard_of(str(n.originator_id), count) == index
         ]
 
 
