@@ -41,6 +41,7 @@ from projections.views import (
     SqlViewsMixin,
     ViewsMoved,
 )
+from projections.wakeup import wakeup_for
 
 LOG = logging.getLogger(__name__)
 BATCH = 500
@@ -163,12 +164,16 @@ class ViewRunner:
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
         """Catch up, then keep catching up until ``stop`` is set.
 
-        A database that is busy or briefly unreachable is logged and retried
-        on the next poll: each batch commits whole, so nothing is lost.
+        Between catch-ups the runner waits for the store's NOTIFY on
+        PostgreSQL (``projections.wakeup``), for ``poll_seconds`` at most; on
+        SQLite and in memory it polls. A database that is busy or briefly
+        unreachable is logged and retried: each batch commits whole, so
+        nothing is lost.
         """
-        while not stop.is_set():
-            try:
-                self.catch_up()
-            except (OperationalError, InterfaceError) as error:
-                LOG.warning("catch-up paused, retrying: %s", error)
-            stop.wait(poll_seconds)
+        with wakeup_for(self.service) as wakeup:
+            while not stop.is_set():
+                try:
+                    self.catch_up()
+                except (OperationalError, InterfaceError) as error:
+                    LOG.warning("catch-up paused, retrying: %s", error)
+                wakeup.wait(stop, poll_seconds)
