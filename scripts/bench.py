@@ -483,7 +483,7 @@ def b3(folder: Path, reps: int) -> Figure:
 
     def load(episode_id: uuid.UUID) -> float:
         with EpisodeService(url) as fresh:  # an empty cache: every load reads the store
-            return timed(lambda: [fresh.episode(episode_id) for _ in range(50)])
+            return timed(lambda: [fresh.episode(episode_id) for _ in range(200)])
 
     ratios = [load(long) / load(short) for _ in range(reps)]
     return ratio_figure(
@@ -931,9 +931,9 @@ QUICK = {
     "b1": 200,
     "roster": (100, 5),
     "demo": (60, 10),
-    "b5": 200,
+    "b5": 150,
     "b7c": 4.0,
-    "mem": (20_000, 60_000),
+    "mem": (20_000, 50_000),
 }
 FULL = {
     "b1": 2000,
