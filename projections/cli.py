@@ -212,6 +212,9 @@ def _status_line(status: Status) -> str:
 
 
 def cmd_projections(args: argparse.Namespace) -> int:
+    if args.online and args.action != "rebuild":
+        print("iop projections: --online goes with rebuild", file=sys.stderr)
+        return EXIT_USAGE
     with _service(args) as service:
         runner = ViewRunner(service, batch_size=args.batch)
         if args.action == "status":
@@ -235,7 +238,9 @@ def cmd_projections(args: argparse.Namespace) -> int:
                 signal.signal(signum, lambda *_: stop.set())  # finish the batch, then stop
             runner.run(stop, poll_seconds=args.poll)
             return EXIT_OK
-        work = runner.rebuild if args.action == "rebuild" else runner.catch_up
+        work = runner.catch_up
+        if args.action == "rebuild":
+            work = runner.rebuild_online if args.online else runner.rebuild
         projected = work(progress_printer(args.action))
         print(f"{args.action}: projected {projected} events; {_status_line(runner.status())}")
     return EXIT_OK
@@ -278,4 +283,9 @@ def register(commands: Any) -> None:
     proj.add_argument("--batch", type=int, default=500, help="events per transaction")
     proj.add_argument("--poll", type=float, default=1.0, help="seconds between catch-ups (run)")
     proj.add_argument("--json", action="store_true")
+    proj.add_argument(
+        "--online",
+        action="store_true",
+        help="rebuild beside the live views and switch at once (readers never see it half-built)",
+    )
     proj.set_defaults(handler=cmd_projections)

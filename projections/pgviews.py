@@ -9,11 +9,13 @@ from typing import Any
 from eventsourcing.postgres import PostgresTrackingRecorder
 
 from projections.sql import Cursor, Dialect, SqlQueries, create_statements
-from projections.views import UPSTREAM, SqlViewsMixin
+from projections.views import SqlViewsMixin
 
 
 class PostgresEpisodeViews(PostgresTrackingRecorder, SqlViewsMixin):
     """Views beside the events in the store's schema, in tables named ``iop_*``."""
+
+    renames_key_indexes = True
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
@@ -43,4 +45,4 @@ class PostgresEpisodeViews(PostgresTrackingRecorder, SqlViewsMixin):
 
     def _delete_tracking_statement(self) -> tuple[Any, tuple[Any, ...]]:
         table = f"{self.datastore.schema}.{self.tracking_table_name}"
-        return (f"DELETE FROM {table} WHERE application_name = %s", (UPSTREAM,))
+        return (f"DELETE FROM {table} WHERE application_name = %s", (self.upstream,))

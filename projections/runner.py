@@ -34,7 +34,6 @@ from iop_episodes.domain import errors
 from iop_episodes.domain.events import EpisodeEvent
 from projections.sealing import Sealer
 from projections.views import (
-    UPSTREAM,
     EpisodeViews,
     MemoryEpisodeViews,
     SQLiteEpisodeViews,
@@ -133,7 +132,7 @@ class ViewRunner:
                 return done
             batch = self._verified(page)
             try:
-                self.views.project(batch, Tracking(UPSTREAM, page[-1].id), after)
+                self.views.project(batch, Tracking(self.views.upstream, page[-1].id), after)
             except ViewsMoved:
                 continue  # another runner projected these; carry on from where it got
             done += len(page)
@@ -160,6 +159,35 @@ class ViewRunner:
         """Forget the views and project the whole log again."""
         self.views.reset()
         return self.catch_up(progress)
+
+    def rebuild_online(self, progress: Progress | None = None) -> int:
+        """Rebuild the views beside the live ones while writes go on, then switch at once.
+
+        New tables are built and caught up from the start of the log while
+        the live views go on serving (and being caught up); then one
+        transaction that holds off every other batch brings the new tables
+        to the head and gives them the live tables' names. Readers see the
+        old views or the new, never an empty or half-built one. Returns how
+        many events the new views projected.
+        """
+        shadow = self.views.begin_shadow()
+        built = ViewRunner(self.service, shadow, batch_size=self.batch_size).catch_up(progress)
+
+        def finish(cursor: Any) -> int:
+            done = 0
+            while True:
+                after = shadow.position_in(cursor)
+                page = self.service.recorder.select_notifications(after + 1, self.batch_size)
+                if not page:
+                    return done
+                batch = [
+                    cast("EpisodeEvent", self.service.mapper.to_domain_event(notification))
+                    for notification in page
+                ]
+                shadow.project_in(cursor, batch, Tracking(shadow.upstream, page[-1].id), after)
+                done += len(page)
+
+        return built + self.views.switch_to(shadow, finish)
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
         """Catch up, then keep catching up until ``stop`` is set.

@@ -342,3 +342,24 @@ KEYS = {
 
 def clear_statements(dialect: Dialect) -> list[str]:
     return [dialect.sql(f"DELETE FROM {{{name}}}") for name in (*TABLES, "activity")]
+
+
+VIEW_TABLES = (*TABLES, "activity")
+
+
+def drop_statements(dialect: Dialect) -> list[str]:
+    return [f"DROP TABLE IF EXISTS {dialect.table(name)}" for name in VIEW_TABLES]
+
+
+def swap_statements(live: Dialect, shadow: Dialect, *, rename_key_indexes: bool) -> list[str]:
+    """Drop each live table and give its shadow its name (and, on PostgreSQL, its key's)."""
+    statements = []
+    for name in VIEW_TABLES:
+        live_table, shadow_table = live.table(name), shadow.table(name)
+        bare = live_table.rsplit(".", 1)[-1]
+        statements += [f"DROP TABLE {live_table}", f"ALTER TABLE {shadow_table} RENAME TO {bare}"]
+        if rename_key_indexes:
+            schema = live_table[: -len(bare)]  # "schema." or ""
+            shadow_bare = shadow_table.rsplit(".", 1)[-1]
+            statements.append(f"ALTER INDEX {schema}{shadow_bare}_pkey RENAME TO {bare}_pkey")
+    return statements

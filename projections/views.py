@@ -10,10 +10,10 @@ from __future__ import annotations
 import copy
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, replace
-from typing import Any
+from typing import Any, Self
 
 from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.sqlite import SQLiteTrackingRecorder
@@ -31,10 +31,16 @@ from projections.sql import (
     SqlViewTransaction,
     clear_statements,
     create_statements,
+    drop_statements,
+    swap_statements,
 )
 
 UPSTREAM = EpisodeService.name
 """The application whose notification log the views follow."""
+SHADOW_UPSTREAM = f"{UPSTREAM} (online rebuild)"
+"""The tracking name of views being built beside the live ones."""
+SHADOW_PREFIX = "next_"
+"""Added to the live tables' prefix for the tables of views being built."""
 
 Activity = tuple[str, str, str, int, int]
 
@@ -45,6 +51,9 @@ class ViewsMoved(Exception):
 
 class EpisodeViews(TrackingRecorder, ABC):
     """Both views plus the position in the episode log they reflect."""
+
+    upstream: str = UPSTREAM
+    """The tracking name of the position these views reflect (a rebuild's shadow has its own)."""
 
     @abstractmethod
     def project(self, events: Sequence[EpisodeEvent], tracking: Tracking, after: int) -> None:
@@ -58,8 +67,36 @@ class EpisodeViews(TrackingRecorder, ABC):
     def reset(self) -> None:
         """Forget every row and the tracked position (before a rebuild)."""
 
+    def project_in(
+        self,
+        cursor: Any,  # noqa: ARG002  (memory has no transactions)
+        events: Sequence[EpisodeEvent],
+        tracking: Tracking,
+        after: int,
+    ) -> None:
+        """``project`` inside the transaction ``switch_to`` holds (memory has none)."""
+        self.project(events, tracking, after)
+
+    def position_in(self, cursor: Any) -> int:  # noqa: ARG002  (memory has no transactions)
+        """The tracked position as the transaction ``switch_to`` holds sees it."""
+        return self.position()
+
+    @abstractmethod
+    def begin_shadow(self) -> Self:
+        """Empty views beside these (new tables, a tracking name of their own) to build up."""
+
+    @abstractmethod
+    def switch_to(self, shadow: Self, finish: Callable[[Any], int]) -> int:
+        """Make ``shadow`` these views, all at once; returns what ``finish`` projected.
+
+        In one transaction that holds off every other batch: ``finish(cursor)``
+        brings the shadow up to the head, the shadow's tables take the live
+        tables' names, and the live position becomes the shadow's. A reader
+        sees the old views or the new, never neither.
+        """
+
     def position(self) -> int:
-        return self.max_tracking_id(UPSTREAM) or 0
+        return self.max_tracking_id(self.upstream) or 0
 
     @abstractmethod
     def episodes(self, episode_ids: Iterable[str] | None = None) -> list[EpisodeRow]: ...
@@ -104,21 +141,61 @@ class SqlViewsMixin(EpisodeViews, ABC):
 
     def project(self, events: Sequence[EpisodeEvent], tracking: Tracking, after: int) -> None:
         with self._transaction(commit=True) as cursor:
-            moved = position_in(self, cursor, UPSTREAM)
-            if moved != after:
-                raise ViewsMoved(f"views at {moved}, batch follows {after}")
-            view = SqlViewTransaction(cursor, self.dialect)
-            view.prefetch(str(event.originator_id) for event in events)
-            for event in events:
-                project(event, view)
-            view.flush()
-            record_position(self, cursor, tracking)
+            self.project_in(cursor, events, tracking, after)
+
+    def project_in(
+        self, cursor: Any, events: Sequence[EpisodeEvent], tracking: Tracking, after: int
+    ) -> None:
+        """``project`` inside a transaction the caller holds open."""
+        moved = self.position_in(cursor)
+        if moved != after:
+            raise ViewsMoved(f"views at {moved}, batch follows {after}")
+        view = SqlViewTransaction(cursor, self.dialect)
+        view.prefetch(str(event.originator_id) for event in events)
+        for event in events:
+            project(event, view)
+        view.flush()
+        record_position(self, cursor, tracking)
+
+    def position_in(self, cursor: Any) -> int:
+        """The tracked position as the caller's open transaction sees it."""
+        return position_in(self, cursor, self.upstream)
 
     def reset(self) -> None:
         with self._transaction(commit=True) as cursor:
             for statement in clear_statements(self.dialect):
                 cursor.execute(statement)
             cursor.execute(*self._delete_tracking_statement())
+
+    renames_key_indexes = False
+    """PostgreSQL names a primary key's index after its table: a switch renames them too."""
+
+    def begin_shadow(self) -> Self:
+        twin = copy.copy(self)  # the same connections, other tables and tracking name
+        twin.dialect = replace(self.dialect, prefix=self.dialect.prefix + SHADOW_PREFIX)
+        twin.queries = SqlQueries(twin.dialect)
+        twin.upstream = SHADOW_UPSTREAM
+        with self._transaction(commit=True) as cursor:
+            for statement in drop_statements(twin.dialect):  # what a stopped rebuild left
+                cursor.execute(statement)
+            for statement in create_statements(twin.dialect):
+                cursor.execute(statement)
+            cursor.execute(*twin._delete_tracking_statement())
+        return twin
+
+    def switch_to(self, shadow: Self, finish: Callable[[Any], int]) -> int:
+        with self._transaction(commit=True) as cursor:
+            projected = finish(cursor)
+            position = shadow.position_in(cursor)
+            for statement in swap_statements(
+                self.dialect, shadow.dialect, rename_key_indexes=self.renames_key_indexes
+            ):
+                cursor.execute(statement)
+            cursor.execute(*self._delete_tracking_statement())
+            if position:
+                record_position(self, cursor, Tracking(self.upstream, position))
+            cursor.execute(*shadow._delete_tracking_statement())
+        return projected
 
     def _read(self, query: Any, *args: Any) -> Any:
         with self._transaction(commit=False) as cursor:
@@ -184,7 +261,7 @@ class SQLiteEpisodeViews(SQLiteTrackingRecorder, SqlViewsMixin):
             connection.commit()
 
     def _delete_tracking_statement(self) -> tuple[Any, tuple[Any, ...]]:
-        return ("DELETE FROM tracking WHERE application_name = ?", (UPSTREAM,))
+        return ("DELETE FROM tracking WHERE application_name = ?", (self.upstream,))
 
 
 class MemoryViewTransaction:
@@ -253,7 +330,7 @@ class MemoryEpisodeViews(EpisodeViews):
 
     def project(self, events: Sequence[EpisodeEvent], tracking: Tracking, after: int) -> None:
         with self._lock:
-            moved = self._positions.get(UPSTREAM, 0)
+            moved = self._positions.get(self.upstream, 0)
             if moved != after:
                 raise ViewsMoved(f"views at {moved}, batch follows {after}")
             working = copy.copy({name: dict(table) for name, table in self.tables.items()})
@@ -266,7 +343,23 @@ class MemoryEpisodeViews(EpisodeViews):
     def reset(self) -> None:
         with self._lock:
             self.tables = self._empty()
-            self._positions.pop(UPSTREAM, None)
+            self._positions.pop(self.upstream, None)
+
+    def begin_shadow(self) -> Self:
+        twin = type(self)()
+        twin.upstream = SHADOW_UPSTREAM
+        return twin
+
+    def switch_to(self, shadow: Self, finish: Callable[[Any], int]) -> int:
+        with self._lock:
+            projected = finish(None)
+            self.tables = shadow.tables
+            position = shadow.position()
+            if position:
+                self._positions[self.upstream] = position
+            else:
+                self._positions.pop(self.upstream, None)
+        return projected
 
     def episodes(self, episode_ids: Iterable[str] | None = None) -> list[EpisodeRow]:
         rows = self.tables["episodes"]
