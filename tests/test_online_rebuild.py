@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from datetime import timedelta
 
 import pytest
@@ -156,3 +158,24 @@ def test_the_cli_rebuilds_online(sqlite_url):
     )
     assert wrong.returncode == 2
     assert "--online goes with rebuild" in wrong.stderr
+
+
+def shadow_tables(path: str) -> list[str]:
+    with closing(sqlite3.connect(path.removeprefix("sqlite:///"))) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'iop_next_%'")
+        return [name for (name,) in rows.fetchall()]
+
+
+def test_a_rebuild_stopped_part_way_is_cleared_by_the_next(sqlite_url):
+    """Shadow tables left half-built are dropped and built again; none remain after a switch."""
+    program(sqlite_url, 4)
+    with EpisodeService(sqlite_url) as service:
+        runner = ViewRunner(service, batch_size=3)
+        left = runner.views.begin_shadow()
+        ViewRunner(service, left, batch_size=3).catch_up()  # as if stopped before the switch
+        assert shadow_tables(sqlite_url)
+        runner.rebuild_online()
+        assert shadow_tables(sqlite_url) == []
+        online = runner.views.dump()
+        runner.rebuild()
+        assert runner.views.dump() == online
