@@ -14,13 +14,11 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Any, Protocol
+from contextlib import contextmanager
+from typing import Any, Protocol
 
+from iop_episodes.application.notify import listening_for_inserts
 from iop_episodes.application.service import EpisodeService
-
-if TYPE_CHECKING:
-    from eventsourcing.postgres import PostgresApplicationRecorder
 
 LOG = logging.getLogger(__name__)
 LISTEN_SLICE = 0.1  # seconds: how often a waiting runner looks at its stop flag
@@ -69,17 +67,5 @@ class Notified:
 @contextmanager
 def wakeup_for(service: EpisodeService) -> Iterator[Wakeup]:
     """A ``Notified`` wakeup on PostgreSQL (one pooled connection held), else ``Polling``."""
-    channel = getattr(service.recorder, "channel_name", None)
-    if service.store.backend != "postgresql" or not isinstance(channel, str):
-        yield Polling()
-        return
-    from psycopg import sql  # noqa: PLC0415  (psycopg is the postgres extra)
-
-    recorder: PostgresApplicationRecorder = service.recorder  # type: ignore[assignment]  # PostgreSQL store
-    with recorder.datastore.get_connection() as connection:
-        connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        try:
-            yield Notified(connection)
-        finally:
-            with suppress(Exception):  # the connection goes back to the pool without our channel
-                connection.execute("UNLISTEN *")
+    with listening_for_inserts(service.recorder) as connection:
+        yield Polling() if connection is None else Notified(connection)

@@ -25,17 +25,13 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
+from iop_episodes.testing.helpers import planned_episodes
 from projections.runner import ViewRunner
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from tests.helpers import planned_episodes  # noqa: E402  (the same planned episodes the tests use)
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 START = datetime(2026, 3, 2, 14, tzinfo=UTC)

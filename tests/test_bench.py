@@ -11,9 +11,9 @@ import pytest
 
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance
 from scripts import bench
 from tests import tamper
-from tests.helpers import active_episode, advance
 
 ENGINE_WORDS = ("iop_episodes", "projections", "canonical_", "next_link", "as_received", "mapper")
 

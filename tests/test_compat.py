@@ -169,3 +169,27 @@ def test_storing_an_episode_writes_what_the_librarys_save_writes() -> None:
             stored.append([(e.originator_version, e.topic, e.state) for e in (*events, *snapshots)])
     assert stored[0] == stored[1]
     assert len(stored[0]) == 21  # 20 entries and the snapshot at version 20
+
+
+@pytest.mark.postgres
+def test_the_postgres_recorder_still_notifies_its_channel_on_insert(postgres_url: str) -> None:
+    """Item 6: a connection listening where the recorder says is notified when events commit."""
+    clock = SimulatedClock(START, tick=timedelta(seconds=1))
+    with (
+        EpisodeService(postgres_url, clock=clock) as listener,
+        compat.listening_for_inserts(listener.recorder) as connection,
+    ):
+        assert connection is not None
+        list(connection.notifies(timeout=0.1))  # the channel is per database: others' inserts too
+        with EpisodeService(postgres_url, clock=clock) as writer:
+            writer.assess(factories.assessment(clock.now()))
+        notices = list(connection.notifies(timeout=5, stop_after=1))
+        assert notices, "no NOTIFY within 5 s of an insert"
+        assert {n.channel for n in notices} == {listener.recorder.channel_name}  # type: ignore[attr-defined]
+
+
+def test_stores_without_notifications_give_no_listening_connection(tmp_path: Path) -> None:
+    """Item 6: SQLite and memory stores have nothing to listen on."""
+    for url in (f"sqlite:///{tmp_path / 'n.db'}", "memory://"):
+        with EpisodeService(url) as service, compat.listening_for_inserts(service.recorder) as c:
+            assert c is None

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import threading
 from contextlib import closing
 from datetime import timedelta
@@ -15,10 +13,11 @@ from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain.weeks import iso_week
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import planned_episodes
 from projections.runner import ViewRunner, open_views
 from projections.schedule import program_schedule
+from tests.cli import iop
 from tests.conftest import START
-from tests.helpers import planned_episodes
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -141,22 +140,9 @@ def test_an_online_rebuild_in_memory_switches_the_views_whole():
 def test_the_cli_rebuilds_online(sqlite_url):
     """rebuild --online exits 0 with the views caught up; --online on another action is usage."""
     program(sqlite_url, 3)
-    iop = [sys.executable, "-m", "iop_episodes.entrypoints.cli", "projections"]
-    done = subprocess.run(
-        [*iop, "rebuild", "--online", "--store", sqlite_url],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = iop("projections", "rebuild", "--online", "--store", sqlite_url)
     assert "lag 0" in done.stdout
-    wrong = subprocess.run(
-        [*iop, "status", "--online", "--store", sqlite_url],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert wrong.returncode == 2
+    wrong = iop("projections", "status", "--online", "--store", sqlite_url, expect=2)
     assert "--online goes with rebuild" in wrong.stderr
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance
 from projections.runner import ViewRunner
 from projections.wakeup import Notified, Polling, wakeup_for
-from tests.helpers import active_episode, advance
 
 POLL = 5.0  # seconds: far longer than a notified runner should take
 

@@ -26,6 +26,10 @@ touches a private name of the library.
 5. ``plain_sqlite_cursor``: passes over a whole store read plain tuples
    instead of ``sqlite3.Row`` objects, through the library's own cursor
    wrapper's ``sqlite_cursor`` attribute.
+6. ``listening_for_inserts``: the PostgreSQL recorder sends ``NOTIFY`` on
+   ``channel_name`` in every transaction that inserts events (its own
+   subscriptions LISTEN on it); a projection runner LISTENs on one of the
+   datastore's pooled connections to wake as soon as events commit.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import hashlib
 import inspect
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from eventsourcing.persistence import InterfaceError, Tracking, TrackingRecorder
@@ -139,3 +143,28 @@ def plain_sqlite_cursor(cursor: SQLiteCursor) -> Iterator[sqlite3.Cursor]:
     raw = cursor.sqlite_cursor
     raw.row_factory = None
     yield raw
+
+
+# ---- 6: waking on the PostgreSQL recorder's NOTIFY --------------------------
+
+
+@contextmanager
+def listening_for_inserts(recorder: Any) -> Iterator[Any | None]:
+    """A pooled psycopg connection LISTENing where ``recorder`` NOTIFYs its inserts.
+
+    None for a recorder that sends no notifications (SQLite, memory). The
+    connection goes back to the pool without the LISTEN.
+    """
+    channel = getattr(recorder, "channel_name", None)
+    if type(recorder).__module__ != "eventsourcing.postgres" or not isinstance(channel, str):
+        yield None
+        return
+    from psycopg import sql  # noqa: PLC0415  (psycopg is the postgres extra)
+
+    with recorder.datastore.get_connection() as connection:
+        connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        try:
+            yield connection
+        finally:
+            with suppress(Exception):  # a lost connection has nothing to unlisten
+                connection.execute("UNLISTEN *")
