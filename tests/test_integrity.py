@@ -245,21 +245,21 @@ def tampered_store(url: str, clock) -> list[object]:
     return [episodes[n] for n in (0, 5, 9, 14)]
 
 
-def test_verification_over_processes_finds_exactly_what_one_process_finds(raw_store, clock):
+def test_verification_over_processes_finds_exactly_what_one_process_finds(durable_url, clock):
     """--jobs 2 and 3 report the same findings, in the same order, as one process."""
-    damaged = tampered_store(raw_store, clock)
-    with EpisodeService(raw_store, clock=clock) as service:
+    damaged = tampered_store(durable_url, clock)
+    with EpisodeService(durable_url, clock=clock) as service:
         alone = verify_store(service)
         assert {finding.episode_id for finding in alone} == set(damaged)
         assert verify_store(service, jobs=2) == alone
         assert verify_store(service, jobs=3) == alone
 
 
-def test_shards_split_the_log_into_disjoint_parts_that_cover_it(raw_store, clock):
+def test_shards_split_the_log_into_disjoint_parts_that_cover_it(durable_url, clock):
     """Every stored row is in exactly one shard, each shard's rows in log order."""
     for _ in range(12):
-        five_entries(raw_store, clock)
-    with EpisodeService(raw_store, clock=clock) as service:
+        five_entries(durable_url, clock)
+    with EpisodeService(durable_url, clock=clock) as service:
         whole = [row for page in log_pages(service.recorder) for row in page]
         parts = [
             [row for page in log_pages(service.recorder, page=7, shard=(i, 3)) for row in page]

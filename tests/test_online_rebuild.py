@@ -7,8 +7,6 @@ import threading
 from contextlib import closing
 from datetime import timedelta
 
-import pytest
-
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain.weeks import iso_week
@@ -18,11 +16,6 @@ from projections.runner import ViewRunner, open_views
 from projections.schedule import program_schedule
 from tests.cli import iop
 from tests.conftest import START
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def views_store(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 def program(url: str, episodes: int) -> SimulatedClock:
@@ -80,18 +73,18 @@ class Writer(threading.Thread):
                 self.written += 1
 
 
-def test_readers_never_see_fewer_episodes_during_an_online_rebuild(views_store):
+def test_readers_never_see_fewer_episodes_during_an_online_rebuild(durable_url):
     """A reader polling the schedule while writes go on sees old views or new, never fewer rows."""
-    clock = program(views_store, 40)
+    clock = program(durable_url, 40)
     week = iso_week(clock.now(), "America/New_York")
-    with EpisodeService(views_store) as service:
+    with EpisodeService(durable_url) as service:
         before = len(program_schedule(open_views(service), week))
         assert before == 40
-    reader, writer = Reader(views_store, week), Writer(views_store, clock)
+    reader, writer = Reader(durable_url, week), Writer(durable_url, clock)
     reader.start()
     writer.start()
     try:
-        with EpisodeService(views_store) as service:
+        with EpisodeService(durable_url) as service:
             runner = ViewRunner(service, batch_size=50)
             for _ in range(2):  # twice: the second reuses the names the first switched
                 assert runner.rebuild_online() >= 40 * 5
@@ -109,10 +102,10 @@ def test_readers_never_see_fewer_episodes_during_an_online_rebuild(views_store):
     assert writer.written > 0
 
 
-def test_an_online_rebuild_ends_equal_to_a_plain_rebuild(views_store):
+def test_an_online_rebuild_ends_equal_to_a_plain_rebuild(durable_url):
     """After the switch the views hold what rebuilding from scratch gives, and keep catching up."""
-    clock = program(views_store, 12)
-    with EpisodeService(views_store, clock=clock, timezone="America/New_York") as service:
+    clock = program(durable_url, 12)
+    with EpisodeService(durable_url, clock=clock, timezone="America/New_York") as service:
         runner = ViewRunner(service)
         runner.rebuild_online()
         planned_episodes(service, clock, 2, "MRN-L")
