@@ -34,6 +34,8 @@ def in_processes(
 ) -> list[T]:
     """``work(service_in_that_process, (index, jobs))`` for every shard, one process each.
 
+    Each worker process takes one shard and exits, so no two shards share one.
+
     ``work`` must be a module-level function (it is pickled to the workers,
     which are spawned, not forked: a forked child would share the parent's
     database connections). With one job, or an in-memory store, the work
@@ -42,7 +44,7 @@ def in_processes(
     if jobs <= 1 or service.store.backend == "memory":
         return [work(service, (0, 1))]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1) as pool:
         futures = [
             pool.submit(_in_worker, service.store.url, dict(service.env), work, (index, jobs))
             for index in range(jobs)
