@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit import commands as attestation
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_decimal as plain  # 9.50 -> "9.5"
 from iop_episodes.domain.values import Model
@@ -163,17 +164,31 @@ class VerifyReport(Model):
     snapshots: int
     view_rows: int
     findings: list[VerifiedFinding]
+    checkpoints: dict[str, Any] | None = None  # with --witness: iop_episodes.audit.consistency
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Verify without catching up first: the views are checked as they stand."""
+    if (args.witness is None) != (args.pubkey is None):
+        print("iop audit verify: --witness and --pubkey go together", file=sys.stderr)
+        return EXIT_USAGE
     with _service(args) as service:
         only = [UUID(value) for value in args.episodes] or None
         result = audit.verify_all(service, open_views(service), only, jobs=args.jobs)
+        try:  # the witness's checkpoints, when asked for
+            attested = (
+                None
+                if args.witness is None
+                else attestation.attest(service, args.witness, args.pubkey)
+            )
+        except ValueError as error:
+            print(f"iop audit verify: {error}", file=sys.stderr)
+            return EXIT_USAGE
     checked, findings = result.checked, result.findings
+    failures = len(findings) + (0 if attested is None else len(attested.findings))
     if args.json:
         report = VerifyReport(
-            ok=not findings,
+            ok=not failures,
             episodes=checked.episodes,
             entries=checked.entries,
             snapshots=checked.snapshots,
@@ -187,6 +202,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                 )
                 for f in findings
             ],
+            checkpoints=None if attested is None else attested.as_json(),
         )
         print(report.model_dump_json())
     else:
@@ -196,12 +212,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             f"checked {checked.episodes} episodes, {checked.entries} entries, "
             f"{checked.snapshots} snapshots, {checked.view_rows} view rows"
         )
-        print(
-            "verification: ok"
-            if not findings
-            else f"verification: FAILED, {len(findings)} findings"
-        )
-    return EXIT_OK if not findings else EXIT_FAILED
+        if attested is not None:
+            for problem in attested.findings:
+                print(problem)
+            print(attested.line())
+        print("verification: ok" if not failures else f"verification: FAILED, {failures} findings")
+    return EXIT_OK if not failures else EXIT_FAILED
 
 
 # ---- iop projections ---------------------------------------------------------------
@@ -274,8 +290,11 @@ def register(commands: Any) -> None:
     verify.add_argument("--store")
     verify.add_argument("--json", action="store_true")
     verify.add_argument("--jobs", type=int, default=1, help="processes to verify with (default 1)")
+    verify.add_argument("--witness", help="check the store against this witness's checkpoints")
+    verify.add_argument("--pubkey", help="public key file for the witness's checkpoints")
     verify.set_defaults(handler=cmd_audit_verify)
     exports_cli.register(commands, audit_commands)
+    attestation.register(audit_commands)
 
     proj = commands.add_parser("projections", help="keep the read side up to date")
     proj.add_argument("action", choices=["status", "catch-up", "run", "rebuild"])

@@ -37,21 +37,26 @@ def shard_of(episode_key: str, count: int) -> int:
 
 
 def log_pages(
-    recorder: ApplicationRecorder, page: int = PAGE, shard: tuple[int, int] = EVERYTHING
+    recorder: ApplicationRecorder,
+    page: int = PAGE,
+    shard: tuple[int, int] = EVERYTHING,
+    after: int = 0,
 ) -> Iterator[Sequence[Row]]:
-    """Every stored event (of the shard's episodes), a page at a time, in log order.
+    """Every stored event (of the shard's episodes) past log position ``after``, in log order.
 
-    The shard is chosen in SQL, so a pass over one shard reads only its rows.
+    A page at a time; the shard is chosen in SQL, so a pass over one shard
+    reads only its rows.
     """
     if isinstance(recorder, SQLiteApplicationRecorder):
-        return _sqlite_pages(recorder, page, shard)
+        return _sqlite_pages(recorder, page, shard, after)
     if type(recorder).__module__ == "eventsourcing.postgres":  # psycopg is an optional extra
-        return _postgres_pages(cast("PostgresApplicationRecorder", recorder), page, shard)
-    return _recorder_pages(recorder, page, shard)  # in memory: nothing to save by going around it
+        postgres = cast("PostgresApplicationRecorder", recorder)
+        return _postgres_pages(postgres, page, shard, after)
+    return _recorder_pages(recorder, page, shard, after)  # in memory: nothing to save around it
 
 
 def _sqlite_pages(
-    recorder: SQLiteApplicationRecorder, page: int, shard: tuple[int, int]
+    recorder: SQLiteApplicationRecorder, page: int, shard: tuple[int, int], after: int
 ) -> Iterator[Sequence[Row]]:
     index, count = shard
     sharded = (
@@ -64,7 +69,6 @@ def _sqlite_pages(
         "SELECT originator_id, originator_version, topic, state, rowid"  # noqa: S608  (the recorder's own table name, integers)
         f" FROM {recorder.events_table_name} WHERE rowid > ?{sharded} ORDER BY rowid LIMIT ?"
     )
-    after = 0
     while True:
         with (
             recorder.datastore.transaction(commit=False) as cursor,
@@ -79,7 +83,7 @@ def _sqlite_pages(
 
 
 def _postgres_pages(
-    recorder: PostgresApplicationRecorder, page: int, shard: tuple[int, int]
+    recorder: PostgresApplicationRecorder, page: int, shard: tuple[int, int], after: int
 ) -> Iterator[Sequence[Row]]:
     from psycopg import sql  # noqa: PLC0415  (only a PostgreSQL store needs the driver)
     from psycopg.rows import tuple_row  # noqa: PLC0415
@@ -94,7 +98,6 @@ def _postgres_pages(
         schema=sql.Identifier(recorder.datastore.schema),
         table=sql.Identifier(recorder.events_table_name),
     )
-    after = 0
     while True:
         with recorder.datastore.transaction(commit=False) as cursor:
             cursor.row_factory = tuple_row  # type: ignore[assignment]  # plain tuples, not dicts
@@ -119,10 +122,10 @@ def notification_pages(
 
 
 def _recorder_pages(
-    recorder: ApplicationRecorder, page: int, shard: tuple[int, int]
+    recorder: ApplicationRecorder, page: int, shard: tuple[int, int], after: int
 ) -> Iterator[Sequence[Row]]:
     index, count = shard
-    for notifications in notification_pages(recorder, page):
+    for notifications in notification_pages(recorder, page, after + 1):
         yield [
             (str(n.originator_id), n.originator_version, n.topic, n.state, n.id)
             for n in notifications

@@ -2,8 +2,9 @@
 
 This is the one module that reads the environment for the write side:
 ``IOP_STORE`` (a store URL), ``IOP_CIPHER_KEY`` (encryption at rest and
-compression), ``IOP_INTEGRITY_KEY`` (seals, see ``keys``) and
-``IOP_TIMEZONE`` (the program's clock).
+compression), ``IOP_INTEGRITY_KEY`` (seals and checkpoint signatures, see
+``keys``), ``IOP_WITNESS`` (where checkpoints go) and ``IOP_TIMEZONE`` (the
+program's clock).
 """
 
 from __future__ import annotations
@@ -124,3 +125,8 @@ def integrity_key(explicit: IntegrityKey | str | None = None) -> IntegrityKey | 
         return explicit
     text = explicit or os.environ.get("IOP_INTEGRITY_KEY")
     return IntegrityKey.from_text(text) if text else None
+
+
+def witness_path(explicit: str | None = None) -> str | None:
+    """Where checkpoints are appended outside the store: ``--witness`` or ``IOP_WITNESS``."""
+    return explicit or os.environ.get("IOP_WITNESS") or None
