@@ -9,26 +9,33 @@ sealed them itself).
 
 from __future__ import annotations
 
+import base64
+import sqlite3
+from contextlib import closing
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+
 from iop_episodes.domain.canonical import split_sealed, stored_form
 from iop_episodes.infrastructure.keys import IntegrityKey
 from tests import tamper
 
 TEST_KEY = IntegrityKey(bytes(range(32)))
 OTHER_KEY = IntegrityKey(bytes(range(1, 33)))
+TEST_KEY_TEXT = base64.b64encode(TEST_KEY.secret).decode("ascii")
+SELECT = "SELECT originator_id, originator_version, state FROM {table}"
 
 
 def _rows(url: str) -> list[tuple[object, int, bytes]]:
     if url.startswith("sqlite"):
-        import sqlite3  # noqa: PLC0415
-        from contextlib import closing  # noqa: PLC0415
-
-        with closing(sqlite3.connect(tamper._sqlite_path(url))) as conn:
-            query = f"SELECT originator_id, originator_version, state FROM {tamper.SQLITE_TABLE}"  # noqa: S608
-            return [(a, b, bytes(c)) for a, b, c in conn.execute(query)]
-    dsn, schema = tamper._postgres(url)
-    with tamper.psycopg.connect(dsn) as conn:
-        query = f"SELECT originator_id, originator_version, state FROM {schema}.{tamper.POSTGRES_TABLE}"  # noqa: S608
-        return [(a, b, bytes(c)) for a, b, c in conn.execute(query)]  # type: ignore[arg-type]
+        with closing(sqlite3.connect(urlsplit(url).path[1:])) as conn:
+            rows = conn.execute(SELECT.format(table=tamper.SQLITE_TABLE)).fetchall()
+    else:
+        schema = parse_qs(urlsplit(url).query)["schema"][0]
+        with psycopg.connect(url.split("?", 1)[0]) as conn:
+            table = f"{schema}.{tamper.POSTGRES_TABLE}"
+            rows = conn.execute(SELECT.format(table=table)).fetchall()  # type: ignore[arg-type]  # a test-only schema name
+    return [(episode, version, bytes(state)) for episode, version, state in rows]
 
 
 def seal_rows(url: str, key: IntegrityKey = TEST_KEY) -> int:

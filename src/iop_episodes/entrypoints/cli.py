@@ -14,6 +14,8 @@ from urllib.parse import unquote, urlsplit
 
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.stepdown import run_stepdown_sweep
+from iop_episodes.audit.checkpoints import NoIntegrityKey, make_checkpoint
+from iop_episodes.audit.commands import configured_key, configured_witness
 from iop_episodes.audit.integrity import store_digest, verify_store
 from iop_episodes.domain import errors
 from iop_episodes.entrypoints.demo import demo_clock, run_demo
@@ -84,8 +86,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"chain verification: {verdict}")
         for finding in findings:
             print(f"  {finding}")
+        print(_demo_checkpoint(service, args.witness))
         print(f"store digest: {store_digest(service)}")
     return EXIT_OK if not findings else EXIT_FAILED
+
+
+def _demo_checkpoint(service: EpisodeService, witness: str | None) -> str:
+    """The demo's checkpoint line: signed with the integrity key, or why there is none."""
+    try:
+        key = configured_key()
+    except NoIntegrityKey:
+        return "checkpoint: none (IOP_INTEGRITY_KEY is not set)"
+    made = make_checkpoint(service, key, configured_witness(witness))
+    refused = "" if made.refused is None else f"; not signed in from {made.refused}"
+    return made.line() + refused
 
 
 def _as_of(text: str | None) -> datetime:
@@ -124,8 +138,24 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        key = configured_key()
+    except NoIntegrityKey as error:
+        if args.checkpoint_every is not None:
+            print(f"iop scheduler: --checkpoint-every: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        key = None
+    witness = configured_witness(args.witness)
     with EpisodeService(store_url(args.store), timezone=args.timezone) as service:
-        run_scheduler(service, candidate_source(service), cron=args.cron, timezone=args.timezone)
+        checkpoint = None if key is None else lambda: make_checkpoint(service, key, witness).line()
+        run_scheduler(
+            service,
+            candidate_source(service),
+            cron=args.cron,
+            timezone=args.timezone,
+            checkpoint=checkpoint,
+            checkpoint_every=args.checkpoint_every,
+        )
     return EXIT_OK
 
 
@@ -143,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="program timezone (default: $IOP_TIMEZONE or America/New_York)",
     )
     demo.add_argument("--reset", action="store_true", help="remove the SQLite store first")
+    demo.add_argument("--witness", help="checkpoint witness file or directory ($IOP_WITNESS)")
     demo.set_defaults(handler=cmd_demo)
 
     stepdown = commands.add_parser("stepdown", help="the step-down job").add_subparsers(
@@ -164,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="5 fields, or 6 with seconds first (default: 0 2 * * *)",
     )
     scheduler.add_argument("--timezone", help="(default: $IOP_TIMEZONE or America/New_York)")
+    scheduler.add_argument("--witness", help="checkpoint witness file or directory ($IOP_WITNESS)")
+    scheduler.add_argument(
+        "--checkpoint-every",
+        type=float,
+        metavar="SECONDS",
+        help="also sign a checkpoint this often (needs IOP_INTEGRITY_KEY)",
+    )
     scheduler.set_defaults(handler=cmd_scheduler)
 
     for extension in load_extensions():

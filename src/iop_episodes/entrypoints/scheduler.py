@@ -6,6 +6,10 @@
   no misfire grace limit) and only one instance runs at a time.
 * Across processes and nodes a ``SweepGuard`` lets one process sweep each run.
 * SIGTERM and SIGINT stop it cleanly after the episode being swept.
+* With a ``checkpoint`` action (the integrity key is set), a signed
+  checkpoint follows every sweep this process runs, and also every
+  ``checkpoint_every`` seconds when given; a failing checkpoint is logged
+  and the scheduler goes on.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.stepdown import CandidateSource, SweepSummary, run_stepdown_sweep
@@ -73,6 +78,7 @@ class SweepJob:
         settings: StepDownSettings | None = None,
         stop: threading.Event | None = None,
         now: Callable[[], datetime] | None = None,
+        checkpoint: Callable[[], object] | None = None,
     ) -> None:
         self.service = service
         self.source = source
@@ -80,6 +86,7 @@ class SweepJob:
         self.settings = settings
         self.stop = stop or threading.Event()
         self.now = now or service.clock.now
+        self.checkpoint = checkpoint
 
     def __call__(self) -> SweepSummary | None:
         return self.run(run_key(self.now()))
@@ -96,7 +103,19 @@ class SweepJob:
             if not summary.interrupted:
                 self.guard.finished(run_at, summary.line())
             LOG.info("run at %s: %s", run_at.isoformat(), summary.line())
-            return summary
+        if self.checkpoint is not None:
+            logged_checkpoint(self.checkpoint)
+        return summary
+
+
+def logged_checkpoint(checkpoint: Callable[[], object]) -> None:
+    """Make a checkpoint, logging what it signed or why it failed; never raises."""
+    try:
+        made = checkpoint()
+    except Exception:
+        LOG.exception("checkpoint failed")
+        return
+    LOG.info("%s", made)
 
 
 def run_scheduler(
@@ -106,15 +125,26 @@ def run_scheduler(
     cron: str = DEFAULT_CRON,
     timezone: str | None = None,
     settings: StepDownSettings | None = None,
+    checkpoint: Callable[[], object] | None = None,
+    checkpoint_every: float | None = None,
 ) -> None:
-    """Block, sweeping on the trigger, until SIGTERM or SIGINT."""
+    """Block, sweeping on the trigger (and checkpointing), until SIGTERM or SIGINT."""
     tz = timezone or service.program_timezone
     trigger = parse_cron(cron, tz)
     stop = threading.Event()
-    job = SweepJob(service, source, guard_for(service.store, service), settings=settings, stop=stop)
+    guard = guard_for(service.store, service)
+    job = SweepJob(service, source, guard, settings=settings, stop=stop, checkpoint=checkpoint)
     scheduler = BlockingScheduler(timezone=zone(tz))
     common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
     scheduler.add_job(job, trigger, id="stepdown-sweep", **common)
+    if checkpoint is not None and checkpoint_every:
+        scheduler.add_job(
+            logged_checkpoint,
+            IntervalTrigger(seconds=checkpoint_every),
+            args=[checkpoint],
+            id="checkpoint",
+            **common,
+        )
     # A run missed while the process was down happens once, now: a sweep as of
     # now decides on the same complete weeks and records nothing twice.
     scheduler.add_job(job, id="stepdown-catch-up", **common)
