@@ -31,8 +31,7 @@ FRONTIER_TABLE = """CREATE TABLE IF NOT EXISTS {prefix}iop_merkle_frontier (
     id INTEGER PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL,
     position BIGINT NOT NULL, nodes TEXT NOT NULL)"""
 CHECKPOINTS_TABLE = """CREATE TABLE IF NOT EXISTS {prefix}iop_checkpoints (
-    size BIGINT NOT NULL, time TEXT NOT NULL, checkpoint TEXT NOT NULL,
-    PRIMARY KEY (size, time))"""
+    size BIGINT NOT NULL, time TEXT NOT NULL, checkpoint TEXT NOT NULL)"""
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,9 @@ class SQLiteCheckpointTables:
 
     def checkpoints(self) -> list[str]:
         with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT checkpoint FROM iop_checkpoints ORDER BY size, time")
+            rows = conn.execute(
+                "SELECT checkpoint FROM iop_checkpoints ORDER BY size, time, checkpoint"
+            )
             return [line for (line,) in rows]
 
 
@@ -171,7 +172,7 @@ class PostgresCheckpointTables:
     def checkpoints(self) -> list[str]:
         with self._connect() as conn:
             rows = conn.execute(
-                f"SELECT checkpoint FROM {self.prefix}iop_checkpoints ORDER BY size, time"  # noqa: S608  (schema from the store URL)
+                f"SELECT checkpoint FROM {self.prefix}iop_checkpoints ORDER BY size, time, checkpoint"  # noqa: S608  (schema from the store URL)
             ).fetchall()
             return [line for (line,) in rows]
 
