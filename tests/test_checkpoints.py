@@ -1,10 +1,9 @@
-"""Signed checkpoints against a witness: append-only holds, any rewrite of checkpointed history fails."""
+"""Checkpoints against a witness: appends hold, any rewrite of checkpointed history fails."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -56,7 +55,7 @@ class Sealed:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def sealed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sealed]:
+def sealed(request: pytest.FixtureRequest, tmp_path: Path) -> Sealed:
     """Three active episodes with a session each, every entry sealed, and an empty witness."""
     fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     url = str(request.getfixturevalue(fixture))
@@ -65,7 +64,7 @@ def sealed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sealed]:
         episodes = [active_episode(service, clock) for _ in range(3)]
     store = Sealed(url, clock, episodes, Witness.at(str(tmp_path / "witness.jsonl")))
     store.add_sessions(3)
-    yield store
+    return store
 
 
 def problems(attestation: Attestation) -> list[str]:

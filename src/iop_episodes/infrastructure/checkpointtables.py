@@ -33,6 +33,8 @@ FRONTIER_TABLE = """CREATE TABLE IF NOT EXISTS {prefix}iop_merkle_frontier (
 CHECKPOINTS_TABLE = """CREATE TABLE IF NOT EXISTS {prefix}iop_checkpoints (
     size BIGINT NOT NULL, time TEXT NOT NULL, checkpoint TEXT NOT NULL)"""
 
+ORDER = "ORDER BY size, time, checkpoint"  # oldest first; the latest is last
+
 
 @dataclass(frozen=True)
 class FrontierRow:
@@ -172,7 +174,7 @@ class PostgresCheckpointTables:
     def checkpoints(self) -> list[str]:
         with self._connect() as conn:
             rows = conn.execute(
-                f"SELECT checkpoint FROM {self.prefix}iop_checkpoints ORDER BY size, time, checkpoint"  # noqa: S608  (schema from the store URL)
+                f"SELECT checkpoint FROM {self.prefix}iop_checkpoints {ORDER}"  # noqa: S608  (schema from the store URL)
             ).fetchall()
             return [line for (line,) in rows]
 
