@@ -1,0 +1,245 @@
+"""The auditor's commands end to end: checkpoint, pubkey, verify with a witness, prove."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from iop_episodes.application.clock import SimulatedClock
+from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.keyring import key_line
+from iop_episodes.entrypoints.cli import main
+from iop_episodes.testing import factories
+from tests import tamper
+from tests.conftest import START
+from tests.helpers import active_episode, advance
+from tests.sealing import OTHER_KEY, TEST_KEY, TEST_KEY_TEXT, seal_rows
+
+SCRIPT = Path(__file__).parent.parent / "scripts" / "verify_bundle.py"
+
+
+def sealed_store(url: str) -> list[UUID]:
+    clock = SimulatedClock(START)
+    with EpisodeService(url, clock=clock) as service:
+        episodes = [active_episode(service, clock) for _ in range(3)]
+        for episode in episodes * 2:
+            service.record_session(factories.session(episode, advance(clock, hours=1)))
+    seal_rows(url)
+    return episodes
+
+
+@pytest.fixture
+def keyed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOP_INTEGRITY_KEY", TEST_KEY_TEXT)
+    monkeypatch.delenv("IOP_WITNESS", raising=False)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_checkpoint_without_a_key_fails_naming_the_setting(
+    sqlite_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No IOP_INTEGRITY_KEY: exit 2 and one line that names it; nothing written to the witness."""
+    monkeypatch.delenv("IOP_INTEGRITY_KEY", raising=False)
+    witness = tmp_path / "witness.jsonl"
+    code, out, err = run(
+        capsys, "audit", "checkpoint", "--store", sqlite_url, "--witness", str(witness)
+    )
+    assert code == 2
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert "IOP_INTEGRITY_KEY" in err
+    assert not witness.exists()
+
+
+@pytest.mark.usefixtures("keyed")
+def test_pubkey_prints_and_files_the_key_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`iop audit pubkey --out FILE` prints '<key id> <base64>' and adds that line to FILE once."""
+    keys = tmp_path / "keys.txt"
+    assert run(capsys, "audit", "pubkey", "--out", str(keys))[:2] == (0, key_line(TEST_KEY) + "\n")
+    run(capsys, "audit", "pubkey", "--out", str(keys))
+    assert keys.read_text() == key_line(TEST_KEY) + "\n"
+
+
+@pytest.mark.usefixtures("keyed")
+def test_verify_with_a_witness_reports_attested_and_not_yet_attested(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a checkpoint and one more entry: exit 0, 'not yet attested' counts that entry."""
+    episodes = sealed_store(sqlite_url)
+    witness, keys = str(tmp_path / "witness"), str(tmp_path / "keys.txt")
+    Path(keys).write_text(key_line(TEST_KEY) + "\n")
+    code, out, _ = run(
+        capsys, "audit", "checkpoint", "--store", sqlite_url, "--witness", witness + "/"
+    )
+    assert code == 0
+    assert out.startswith("checkpoint: size 12 root ")
+    assert len(list(Path(witness).glob("checkpoint-000000000012-*.json"))) == 1
+    with EpisodeService(sqlite_url) as service:
+        service.record_session(factories.session(episodes[0], START + timedelta(days=1)))
+    code, out, _ = run(
+        capsys, "audit", "verify", "--store", sqlite_url, "--witness", witness, "--pubkey", keys
+    )
+    assert code == 0
+    assert "checkpoints: ok: 1 checked, 12 of 13 entries attested, 1 not yet attested\n" in out
+    assert out.endswith("verification: ok\n")
+
+
+@pytest.mark.usefixtures("keyed")
+def test_verify_with_a_witness_fails_on_rewritten_history(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deleting checkpointed entries: exit 1 and a truncated finding, in text and JSON."""
+    episodes = sealed_store(sqlite_url)
+    witness, keys = str(tmp_path / "witness.jsonl"), str(tmp_path / "keys.txt")
+    Path(keys).write_text(key_line(TEST_KEY) + "\n")
+    run(capsys, "audit", "checkpoint", "--store", sqlite_url, "--witness", witness)
+    tamper.delete(sqlite_url, episodes[2], 4)
+    code, out, _ = run(
+        capsys, "audit", "verify", "--store", sqlite_url, "--witness", witness, "--pubkey", keys
+    )
+    assert code == 1
+    assert f"checkpoint {witness}:1: truncated: signed for 12 entries, the store holds 11" in out
+    code, out, _ = run(
+        capsys,
+        "audit",
+        "verify",
+        "--store",
+        sqlite_url,
+        "--witness",
+        witness,
+        "--pubkey",
+        keys,
+        "--json",
+    )
+    assert code == 1
+    assert json.loads(out)["checkpoints"]["findings"][0]["problem"] == "truncated"
+
+
+@pytest.fixture
+def bundle(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], keyed: None
+) -> Path:
+    """A proof bundle for an episode of four entries, and its public key file beside it."""
+    del keyed
+    episodes = sealed_store(sqlite_url)
+    (tmp_path / "keys.txt").write_text(key_line(TEST_KEY) + "\n")
+    run(capsys, "audit", "checkpoint", "--store", sqlite_url)
+    out_file = tmp_path / "bundle.json"
+    code, out, _ = run(
+        capsys, "audit", "prove", str(episodes[1]), "--store", sqlite_url, "--out", str(out_file)
+    )
+    assert code == 0
+    assert out.startswith(f"bundle: episode {episodes[1]}, 4 entries, checkpoint size 12 key ")
+    return out_file
+
+
+def verify_bundle(path: Path, keys: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-I", str(SCRIPT), str(path), "--pubkey", str(keys)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_a_proof_bundle_verifies_offline(bundle: Path) -> None:
+    """verify_bundle.py, importing nothing of this project (-I), accepts the bundle: exit 0."""
+    done = verify_bundle(bundle, bundle.parent / "keys.txt")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("bundle ok: episode ")
+    assert "versions 1..4" in done.stdout
+
+
+def _flip_hex(text: str) -> str:
+    return ("1" if text[0] != "1" else "2") + text[1:]
+
+
+def _change_entry(bundle: dict[str, Any]) -> None:
+    entry = bundle["entries"][2]
+    stored = base64.b64decode(entry["stored"]).replace(b'"minutes":', b'"minutes":1', 1)
+    entry["stored"] = base64.b64encode(stored).decode()
+
+
+def _change_proof(bundle: dict[str, Any]) -> None:
+    proof = bundle["entries"][0]["inclusion_proof"]
+    proof[0] = _flip_hex(proof[0])
+
+
+def _change_root(bundle: dict[str, Any]) -> None:
+    bundle["checkpoint"]["root"] = _flip_hex(bundle["checkpoint"]["root"])
+
+
+def _change_signature(bundle: dict[str, Any]) -> None:
+    signature = bundle["checkpoint"]["signature"]
+    bundle["checkpoint"]["signature"] = ("B" if signature[0] != "B" else "C") + signature[1:]
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (_change_entry, "entry version 3: chain link does not follow"),
+        (_change_proof, "entry version 1: inclusion proof does not lead to the root"),
+        (_change_root, "checkpoint signature does not hold"),
+        (_change_signature, "checkpoint signature does not hold"),
+    ],
+)
+def test_a_bundle_with_one_changed_byte_fails_naming_what(
+    bundle: Path, change: Any, named: str
+) -> None:
+    """One changed byte in an entry, a proof hash, the root or the signature: exit 1, named."""
+    content = json.loads(bundle.read_text())
+    change(content)
+    bundle.write_text(json.dumps(content))
+    done = verify_bundle(bundle, bundle.parent / "keys.txt")
+    assert done.returncode == 1
+    assert named in done.stdout
+
+
+def test_a_bundle_checked_against_another_key_fails(bundle: Path) -> None:
+    """A public key file without the signing key: exit 1, naming the key."""
+    other = bundle.parent / "other.txt"
+    other.write_text(key_line(OTHER_KEY) + "\n")
+    done = verify_bundle(bundle, other)
+    assert done.returncode == 1
+    assert "is not in the public key file" in done.stdout
+
+
+def test_a_bundle_whose_versions_skip_fails(bundle: Path) -> None:
+    """Leaving an entry out of a bundle breaks 'versions 1..n without gaps'."""
+    content = json.loads(bundle.read_text())
+    del content["entries"][1]
+    bundle.write_text(json.dumps(content))
+    done = verify_bundle(bundle, bundle.parent / "keys.txt")
+    assert done.returncode == 1
+    assert "versions do not run 1..n: expected 2, got 3" in done.stdout
+
+
+def test_verify_bundle_imports_only_the_standard_library_and_cryptography() -> None:
+    """The offline checker's imports: standard-library modules and `cryptography`, nothing else."""
+    tree = ast.parse(SCRIPT.read_text())
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported - sys.stdlib_module_names == {"cryptography"}
