@@ -26,32 +26,32 @@ TEST_KEY_TEXT = base64.b64encode(TEST_KEY.secret).decode("ascii")
 SELECT = "SELECT originator_id, originator_version, state FROM {table}"
 
 
-def _rows(url: str) -> list[tuple[object, int, bytes]]:
-    if url.startswith("sqlite"):
-        with closing(sqlite3.connect(urlsplit(url).path[1:])) as conn:
-            rows = conn.execute(SELECT.format(table=tamper.SQLITE_TABLE)).fetchall()
-    else:
-        schema = parse_qs(urlsplit(url).query)["schema"][0]
-        with psycopg.connect(url.split("?", 1)[0]) as conn:
-            table = f"{schema}.{tamper.POSTGRES_TABLE}"
-            rows = conn.execute(SELECT.format(table=table)).fetchall()  # type: ignore[arg-type]  # a test-only schema name
-    return [(episode, version, bytes(state)) for episode, version, state in rows]
+UPDATE = "UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = ?"
+
+
+def _sealed(rows: list[tuple[object, int, bytes]], key: IntegrityKey) -> list[tuple[object, ...]]:
+    """(new state, episode, version) for each row that carries no seal yet."""
+    updates = []
+    for originator_id, version, state in rows:
+        link, seal, canonical = split_sealed(bytes(state))
+        if seal is None:
+            sealed = stored_form(link, canonical, key.seal(bytes.fromhex(link)))
+            updates.append((sealed, originator_id, version))
+    return updates
 
 
 def seal_rows(url: str, key: IntegrityKey = TEST_KEY) -> int:
-    """Add ``key``'s seal to every unsealed entry; how many were sealed."""
-    sealed = 0
-    for originator_id, version, state in _rows(url):
-        link, seal, canonical = split_sealed(state)
-        if seal is not None:
-            continue
-        tamper.execute(
-            url,
-            "UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = ?",
-            "UPDATE {table} SET state = %s WHERE originator_id = %s AND originator_version = %s",
-            stored_form(link, canonical, key.seal(bytes.fromhex(link))),
-            originator_id,
-            version,
-        )
-        sealed += 1
-    return sealed
+    """Add ``key``'s seal to every unsealed entry, in one transaction; how many were sealed."""
+    if url.startswith("sqlite"):
+        with closing(sqlite3.connect(urlsplit(url).path[1:], timeout=30)) as conn, conn:
+            table = tamper.SQLITE_TABLE
+            updates = _sealed(conn.execute(SELECT.format(table=table)).fetchall(), key)
+            conn.executemany(UPDATE.format(table=table), updates)
+        return len(updates)
+    schema = parse_qs(urlsplit(url).query)["schema"][0]
+    table = f"{schema}.{tamper.POSTGRES_TABLE}"
+    with psycopg.connect(url.split("?", 1)[0]) as conn, conn.cursor() as cursor:
+        rows = cursor.execute(SELECT.format(table=table)).fetchall()  # type: ignore[arg-type]  # a test schema
+        updates = _sealed(rows, key)
+        cursor.executemany(UPDATE.format(table=table).replace("?", "%s"), updates)  # type: ignore[arg-type]
+    return len(updates)

@@ -24,6 +24,7 @@ from tests.helpers import active_episode, advance
 from tests.sealing import OTHER_KEY, TEST_KEY, seal_rows
 
 KEYS = {TEST_KEY.key_id: TEST_KEY.public_key}
+SQLITE_ONLY = pytest.mark.parametrize("sealed", ["sqlite"], indirect=True)  # no backend SQL
 
 
 @dataclass
@@ -85,6 +86,7 @@ def test_append_only_history_stays_consistent_with_every_checkpoint(sealed: Seal
     assert "2 not yet attested" in attestation.line()
 
 
+@SQLITE_ONLY
 def test_a_checkpoint_costs_only_the_entries_since_the_last(sealed: Sealed) -> None:
     """The second checkpoint reads only the new rows: the store's frontier carries the rest."""
     sealed.checkpoint()
@@ -144,6 +146,7 @@ def test_rechaining_checkpointed_history_is_detected(sealed: Sealed) -> None:
     assert attestation.attested == 0
 
 
+@SQLITE_ONLY
 def test_a_forged_witness_line_with_a_bad_signature_is_detected(sealed: Sealed) -> None:
     """A witness line whose root was edited no longer carries a valid signature."""
     sealed.checkpoint()
@@ -156,6 +159,7 @@ def test_a_forged_witness_line_with_a_bad_signature_is_detected(sealed: Sealed) 
     assert attestation.attested == 9
 
 
+@SQLITE_ONLY
 def test_a_signed_checkpoint_for_a_root_the_store_lacks_is_detected(sealed: Sealed) -> None:
     """A checkpoint the key really signed, for another history, fails against this store."""
     sealed.checkpoint()
@@ -164,6 +168,7 @@ def test_a_signed_checkpoint_for_a_root_the_store_lacks_is_detected(sealed: Seal
     assert problems(sealed.attest()) == ["root-mismatch"]
 
 
+@SQLITE_ONLY
 def test_checkpoints_of_a_rotated_key_verify_against_a_file_listing_both(sealed: Sealed) -> None:
     """After rotation, a public key file with the old and the new key verifies both."""
     sealed.checkpoint()
@@ -174,6 +179,7 @@ def test_checkpoints_of_a_rotated_key_verify_against_a_file_listing_both(sealed:
     assert problems(sealed.attest(KEYS)) == ["unknown-key"]
 
 
+@SQLITE_ONLY
 def test_an_unreadable_witness_line_is_a_finding(sealed: Sealed) -> None:
     """A line that is not a checkpoint is reported with its place in the witness."""
     sealed.checkpoint()
@@ -184,6 +190,7 @@ def test_an_unreadable_witness_line_is_a_finding(sealed: Sealed) -> None:
     assert attestation.findings[0].where.endswith("witness.jsonl:2")
 
 
+@SQLITE_ONLY
 def test_an_unsealed_entry_is_not_signed_in(sealed: Sealed) -> None:
     """A correctly linked entry without the key's seal stops the checkpoint short of it."""
     with sealed.service() as service:
@@ -197,6 +204,7 @@ def test_an_unsealed_entry_is_not_signed_in(sealed: Sealed) -> None:
     assert "no seal" in made.refused.reason
 
 
+@SQLITE_ONLY
 def test_an_entry_sealed_by_another_key_is_not_signed_in(sealed: Sealed) -> None:
     """A seal made with any other key does not hold."""
     with sealed.service() as service:
@@ -211,6 +219,7 @@ def test_an_entry_sealed_by_another_key_is_not_signed_in(sealed: Sealed) -> None
     assert made.checkpoint.size == 9
 
 
+@SQLITE_ONLY
 def test_a_sealed_entry_whose_link_does_not_follow_is_not_signed_in(sealed: Sealed) -> None:
     """A new entry must link from the signed-in entry before it in its episode."""
     sealed.checkpoint()
