@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from uuid import UUID
 
 import pytest
 
@@ -10,6 +11,7 @@ from iop_episodes.audit.merkle import (
     EMPTY_ROOT,
     Frontier,
     Tree,
+    leaf_data,
     leaf_hash,
     node_hash,
     root_from_inclusion,
@@ -103,3 +105,22 @@ def test_leaf_and_node_hashes_are_domain_separated() -> None:
     left, right = leaf_hash(b"a"), leaf_hash(b"b")
     assert node_hash(left, right) == hashlib.sha256(b"\x01" + left + right).digest()
     assert leaf_hash(left + right) != node_hash(left, right)
+
+
+def test_the_documented_test_vector_holds() -> None:
+    """docs/proofs.md's three-leaf vector: leaf data, leaf hashes, root and PATH(2, D[3])."""
+    episode = UUID("00000000-0000-4000-8000-000000000001")
+    links = [hashlib.sha256(bytes([i])).digest() for i in range(3)]
+    data_0 = leaf_data(0, episode, 1, links[0])
+    leaves = [leaf_hash(leaf_data(i, episode, i + 1, links[i])) for i in range(3)]
+    tree = Tree(leaves)
+    assert data_0.hex() == (
+        "0000000000000000000000000000400080000000000000010000000000000001"
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+    )
+    assert leaves[0].hex() == "5a63c6769a78e0dc6053e032250928eda0f6c527b0788ddab0592ed380d04976"
+    assert leaves[2].hex() == "371fafdde775d1a6180170fd40f6dc5f8310197be12ecc2f2c6c45f83bfee29c"
+    assert tree.root().hex() == "2a7919bab8aef13698ab3c5b8dfcb361eb01f70e5cb052ee6ed34a2279f79818"
+    assert [node.hex() for node in tree.inclusion_proof(2, 3)] == [
+        "745bbc80024aeed99ca60eef80c7bcd56b3bd589f27a1f901a2b550ae4ddef7e"
+    ]

@@ -16,7 +16,7 @@ import pytest
 
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
-from iop_episodes.audit.keyring import key_line
+from iop_episodes.audit.keyring import KeyFileError, key_line, parse_keys
 from iop_episodes.entrypoints.cli import main
 from iop_episodes.testing import factories
 from tests import tamper
@@ -243,3 +243,94 @@ def test_verify_bundle_imports_only_the_standard_library_and_cryptography() -> N
         for alias in node.names
     }
     assert imported - sys.stdlib_module_names == {"cryptography"}
+
+
+@pytest.mark.usefixtures("keyed")
+def test_a_checkpoint_that_stops_short_exits_1_naming_the_entry(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unsealed entry: the checkpoint covers what came before, and the entry is named."""
+    episodes = sealed_store(sqlite_url)
+    with EpisodeService(sqlite_url) as service:
+        service.record_session(factories.session(episodes[0], START + timedelta(days=1)))
+    code, out, err = run(capsys, "audit", "checkpoint", "--store", sqlite_url)
+    assert code == 1
+    assert out.startswith("checkpoint: size 12 ")
+    assert err == f"not signed in from episode {episodes[0]} version 5: the entry carries no seal\n"
+
+
+@pytest.mark.usefixtures("keyed")
+def test_prove_leaves_out_entries_after_the_checkpoint_and_counts_them(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Entries stored after the latest checkpoint are left out of the bundle and counted."""
+    episodes = sealed_store(sqlite_url)
+    run(capsys, "audit", "checkpoint", "--store", sqlite_url)
+    with EpisodeService(sqlite_url) as service:
+        service.record_session(factories.session(episodes[0], START + timedelta(days=1)))
+    out_file = tmp_path / "b.json"
+    code, out, _ = run(
+        capsys, "audit", "prove", str(episodes[0]), "--store", sqlite_url, "--out", str(out_file)
+    )
+    assert code == 0
+    assert out.splitlines()[-1] == "not yet attested (left out): 1 entries"
+    assert [entry["version"] for entry in json.loads(out_file.read_text())["entries"]] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+
+
+@pytest.mark.usefixtures("keyed")
+def test_prove_without_a_checkpoint_or_for_an_unknown_episode_exits_1(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No checkpoint yet, or an episode the store does not hold: exit 1 and why."""
+    episodes = sealed_store(sqlite_url)
+    out_file = str(tmp_path / "b.json")
+    code, _, err = run(
+        capsys, "audit", "prove", str(episodes[0]), "--store", sqlite_url, "--out", out_file
+    )
+    assert (code, "no checkpoint yet" in err) == (1, True)
+    run(capsys, "audit", "checkpoint", "--store", sqlite_url)
+    unknown = "00000000-0000-4000-8000-000000000000"
+    code, _, err = run(capsys, "audit", "prove", unknown, "--store", sqlite_url, "--out", out_file)
+    assert (code, err) == (1, f"iop audit prove: episode {unknown} is not in the store\n")
+
+
+@pytest.mark.usefixtures("keyed")
+def test_verify_needs_witness_and_pubkey_together_and_an_existing_witness(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--witness without --pubkey, or a witness that is not there: exit 2 and one line why."""
+    sealed_store(sqlite_url)
+    keys = tmp_path / "keys.txt"
+    keys.write_text(key_line(TEST_KEY) + "\n")
+    code, _, err = run(capsys, "audit", "verify", "--store", sqlite_url, "--witness", str(keys))
+    assert (code, err) == (2, "iop audit verify: --witness and --pubkey go together\n")
+    missing = str(tmp_path / "none.jsonl")
+    code, _, err = run(
+        capsys,
+        "audit",
+        "verify",
+        "--store",
+        sqlite_url,
+        "--witness",
+        missing,
+        "--pubkey",
+        str(keys),
+    )
+    assert code == 2
+    assert "no such file or directory" in err
+
+
+def test_a_key_file_line_whose_id_does_not_name_its_key_is_refused() -> None:
+    """'<key id> <key>' must agree: the id is the first 8 bytes of SHA-256 of the key."""
+    wrong = f"{OTHER_KEY.key_id} {key_line(TEST_KEY).split()[1]}"
+    with pytest.raises(KeyFileError, match=r"line 2: key id \w+ does not name that 32-byte key"):
+        parse_keys(f"# keys\n{wrong}\n")
+    assert parse_keys(f"# old\n{key_line(OTHER_KEY)}\n\n{key_line(TEST_KEY)}\n") == {
+        OTHER_KEY.key_id: OTHER_KEY.public_key,
+        TEST_KEY.key_id: TEST_KEY.public_key,
+    }
