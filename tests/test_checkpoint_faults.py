@@ -20,7 +20,7 @@ from iop_episodes.audit.checkpoints import make_checkpoint
 from iop_episodes.audit.consistency import verify_checkpoints
 from iop_episodes.audit.integrity import verify_store
 from iop_episodes.audit.witness import Witness
-from tests.helpers import planned_episodes, stored_count
+from iop_episodes.testing.helpers import planned_episodes, stored_count
 from tests.sealing import TEST_KEY, TEST_KEY_TEXT, seal_rows
 
 KEYS = {TEST_KEY.key_id: TEST_KEY.public_key}

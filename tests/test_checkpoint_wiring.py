@@ -14,9 +14,9 @@ from iop_episodes.audit.witness import Witness
 from iop_episodes.entrypoints.cli import main
 from iop_episodes.entrypoints.scheduler import SweepJob, run_key
 from iop_episodes.infrastructure.sweeplock import MemorySweepGuard
+from iop_episodes.testing.helpers import active_episode
 from projections.candidates import ScheduleCandidates
 from tests.conftest import START
-from tests.helpers import active_episode
 from tests.sealing import TEST_KEY, TEST_KEY_TEXT, seal_rows
 
 

@@ -18,9 +18,9 @@ from iop_episodes.audit.integrity import verify_store
 from iop_episodes.audit.witness import Witness
 from iop_episodes.domain.canonical import next_link, split_sealed, stored_form
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance
 from tests import tamper
 from tests.conftest import START
-from tests.helpers import active_episode, advance
 from tests.sealing import OTHER_KEY, TEST_KEY, seal_rows
 
 KEYS = {TEST_KEY.key_id: TEST_KEY.public_key}

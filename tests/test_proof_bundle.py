@@ -19,9 +19,9 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit.keyring import KeyFileError, key_line, parse_keys
 from iop_episodes.entrypoints.cli import main
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance
 from tests import tamper
 from tests.conftest import START
-from tests.helpers import active_episode, advance
 from tests.sealing import OTHER_KEY, TEST_KEY, TEST_KEY_TEXT, seal_rows
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "verify_bundle.py"
