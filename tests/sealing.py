@@ -55,3 +55,31 @@ def seal_rows(url: str, key: IntegrityKey = TEST_KEY) -> int:
         updates = _sealed(rows, key)
         cursor.executemany(UPDATE.format(table=table).replace("?", "%s"), updates)  # type: ignore[arg-type]
     return len(updates)
+
+
+def strip_seal(url: str, episode_id: object, version: int) -> None:
+    """Remove one entry's seal, as a writer without the key would store a forged entry."""
+    (state,) = [s for e, v, s in _rows_of(url, episode_id) if v == version]
+    link, _, canonical = split_sealed(state)
+    tamper.execute(
+        url,
+        "UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = ?",
+        "UPDATE {table} SET state = %s WHERE originator_id = %s AND originator_version = %s",
+        stored_form(link, canonical),
+        episode_id,
+        version,
+    )
+
+
+def _rows_of(url: str, episode_id: object) -> list[tuple[object, int, bytes]]:
+    where = " WHERE originator_id = ?"
+    if url.startswith("sqlite"):
+        with closing(sqlite3.connect(urlsplit(url).path[1:], timeout=30)) as conn:
+            query = SELECT.format(table=tamper.SQLITE_TABLE) + where
+            rows = conn.execute(query, (episode_id,)).fetchall()
+    else:
+        schema = parse_qs(urlsplit(url).query)["schema"][0]
+        with psycopg.connect(url.split("?", 1)[0]) as conn:
+            query = SELECT.format(table=f"{schema}.{tamper.POSTGRES_TABLE}") + where
+            rows = conn.execute(query.replace("?", "%s"), (episode_id,)).fetchall()  # type: ignore[arg-type]  # a test schema
+    return [(episode, version, bytes(state)) for episode, version, state in rows]
