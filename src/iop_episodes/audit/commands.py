@@ -19,7 +19,7 @@ from iop_episodes.audit.bundle import ProofUnavailable, prove_episode
 from iop_episodes.audit.checkpoints import CheckpointMade, NoIntegrityKey, make_checkpoint
 from iop_episodes.audit.consistency import Attestation, verify_checkpoints
 from iop_episodes.audit.keyring import KeyFileError, add_key, key_line, read_keys
-from iop_episodes.audit.witness import Witness
+from iop_episodes.audit.witness import Witness, WitnessMissing
 from iop_episodes.infrastructure.keys import IntegrityKey, IntegrityKeyError
 from iop_episodes.infrastructure.settings import integrity_key, witness_path
 
@@ -48,7 +48,7 @@ def attest(service: EpisodeService, witness: str, pubkey: str) -> Attestation:
     """The store against every checkpoint the witness at ``witness`` holds."""
     if not Path(witness).exists():
         msg = f"--witness {witness}: no such file or directory"
-        raise KeyFileError(msg)
+        raise WitnessMissing(msg)
     return verify_checkpoints(service, Witness.at(witness).lines(), read_keys(pubkey))
 
 

@@ -89,8 +89,7 @@ def verify_checkpoints(
         checkpoint = _signed(line, keys, findings)
         if checkpoint is not None:
             signed.append((line.where, checkpoint))
-    roots = _roots_at(service, {checkpoint.size for _, checkpoint in signed})
-    entries = roots.pop(-1)[0]
+    entries, roots = _roots_at(service, {checkpoint.size for _, checkpoint in signed})
     attested = 0
     for where, checkpoint in signed:
         held = roots.get(checkpoint.size)
@@ -102,12 +101,12 @@ def verify_checkpoints(
                     f"signed for {checkpoint.size} entries, the store holds {entries}",
                 )
             )
-        elif held[1] != checkpoint.root:
+        elif held != checkpoint.root:
             findings.append(
                 CheckpointFinding(
                     where,
                     "root-mismatch",
-                    f"the first {checkpoint.size} entries hash to {held[1]}, "
+                    f"the first {checkpoint.size} entries hash to {held}, "
                     f"signed root {checkpoint.root}: history it covers was changed",
                 )
             )
@@ -148,21 +147,18 @@ def _signed(
     return checkpoint
 
 
-def _roots_at(service: EpisodeService, sizes: set[int]) -> dict[int, tuple[int, str]]:
-    """The tree's root at each size the store reaches; key -1 holds the store's size."""
+def _roots_at(service: EpisodeService, sizes: set[int]) -> tuple[int, dict[int, str]]:
+    """How many entries the store holds, and its tree's root (hex) at each size it reaches."""
     frontier = Frontier()
-    roots: dict[int, tuple[int, str]] = {}
-    if 0 in sizes:
-        roots[0] = (0, frontier.root().hex())
+    roots = {0: frontier.root().hex()} if 0 in sizes else {}
     plain = service.mapper.plaintext
     for page in log_pages(service.recorder):
         for episode, version, _, state, _ in page:
             link = leaf_link(plain, state)
             frontier.append(leaf_hash(leaf_data(frontier.size, UUID(episode), version, link)))
             if frontier.size in sizes:
-                roots[frontier.size] = (frontier.size, frontier.root().hex())
-    roots[-1] = (frontier.size, "")
-    return roots
+                roots[frontier.size] = frontier.root().hex()
+    return frontier.size, roots
 
 
 def leaf_link(plain: Any, state: bytes) -> bytes:

@@ -27,6 +27,10 @@ class Attestable(Protocol):
     def line(self) -> str: ...
 
 
+class WitnessMissing(ValueError):
+    """A witness to check against that is not there."""
+
+
 @dataclass(frozen=True)
 class WitnessLine:
     where: str  # "<path>:<line number>" or a file's path
