@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
@@ -15,8 +18,10 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit.checkpoints import make_checkpoint, sign_checkpoint
 from iop_episodes.audit.consistency import Attestation, verify_checkpoints
 from iop_episodes.audit.integrity import verify_store
+from iop_episodes.audit.merkle import Frontier, leaf_data, leaf_hash
 from iop_episodes.audit.witness import Witness
 from iop_episodes.domain.canonical import next_link, split_sealed, stored_form
+from iop_episodes.infrastructure.rawlog import log_pages
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, advance
 from tests import tamper
@@ -233,3 +238,49 @@ def test_a_sealed_entry_whose_link_does_not_follow_is_not_signed_in(sealed: Seal
         made = make_checkpoint(service, TEST_KEY, sealed.witness)
     assert made.refused is not None
     assert "does not follow" in made.refused.reason
+
+
+def forge_frontier(url: str, nodes: list[bytes]) -> None:
+    """Overwrite the stored frontier's subtree roots, as an insider could."""
+    with closing(sqlite3.connect(urlsplit(url).path[1:])) as conn, conn:
+        conn.execute(
+            "UPDATE iop_merkle_frontier SET nodes = ?", (",".join(n.hex() for n in nodes),)
+        )
+
+
+def log_frontier(url: str) -> Frontier:
+    """The tree over the store's entries as they are now, computed from the raw log."""
+    frontier = Frontier()
+    with EpisodeService(url) as service:
+        for page in log_pages(service.recorder):
+            for episode, version, _, state, _ in page:
+                link = bytes.fromhex(split_sealed(state)[0])
+                frontier.append(leaf_hash(leaf_data(frontier.size, UUID(episode), version, link)))
+    return frontier
+
+
+@SQLITE_ONLY
+def test_a_stored_frontier_no_checkpoint_signed_is_not_extended(sealed: Sealed) -> None:
+    """An edited frontier is dropped: the next checkpoint reads the whole log again."""
+    sealed.checkpoint()
+    forge_frontier(sealed.url, [hashlib.sha256(b"x").digest(), hashlib.sha256(b"y").digest()])
+    sealed.add_sessions(2)
+    with sealed.service() as service:
+        made = make_checkpoint(service, TEST_KEY, sealed.witness)
+    assert made.rebuilt
+    assert (made.signed_in, made.refused) == (11, None)
+    assert sealed.attest().findings == []
+
+
+@SQLITE_ONLY
+def test_a_frontier_forged_for_a_rewritten_history_signs_none_of_it(sealed: Sealed) -> None:
+    """Re-chain an episode and store its tree's frontier: the rewritten entries stay unsigned."""
+    sealed.checkpoint()
+    rechain(sealed.url, sealed.episodes[0], 3, '"minutes":', '"minutes":1')
+    forge_frontier(sealed.url, log_frontier(sealed.url).nodes)
+    with sealed.service() as service:
+        made = make_checkpoint(service, TEST_KEY, sealed.witness)
+    assert made.rebuilt
+    assert made.refused is not None
+    assert (made.refused.episode_id, made.refused.version) == (sealed.episodes[0], 3)
+    assert "seal does not hold" in made.refused.reason

@@ -119,9 +119,12 @@ class CheckpointMade:
     checkpoint: Checkpoint
     signed_in: int  # leaves added by this checkpoint
     refused: Refusal | None
+    rebuilt: bool = False  # the stored frontier was not one this key signed
 
     def line(self) -> str:
         added = f"{self.signed_in} new entries"
+        if self.rebuilt:
+            added += "; the stored frontier matched no signed checkpoint, so all were read again"
         return f"checkpoint: {self.checkpoint.summary()} ({added})"
 
 
@@ -133,6 +136,9 @@ def make_checkpoint(
     with tables.exclusive():
         kept = tables.frontier()
         frontier = Frontier(kept.size, [bytes.fromhex(node) for node in kept.nodes])
+        rebuilt = not _signed_frontier(tables.checkpoints(), frontier, key)
+        if rebuilt:  # trust no unsigned frontier: start over, every entry checked again
+            kept, frontier = FrontierRow(), Frontier()
         admission = _Admission(service, key)
         position = admission.extend(frontier, kept.position)
         checkpoint = sign_checkpoint(key, frontier.size, frontier.root(), service.clock.now())
@@ -144,7 +150,25 @@ def make_checkpoint(
         )
         if witness is not None:
             witness.append(checkpoint)
-    return CheckpointMade(checkpoint, frontier.size - kept.size, admission.refused)
+    return CheckpointMade(checkpoint, frontier.size - kept.size, admission.refused, rebuilt)
+
+
+def _signed_frontier(lines: Sequence[str], frontier: Frontier, key: IntegrityKey) -> bool:
+    """Whether a checkpoint this key signed has the stored frontier's size and root.
+
+    The frontier sits in the store, where anyone with write access could
+    replace it with a rewritten history's; a checkpoint only extends one it
+    signed itself. After a key rotation this fails once and the next
+    checkpoint reads the whole log.
+    """
+    if frontier.size == 0:
+        return True
+    root = frontier.root().hex()
+    for line in reversed(lines):
+        checkpoint = Checkpoint.model_validate_json(line)
+        if (checkpoint.size, checkpoint.root) == (frontier.size, root):
+            return checkpoint.signature_holds(key.public_key)
+    return False
 
 
 class _Admission:
