@@ -133,7 +133,7 @@ def concurrent_writers_with_checkpoints(url: str, tmp_path: Path, commands: int)
     scheduler.send_signal(signal.SIGTERM)
     log, _ = scheduler.communicate(timeout=60)
     assert scheduler.returncode == 0, log
-    assert "checkpoint: size " in log
+    assert log.count("checkpoint: size ") >= 3  # after its first sweep, then on the interval
     assert len(list(witness.lines())) >= 3
     assert_consistent_and_fully_attested(url, witness)
 
@@ -142,7 +142,7 @@ def test_concurrent_writers_and_checkpoints_leave_a_verifying_store_on_sqlite(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     """Three writers, the scheduler checkpointing every 0.3 s and two `iop audit checkpoint`."""
-    concurrent_writers_with_checkpoints(sqlite_url, tmp_path, 80)
+    concurrent_writers_with_checkpoints(sqlite_url, tmp_path, 60)
 
 
 @pytest.mark.postgres
@@ -150,4 +150,4 @@ def test_concurrent_writers_and_checkpoints_leave_a_verifying_store_on_postgres(
     postgres_url: str, tmp_path: Path
 ) -> None:
     """The same on PostgreSQL: checkpoints serialise on an advisory lock."""
-    concurrent_writers_with_checkpoints(postgres_url, tmp_path, 40)
+    concurrent_writers_with_checkpoints(postgres_url, tmp_path, 30)

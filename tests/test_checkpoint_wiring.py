@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -115,27 +109,3 @@ def test_the_scheduler_refuses_checkpoint_every_without_a_key(
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1
     assert "IOP_INTEGRITY_KEY" in err
-
-
-def test_the_scheduler_checkpoints_on_its_interval(sqlite_url: str, tmp_path: Path) -> None:
-    """With a yearly cron and --checkpoint-every 0.2, checkpoints keep arriving in the witness."""
-    clock = SimulatedClock(START)
-    with EpisodeService(sqlite_url, clock=clock) as service:
-        active_episode(service, clock)
-    seal_rows(sqlite_url)
-    witness = tmp_path / "witness.jsonl"
-    scheduler = subprocess.Popen(  # the real process, as operations run it
-        [sys.executable, "-m", "iop_episodes.entrypoints.cli", "scheduler", "--store", sqlite_url,
-         "--cron", "0 0 1 1 *", "--checkpoint-every", "0.2", "--witness", str(witness)],
-        env={**os.environ, "IOP_INTEGRITY_KEY": TEST_KEY_TEXT},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not witness.exists() or len(witness.read_text().splitlines()) < 4:
-        assert time.monotonic() < deadline, "no interval checkpoints"
-        time.sleep(0.05)
-    scheduler.send_signal(signal.SIGTERM)
-    assert scheduler.wait(timeout=60) == 0
-    sizes = {json.loads(line)["size"] for line in witness.read_text().splitlines()}
-    assert sizes == {2}  # the one episode's two entries, signed in every time
