@@ -55,7 +55,7 @@ def test_checkpoint_without_a_key_fails_naming_the_setting(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """No IOP_INTEGRITY_KEY: exit 2 and one line that names it; nothing written to the witness."""
+    """No IOP_INTEGRITY_KEY: checkpoint and pubkey exit 2 with one line naming it; no witness."""
     monkeypatch.delenv("IOP_INTEGRITY_KEY", raising=False)
     witness = tmp_path / "witness.jsonl"
     code, out, err = run(
@@ -66,6 +66,9 @@ def test_checkpoint_without_a_key_fails_naming_the_setting(
     assert len(err.splitlines()) == 1
     assert "IOP_INTEGRITY_KEY" in err
     assert not witness.exists()
+    code, out, err = run(capsys, "audit", "pubkey")
+    assert (code, out, len(err.splitlines())) == (2, "", 1)
+    assert "IOP_INTEGRITY_KEY" in err
 
 
 @pytest.mark.usefixtures("keyed")
