@@ -136,7 +136,7 @@ def make_checkpoint(
     with tables.exclusive():
         kept = tables.frontier()
         frontier = Frontier(kept.size, [bytes.fromhex(node) for node in kept.nodes])
-        rebuilt = not _signed_frontier(tables.checkpoints(), frontier, key)
+        rebuilt = not _signed_frontier(tables.checkpoints(frontier.size), frontier, key)
         if rebuilt:  # trust no unsigned frontier: start over, every entry checked again
             kept, frontier = FrontierRow(), Frontier()
         admission = _Admission(service, key)
@@ -154,7 +154,7 @@ def make_checkpoint(
 
 
 def _signed_frontier(lines: Sequence[str], frontier: Frontier, key: IntegrityKey) -> bool:
-    """Whether a checkpoint this key signed has the stored frontier's size and root.
+    """Whether the latest of ``lines`` with the frontier's size and root holds under this key.
 
     The frontier sits in the store, where anyone with write access could
     replace it with a rewritten history's; a checkpoint only extends one it

@@ -15,6 +15,7 @@ rows commit in one transaction, so a crash leaves the previous state.
 from __future__ import annotations
 
 import fcntl
+import json
 import sqlite3
 import threading
 import weakref
@@ -32,6 +33,8 @@ FRONTIER_TABLE = """CREATE TABLE IF NOT EXISTS {prefix}iop_merkle_frontier (
     position BIGINT NOT NULL, nodes TEXT NOT NULL)"""
 CHECKPOINTS_TABLE = """CREATE TABLE IF NOT EXISTS {prefix}iop_checkpoints (
     size BIGINT NOT NULL, time TEXT NOT NULL, checkpoint TEXT NOT NULL)"""
+CHECKPOINTS_INDEX = """CREATE INDEX IF NOT EXISTS iop_checkpoints_by_size
+    ON {prefix}iop_checkpoints (size)"""
 
 ORDER = "ORDER BY size, time, checkpoint"  # oldest first; the latest is last
 
@@ -57,8 +60,8 @@ class CheckpointTables(Protocol):
         """Save the new frontier and the checkpoint's line in one transaction."""
         ...
 
-    def checkpoints(self) -> list[str]:
-        """Every checkpoint line in the store, oldest first."""
+    def checkpoints(self, size: int | None = None) -> list[str]:
+        """Every checkpoint line in the store (or of one size), oldest first."""
         ...
 
 
@@ -88,8 +91,10 @@ class MemoryCheckpointTables:
         self._frontier = frontier
         self._lines.append(checkpoint)
 
-    def checkpoints(self) -> list[str]:
-        return list(self._lines)
+    def checkpoints(self, size: int | None = None) -> list[str]:
+        if size is None:
+            return list(self._lines)
+        return [line for line in self._lines if json.loads(line)["size"] == size]
 
 
 class SQLiteCheckpointTables:
@@ -101,6 +106,7 @@ class SQLiteCheckpointTables:
         conn = sqlite3.connect(self.database, timeout=30)
         conn.execute(FRONTIER_TABLE.format(prefix=""))
         conn.execute(CHECKPOINTS_TABLE.format(prefix=""))
+        conn.execute(CHECKPOINTS_INDEX.format(prefix=""))
         return conn
 
     @contextmanager
@@ -126,11 +132,10 @@ class SQLiteCheckpointTables:
             )
             conn.execute("INSERT INTO iop_checkpoints VALUES (?, ?, ?)", (size, time, checkpoint))
 
-    def checkpoints(self) -> list[str]:
+    def checkpoints(self, size: int | None = None) -> list[str]:
+        where, args = ("", ()) if size is None else ("WHERE size = ?", (size,))
         with closing(self._connect()) as conn:
-            rows = conn.execute(
-                "SELECT checkpoint FROM iop_checkpoints ORDER BY size, time, checkpoint"
-            )
+            rows = conn.execute(f"SELECT checkpoint FROM iop_checkpoints {where} {ORDER}", args)  # noqa: S608  (constants)
             return [line for (line,) in rows]
 
 
@@ -143,6 +148,7 @@ class PostgresCheckpointTables:
         conn = connect(self.env)
         conn.execute(FRONTIER_TABLE.format(prefix=self.prefix))
         conn.execute(CHECKPOINTS_TABLE.format(prefix=self.prefix))
+        conn.execute(CHECKPOINTS_INDEX.format(prefix=self.prefix))
         return conn
 
     @contextmanager
@@ -171,10 +177,12 @@ class PostgresCheckpointTables:
                 (size, time, checkpoint),
             )
 
-    def checkpoints(self) -> list[str]:
+    def checkpoints(self, size: int | None = None) -> list[str]:
+        where, args = ("", ()) if size is None else ("WHERE size = %s", (size,))
         with self._connect() as conn:
             rows = conn.execute(
-                f"SELECT checkpoint FROM {self.prefix}iop_checkpoints {ORDER}"  # noqa: S608  (schema from the store URL)
+                f"SELECT checkpoint FROM {self.prefix}iop_checkpoints {where} {ORDER}",  # noqa: S608  (schema from the store URL)
+                args,
             ).fetchall()
             return [line for (line,) in rows]
 
