@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
@@ -55,6 +56,13 @@ def writer(url: str, episodes: list[UUID], *options: str) -> subprocess.Popen[st
     )
 
 
+def wait_for(condition: Callable[[], bool], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def assert_consistent_and_fully_attested(url: str, witness: Witness) -> None:
     """A last checkpoint signs everything in; the chain and every witness line hold."""
     seal_rows(url)  # entries written by a service without the key's seals (see tests.sealing)
@@ -84,8 +92,10 @@ def test_a_crash_before_or_during_a_checkpoint_leaves_a_consistent_store(
     )
     rosters = writer(sqlite_url, episodes, "--rosters", "100")
     assert rosters.stdout is not None
-    while "roster 2 stored" not in rosters.stdout.readline():
-        pass
+    for line in rosters.stdout:  # ends early only if the writer died
+        if "roster 2 stored" in line:
+            break
+    assert rosters.poll() is None, rosters.stderr.read() if rosters.stderr else ""
     rosters.send_signal(signal.SIGKILL)
     rosters.wait()
     seal_rows(sqlite_url)
@@ -105,9 +115,13 @@ def test_a_crash_before_or_during_a_checkpoint_leaves_a_consistent_store(
 def concurrent_writers_with_checkpoints(url: str, tmp_path: Path, commands: int) -> None:
     witness = Witness.at(str(tmp_path / "witness") + "/")
     episodes = shared_episodes(url, 12)
-    scheduler = iop(
-        "scheduler", "--store", url, "--cron", "0 0 1 1 *",
-        "--checkpoint-every", "0.3", "--witness", str(witness.path),
+    log = tmp_path / "scheduler.log"
+    scheduler = subprocess.Popen(  # the real scheduler process, its log in a file
+        [sys.executable, "-m", "iop_episodes.entrypoints.cli", "scheduler", "--store", url,
+         "--cron", "0 0 1 1 *", "--checkpoint-every", "0.3", "--witness", str(witness.path)],
+        env=ENV,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )  # fmt: skip
     writers = [
         writer(
@@ -130,10 +144,10 @@ def concurrent_writers_with_checkpoints(url: str, tmp_path: Path, commands: int)
         assert process.returncode == 0, err
     for process in side:
         assert process.wait(timeout=120) in {0, 1}  # 1: stopped short of an unsealed entry
+    # after its first sweep, then on the interval (a loaded machine may start it late)
+    wait_for(lambda: log.read_text().count("checkpoint: size ") >= 3)
     scheduler.send_signal(signal.SIGTERM)
-    log, _ = scheduler.communicate(timeout=60)
-    assert scheduler.returncode == 0, log
-    assert log.count("checkpoint: size ") >= 3  # after its first sweep, then on the interval
+    assert scheduler.wait(timeout=60) == 0, log.read_text()
     assert len(list(witness.lines())) >= 3
     assert_consistent_and_fully_attested(url, witness)
 
