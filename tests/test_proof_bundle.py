@@ -103,6 +103,9 @@ def test_verify_with_a_witness_reports_attested_and_not_yet_attested(
     )
     assert code == 0
     assert "checkpoints: ok: 1 checked, 12 of 13 entries attested, 1 not yet attested\n" in out
+    assert out.endswith("verification: ok\n")
+    code, out, _ = run(capsys, "audit", "verify", "--store", sqlite_url, "--json")
+    assert (code, json.loads(out)["checkpoints"]) == (0, None)
 
 
 @pytest.mark.usefixtures("keyed")
