@@ -131,15 +131,26 @@ def test_two_schedulers_on_one_postgres_store_sweep_each_run_once(postgres_url, 
     build_due_store(postgres_url)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     processes = [start_scheduler(postgres_url, log) for log in logs]
-    time.sleep(8)
+
+    def runs_so_far() -> dict[str, list[str]]:
+        runs: dict[str, list[str]] = {}
+        for log in logs:
+            for run_at, what in RUN_LINE.findall(log.read_text()):
+                runs.setdefault(run_at, []).append(what)
+        return runs
+
+    def contested_once_all_stepped_down() -> bool:
+        # Both processes have had a say on a run after the sweep recorded everyone.
+        return len(stored_step_downs(postgres_url)) >= EPISODES and any(
+            sorted(whats) == ["skipped", "sweep started"] for whats in runs_so_far().values()
+        )
+
+    wait_for(contested_once_all_stepped_down)  # a busy machine sweeps slower; wait, not sleep
     for process in processes:
         process.send_signal(signal.SIGTERM)
     for process in processes:
         assert process.wait(timeout=60) == 0
-    runs: dict[str, list[str]] = {}
-    for log in logs:
-        for run_at, what in RUN_LINE.findall(log.read_text()):
-            runs.setdefault(run_at, []).append(what)
+    runs = runs_so_far()
     # A run that fires while an earlier sweep is still going is skipped by both
     # (it coalesces into that sweep); no run is ever swept by both.
     assert all(whats.count("sweep started") <= 1 for whats in runs.values()), runs
