@@ -5,46 +5,49 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sqlite3
 import sys
 import threading
+import time
 from datetime import UTC, datetime
-from typing import Any
-from uuid import UUID
+from typing import Any, Literal
 
+from eventsourcing.persistence import DatabaseError
+
+from iop_episodes.application import arguments, problems
+from iop_episodes.application.output import Output, print_json, progress_bar
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit import commands as attestation
+from iop_episodes.audit.integrity import Finding
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_decimal as plain  # 9.50 -> "9.5"
-from iop_episodes.domain.values import Model
 from iop_episodes.domain.weeks import iso_week
 from projections import audit
 from projections.exports import cli as exports_cli
-from projections.runner import Status, ViewRunner, open_views
+from projections.runner import Status, ViewRunner, ViewsUntrusted, open_views, reading_views
 from projections.schedule import (
     EpisodeSchedule,
     ProgramRow,
     episode_schedule,
     program_schedule,
 )
+from projections.views import EpisodeViews, MemoryEpisodeViews
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-PROGRESS_EVERY = 5_000
-
-
-def progress_printer(label: str) -> Any:
-    """Report long catch-ups on stderr every few thousand events."""
-    last = [0]
-
-    def report(position: int, head: int) -> None:
-        if position - last[0] >= PROGRESS_EVERY or position == head:
-            last[0] = position
-            print(f"{label}: {position}/{head}", file=sys.stderr, flush=True)
-
-    return report
+EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def _service(args: argparse.Namespace) -> EpisodeService:
-    return EpisodeService(args.store)
+def notice(text: str) -> None:
+    """A remark on stderr that is not a failure (the command goes on)."""
+    print(f"iop: note: {text}", file=sys.stderr, flush=True)
+
+
+def _reading(args: argparse.Namespace) -> EpisodeService:
+    """A service for a command that only reads: it never creates or changes the store."""
+    return EpisodeService(args.store, read_only=True)
+
+
+def _views_for_reading(service: EpisodeService) -> EpisodeViews:
+    return reading_views(service, notice)
 
 
 def _now() -> datetime:
@@ -57,7 +60,7 @@ def _now() -> datetime:
 def schedule_table(rows: list[ProgramRow], week: str) -> str:
     """A compact table: one line per active client."""
     header = (
-        f"hour schedule for {week}: {len(rows)} active clients\n"
+        f"hour schedule for {week}: {len(rows)} clients active during the week\n"
         f"{'episode':<36}  {'level':>5}  {'target':>6}  {'attended':>8}  "
         f"{'compliance':>10}  {'sessions':>8}  {'doses':>5}  {'unexp+':>6}"
     )
@@ -99,18 +102,16 @@ def episode_text(schedule: EpisodeSchedule) -> str:
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    with _service(args) as service:
-        runner = ViewRunner(service)
-        runner.catch_up(progress_printer("catching up"))
+    with _reading(args) as service:
+        views = _views_for_reading(service)
         if args.episode:
-            found = episode_schedule(runner.views, str(UUID(args.episode)), _now())
+            found = episode_schedule(views, str(args.episode), _now())
             if found is None:
-                print(f"iop schedule: no episode {args.episode}", file=sys.stderr)
-                return EXIT_FAILED
+                raise errors.EpisodeNotFound(f"no episode {args.episode}: see iop episodes")
             print(found.model_dump_json(indent=2) if args.json else episode_text(found))
             return EXIT_OK
         week = args.week or iso_week(_now(), service.program_timezone)
-        rows = program_schedule(runner.views, week, args.level)
+        rows = program_schedule(views, week, args.level)
         if args.json:
             print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
         else:
@@ -121,24 +122,24 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 # ---- iop audit ------------------------------------------------------------------
 
 
+def _check_version(service: EpisodeService, episode_id: Any, version: int | None) -> None:
+    """``--version`` must be one the episode has: 1 to its head."""
+    if version is None:
+        return
+    head = service.episode(episode_id).version
+    if not 1 <= version <= head:
+        msg = f"argument --version: episode {episode_id} has versions 1 to {head}, not {version}"
+        raise problems.UsageProblem(msg)
+
+
 def cmd_audit_history(args: argparse.Namespace) -> int:
-    episode_id = UUID(args.episode)
-    as_of = datetime.fromisoformat(args.as_of) if args.as_of else None
-    if as_of is not None and as_of.tzinfo is None:
-        print(
-            "iop audit history: --as-of needs a timezone, such as 2026-03-01T00:00Z",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    with _service(args) as service:
-        runner = ViewRunner(service)
-        runner.catch_up(progress_printer("catching up"))
-        try:
-            state = service.episode(episode_id, version=args.version, as_of=as_of)
-        except errors.EpisodeNotFound as error:
-            print(f"iop audit history: {error}", file=sys.stderr)
-            return EXIT_FAILED
-        entries = audit.history(runner.views, str(episode_id), version=state.version)
+    episode_id = args.episode
+    as_of = args.as_of
+    with _reading(args) as service:
+        _check_version(service, episode_id, args.version)
+        state = service.episode(episode_id, version=args.version, as_of=as_of)
+        views = _views_for_reading(service)
+        entries = audit.history(views, str(episode_id), version=state.version)
     if args.format == "jsonl":
         sys.stdout.write(audit.to_jsonl(entries))
     elif args.format == "csv":
@@ -148,14 +149,25 @@ def cmd_audit_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class VerifiedFinding(Model):
+class FindingOutput(Output):
+    """One thing wrong with a stored history or the views."""
+
     episode_id: str
     version: int
     problem: str
     detail: str
 
+    @classmethod
+    def of(cls, finding: Finding) -> FindingOutput:
+        return cls(
+            episode_id=str(finding.episode_id),
+            version=finding.version,
+            problem=finding.problem,
+            detail=finding.detail,
+        )
 
-class VerifyReport(Model):
+
+class VerifyReport(Output):
     """``iop audit verify --json``: what was checked, every finding, and the verdict."""
 
     ok: bool
@@ -163,18 +175,31 @@ class VerifyReport(Model):
     entries: int
     snapshots: int
     view_rows: int
-    findings: list[VerifiedFinding]
+    findings: list[FindingOutput]
     checkpoints: dict[str, Any] | None = None  # with --witness: iop_episodes.audit.consistency
+
+
+def _views_as_they_stand(service: EpisodeService) -> EpisodeViews:
+    """The stored views, read and never written; empty ones when there are none yet."""
+    try:
+        views = open_views(service, create=False)
+        views.position()
+    except (DatabaseError, sqlite3.Error) as error:
+        if "no such table" not in str(error) and "does not exist" not in str(error):
+            raise
+        notice("the store has no views yet: checking the entries against empty views")
+        return MemoryEpisodeViews()
+    return views
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Verify without catching up first: the views are checked as they stand."""
     if (args.witness is None) != (args.pubkey is None):
-        print("iop audit verify: --witness and --pubkey go together", file=sys.stderr)
-        return EXIT_USAGE
-    with _service(args) as service:
-        only = [UUID(value) for value in args.episodes] or None
-        result = audit.verify_all(service, open_views(service), only, jobs=args.jobs)
+        raise problems.UsageProblem("audit verify: --witness and --pubkey go together")
+    with _reading(args) as service:
+        result = audit.verify_all(
+            service, _views_as_they_stand(service), args.episodes or None, jobs=args.jobs
+        )
         try:  # the witness's checkpoints, when asked for
             attested = (
                 None
@@ -182,29 +207,21 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                 else attestation.attest(service, args.witness, args.pubkey)
             )
         except ValueError as error:
-            print(f"iop audit verify: {error}", file=sys.stderr)
-            return EXIT_USAGE
+            raise problems.UsageProblem(f"audit verify: {error}") from None
     checked, findings = result.checked, result.findings
     failures = len(findings) + (0 if attested is None else len(attested.findings))
     if args.json:
-        report = VerifyReport(
-            ok=not failures,
-            episodes=checked.episodes,
-            entries=checked.entries,
-            snapshots=checked.snapshots,
-            view_rows=checked.view_rows,
-            findings=[
-                VerifiedFinding(
-                    episode_id=str(f.episode_id),
-                    version=f.version,
-                    problem=f.problem,
-                    detail=f.detail,
-                )
-                for f in findings
-            ],
-            checkpoints=None if attested is None else attested.as_json(),
+        print_json(
+            VerifyReport(
+                ok=not failures,
+                episodes=checked.episodes,
+                entries=checked.entries,
+                snapshots=checked.snapshots,
+                view_rows=checked.view_rows,
+                findings=[FindingOutput.of(finding) for finding in findings],
+                checkpoints=None if attested is None else attested.as_json(),
+            )
         )
-        print(report.model_dump_json())
     else:
         for finding in findings:
             print(finding)
@@ -223,73 +240,212 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 # ---- iop projections ---------------------------------------------------------------
 
 
+class ProjectionStatus(Output):
+    """``iop projections status --json``: where the views are in the store's log."""
+
+    position: int
+    """The last event the views reflect (notification id)."""
+    head: int
+    """The last event in the store."""
+    lag: int
+    """Events not yet projected: head - position, never negative."""
+    projected_entries: int
+    """Entries the audit view holds: one per projected event, so at most the position."""
+    past_head: bool
+    """The position is beyond the head: the views follow another store's log."""
+    behind_views: bool
+    """The views hold more entries than the position covers: it was moved back."""
+    repair: str | None
+    """The command that repairs the views, when they need it."""
+
+    @classmethod
+    def of(cls, status: Status) -> ProjectionStatus:
+        return cls(
+            position=status.position,
+            head=status.head,
+            lag=status.lag,
+            projected_entries=status.projected or 0,
+            past_head=status.past_head,
+            behind_views=status.behind_views,
+            repair="iop projections rebuild" if status.needs_rebuild else None,
+        )
+
+
+class ProjectionWork(Output):
+    """``iop projections catch-up|rebuild --json``: what was projected, and where it ended."""
+
+    action: Literal["catch-up", "rebuild"]
+    projected: int
+    seconds: float
+    status: ProjectionStatus
+
+
 def _status_line(status: Status) -> str:
-    return f"tracked position {status.position}, head {status.head}, lag {status.lag}"
+    line = f"tracked position {status.position}, head {status.head}, lag {status.lag}"
+    if status.past_head:
+        line += (
+            "; the position is PAST THE HEAD: the views follow another store's log; "
+            "repair with iop projections rebuild"
+        )
+    elif status.behind_views:
+        line += (
+            f"; the views hold {status.projected} entries, more than the position covers: "
+            "it was moved back; repair with iop projections rebuild"
+        )
+    return line
+
+
+def _untrusted(error: ViewsUntrusted, service: EpisodeService) -> problems.IntegrityProblem:
+    return problems.IntegrityProblem(
+        f"{error}; repair with iop projections rebuild --store {service.store.display}"
+    )
+
+
+def cmd_projections_status(args: argparse.Namespace) -> int:
+    with _reading(args) as service:
+        head = service.recorder.max_notification_id() or 0
+        try:
+            views = open_views(service, create=False)
+            status = Status(views.position(), head, views.audit_count())
+        except DatabaseError as error:
+            if "no such table" not in str(error) and "does not exist" not in str(error):
+                raise
+            status = Status(0, head, 0)  # no view tables yet: nothing projected
+    if args.json:
+        print_json(ProjectionStatus.of(status))
+    else:
+        print(_status_line(status))
+    return EXIT_FAILED if status.needs_rebuild else EXIT_OK
+
+
+def cmd_projections_run(args: argparse.Namespace) -> int:
+    if args.json:
+        msg = (
+            "projections run reports on stderr as it goes; --json is for status, "
+            "catch-up and rebuild"
+        )
+        raise problems.UsageProblem(msg)
+    with EpisodeService(args.store) as service:
+        runner = ViewRunner(service, batch_size=args.batch)
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())  # finish the batch, then stop
+        print(
+            f"projections run: following {service.store.display} every {args.poll:g} s; "
+            f"{_status_line(runner.status())} (SIGTERM or Ctrl-C stops)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+        def caught_up(projected: int) -> None:
+            print(
+                f"projections run: projected {projected} events; {_status_line(runner.status())}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        try:
+            runner.run(stop, poll_seconds=args.poll, on_catch_up=caught_up)
+        except ViewsUntrusted as error:
+            raise _untrusted(error, service) from None
+        print(
+            f"projections run: stopped; {_status_line(runner.status())}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return EXIT_OK
+
+
+def cmd_projections_work(args: argparse.Namespace) -> int:
+    with EpisodeService(args.store, create=False) as service:
+        runner = ViewRunner(service, batch_size=args.batch)
+        work = runner.catch_up
+        if args.action == "rebuild":
+            work = runner.rebuild_online if args.online else runner.rebuild
+        started = time.perf_counter()
+        try:
+            with progress_bar(f"{args.action}: events") as progress:
+                projected = work(progress)
+        except ViewsUntrusted as error:
+            raise _untrusted(error, service) from None
+        status = runner.status()
+    report = ProjectionWork(
+        action=args.action,
+        projected=projected,
+        seconds=round(time.perf_counter() - started, 3),
+        status=ProjectionStatus.of(status),
+    )
+    if args.json:
+        print_json(report)
+    else:
+        print(f"{args.action}: projected {projected} events; {_status_line(status)}")
+    return EXIT_OK
 
 
 def cmd_projections(args: argparse.Namespace) -> int:
     if args.online and args.action != "rebuild":
-        print("iop projections: --online goes with rebuild", file=sys.stderr)
-        return EXIT_USAGE
-    with _service(args) as service:
-        runner = ViewRunner(service, batch_size=args.batch)
-        if args.action == "status":
-            status = runner.status()
-            if args.json:
-                print(
-                    json.dumps(
-                        {
-                            "position": status.position,
-                            "head": status.head,
-                            "lag": status.lag,
-                        }
-                    )
-                )
-            else:
-                print(_status_line(status))
-            return EXIT_OK
-        if args.action == "run":
-            stop = threading.Event()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stop.set())  # finish the batch, then stop
-            runner.run(stop, poll_seconds=args.poll)
-            return EXIT_OK
-        work = runner.catch_up
-        if args.action == "rebuild":
-            work = runner.rebuild_online if args.online else runner.rebuild
-        projected = work(progress_printer(args.action))
-        print(f"{args.action}: projected {projected} events; {_status_line(runner.status())}")
-    return EXIT_OK
+        raise problems.UsageProblem("projections: --online goes with rebuild")
+    if args.action == "status":
+        return cmd_projections_status(args)
+    if args.action == "run":
+        return cmd_projections_run(args)
+    return cmd_projections_work(args)
+
+
+JSON_MODELS: dict[str, type[Output]] = {
+    "audit verify": VerifyReport,
+    "projections status": ProjectionStatus,
+    "projections catch-up": ProjectionWork,
+    "projections rebuild": ProjectionWork,
+}
+"""Each read-side command's ``--json`` shape, for ``iop schema``."""
 
 
 def register(commands: Any) -> None:
     schedule = commands.add_parser("schedule", help="current hour schedules")
-    schedule.add_argument("--store")
-    schedule.add_argument("--week", help="ISO week such as 2026-W48 (default: this week)")
-    schedule.add_argument("--episode", help="one episode's schedule, taper and weeks")
+    arguments.add_store(schedule)
+    schedule.add_argument(
+        "--week", type=arguments.iso_week, help="ISO week such as 2026-W48 (default: this week)"
+    )
+    schedule.add_argument(
+        "--episode", type=arguments.episode_id, help="one episode's schedule, taper and weeks"
+    )
     schedule.add_argument("--level", choices=["2.1", "1"], help="only clients at this level")
-    schedule.add_argument("--json", action="store_true")
+    arguments.add_json(schedule)
     schedule.set_defaults(handler=cmd_schedule)
 
     audit_commands = commands.add_parser("audit", help="auditor's tools").add_subparsers(
-        dest="audit_command", required=True
+        dest="audit_command", required=True, metavar="ACTION", help="what to check or show"
     )
     hist = audit_commands.add_parser("history", help="an episode's entries in order")
-    hist.add_argument("episode")
-    hist.add_argument("--store")
+    hist.add_argument("episode", type=arguments.episode_id, help="the episode id")
+    arguments.add_store(hist)
     when = hist.add_mutually_exclusive_group()
-    when.add_argument("--as-of", help="as recorded at this time (ISO 8601 with zone)")
-    when.add_argument("--version", type=int, help="up to this version")
-    hist.add_argument("--format", choices=["text", "jsonl", "csv"], default="text")
+    when.add_argument(
+        "--as-of",
+        type=arguments.moment,
+        metavar="TIME",
+        help="as recorded at this ISO 8601 time with offset",
+    )
+    when.add_argument(
+        "--version", type=arguments.positive, help="up to this version (1 to the episode's head)"
+    )
+    hist.add_argument(
+        "--format", choices=["text", "jsonl", "csv"], default="text", help="output (text)"
+    )
     hist.set_defaults(handler=cmd_audit_history)
 
     verify = audit_commands.add_parser(
         "verify", help="entries, seals, snapshots, tracking and every view row"
     )
-    verify.add_argument("episodes", nargs="*", help="episode ids (default: all)")
-    verify.add_argument("--store")
-    verify.add_argument("--json", action="store_true")
-    verify.add_argument("--jobs", type=int, default=1, help="processes to verify with (default 1)")
+    verify.add_argument(
+        "episodes", nargs="*", type=arguments.episode_id, help="episode ids (default: all)"
+    )
+    arguments.add_store(verify)
+    arguments.add_json(verify)
+    verify.add_argument(
+        "--jobs", type=arguments.positive, default=1, help="processes to verify with (default 1)"
+    )
     verify.add_argument("--witness", help="check the store against this witness's checkpoints")
     verify.add_argument("--pubkey", help="public key file for the witness's checkpoints")
     verify.set_defaults(handler=cmd_audit_verify)
@@ -297,11 +453,20 @@ def register(commands: Any) -> None:
     attestation.register(audit_commands)
 
     proj = commands.add_parser("projections", help="keep the read side up to date")
-    proj.add_argument("action", choices=["status", "catch-up", "run", "rebuild"])
-    proj.add_argument("--store")
-    proj.add_argument("--batch", type=int, default=500, help="events per transaction")
-    proj.add_argument("--poll", type=float, default=1.0, help="seconds between catch-ups (run)")
-    proj.add_argument("--json", action="store_true")
+    proj.add_argument(
+        "action",
+        choices=["status", "catch-up", "run", "rebuild"],
+        help="status: where the views are; catch-up: project what is new; run: keep "
+        "catching up until stopped; rebuild: forget the views and project everything",
+    )
+    arguments.add_store(proj)
+    proj.add_argument(
+        "--batch", type=arguments.positive, default=500, help="events per transaction (500)"
+    )
+    proj.add_argument(
+        "--poll", type=arguments.seconds, default=1.0, help="seconds between catch-ups (run: 1)"
+    )
+    arguments.add_json(proj)
     proj.add_argument(
         "--online",
         action="store_true",

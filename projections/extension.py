@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from iop_episodes.application.output import Output, progress_bar
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.stepdown import CandidateSource
 from iop_episodes.domain.weeks import iso_week
@@ -21,8 +22,12 @@ class ReadSide:
     def candidates(self, service: EpisodeService) -> CandidateSource:
         return ScheduleCandidates(service)
 
+    def json_models(self) -> dict[str, type[Output]]:
+        return dict(cli.JSON_MODELS)
+
     def after_demo(self, service: EpisodeService, now: datetime) -> str:
         runner = ViewRunner(service)
-        runner.catch_up(cli.progress_printer("projections"))
+        with progress_bar("projecting") as progress:
+            runner.catch_up(progress)
         week = iso_week(now, service.program_timezone)
         return cli.schedule_table(program_schedule(runner.views, week), week)

@@ -10,6 +10,7 @@ last committed page.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 import weakref
@@ -24,6 +25,7 @@ from eventsourcing.persistence import (
     InternalError,
     Notification,
     OperationalError,
+    PersistenceError,
     Tracking,
     TrackingRecorder,
 )
@@ -52,13 +54,22 @@ _memory_views: weakref.WeakKeyDictionary[EpisodeService, MemoryEpisodeViews] = (
 )
 
 
-def open_views(service: EpisodeService) -> EpisodeViews:
-    """The views that follow this service's store, in the same database."""
+def open_views(
+    service: EpisodeService, env: dict[str, str] | None = None, *, create: bool = True
+) -> EpisodeViews:
+    """The views that follow this service's store, in the same database.
+
+    ``create`` makes their tables when missing; without it, tables that are
+    missing show when the views are first read.
+    """
     backend = service.store.backend
     if backend == "memory":
         return _memory_views.setdefault(service, MemoryEpisodeViews())
     factory = InfrastructureFactory.construct(
-        Environment("EpisodeViews", {**service.store.env, "CREATE_TABLE": "y"})
+        Environment(
+            "EpisodeViews",
+            {**(env or service.store.env), "CREATE_TABLE": "y" if create else "n"},
+        )
     )
     views: SqlViewsMixin
     if backend == "postgresql":
@@ -93,14 +104,34 @@ def _created(factory: InfrastructureFactory[Any], view_class: type[Any]) -> Trac
     raise AssertionError  # unreachable: the loop returns or raises
 
 
+class ViewsUntrusted(Exception):
+    """The views and their tracked position disagree: only a rebuild repairs them."""
+
+
 @dataclass(frozen=True)
 class Status:
     position: int
     head: int
+    projected: int | None = None
+    """Entries in the audit view (one per projected event), when counted."""
 
     @property
     def lag(self) -> int:
         return max(0, self.head - self.position)
+
+    @property
+    def past_head(self) -> bool:
+        """Tracked beyond the last stored event: the views follow another store's log."""
+        return self.position > self.head
+
+    @property
+    def behind_views(self) -> bool:
+        """The views hold more entries than their position covers: it was moved back."""
+        return self.projected is not None and self.projected > self.position
+
+    @property
+    def needs_rebuild(self) -> bool:
+        return self.past_head or self.behind_views
 
 
 class ViewRunner:
@@ -119,12 +150,21 @@ class ViewRunner:
 
     def status(self) -> Status:
         head = self.service.recorder.max_notification_id() or 0
-        return Status(self.views.position(), head)
+        return Status(self.views.position(), head, self.views.audit_count())
 
     def catch_up(self, progress: Progress | None = None) -> int:
-        """Project everything recorded so far; returns how many events."""
+        """Project everything recorded so far; returns how many events.
+
+        Raises ``ViewsUntrusted`` when the tracked position is past the
+        store's head, or when the views already hold entries after it.
+        """
         done = 0
         head = self.service.recorder.max_notification_id() or 0
+        if self.views.position() > head:
+            raise ViewsUntrusted(
+                f"the views' tracked position {self.views.position()} is past the store's "
+                f"last event {head}: they follow another store's log"
+            )
         while True:
             after = self.views.position()
             page = self.service.recorder.select_notifications(after + 1, self.batch_size)
@@ -135,6 +175,11 @@ class ViewRunner:
                 self.views.project(batch, Tracking(self.views.upstream, page[-1].id), after)
             except ViewsMoved:
                 continue  # another runner projected these; carry on from where it got
+            except (IntegrityError, sqlite3.IntegrityError, KeyError) as error:
+                raise ViewsUntrusted(
+                    f"the views already hold entries after their tracked position {after} "
+                    f"({type(error).__name__}): the position was moved back"
+                ) from error
             done += len(page)
             if progress is not None:
                 progress(page[-1].id, max(head, page[-1].id))
@@ -189,19 +234,65 @@ class ViewRunner:
 
         return built + self.views.switch_to(shadow, finish)
 
-    def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        poll_seconds: float = 1.0,
+        on_catch_up: Callable[[int], None] | None = None,
+    ) -> None:
         """Catch up, then keep catching up until ``stop`` is set.
 
         Between catch-ups the runner waits for the store's NOTIFY on
         PostgreSQL (``projections.wakeup``), for ``poll_seconds`` at most; on
-        SQLite and in memory it polls. A database that is busy or briefly
-        unreachable is logged and retried: each batch commits whole, so
-        nothing is lost.
+        SQLite and in memory it polls. ``on_catch_up`` hears how many events
+        each catch-up that found some projected. A database that is busy or
+        briefly unreachable is logged and retried: each batch commits whole,
+        so nothing is lost.
         """
         with wakeup_for(self.service) as wakeup:
             while not stop.is_set():
                 try:
-                    self.catch_up()
+                    projected = self.catch_up()
+                    if projected and on_catch_up is not None:
+                        on_catch_up(projected)
                 except (OperationalError, InterfaceError) as error:
                     LOG.warning("catch-up paused, retrying: %s", error)
                 wakeup.wait(stop, poll_seconds)
+
+
+def reading_views(service: EpisodeService, notice: Callable[[str], None]) -> EpisodeViews:
+    """Views that reflect the whole store, for a command that only reads.
+
+    The stored views when they are current, or can be caught up (a
+    read-only service still lets the views' own tables be written when the
+    database allows it); otherwise the views are built in memory from the
+    store for this command alone, and ``notice`` is told why. Nothing is
+    created: no view tables, no files.
+    """
+    if service.store.backend == "memory":
+        views = open_views(service)
+        ViewRunner(service, views).catch_up()
+        return views
+    reason = "the views cannot be read"
+    places = [service.store.views_env]  # read-write if the database allows, then read-only
+    if service.store.env != service.store.views_env:
+        places.append(service.store.env)
+    for env in places:
+        try:
+            views = open_views(service, env, create=False)
+            ViewRunner(service, views).catch_up()
+        except ViewsUntrusted as error:
+            reason = f"{error}; run iop projections rebuild to repair them"
+            break
+        except (PersistenceError, sqlite3.Error) as error:  # the views' batches use sqlite3 itself
+            reason = f"the views cannot be caught up here ({_first_line(error)})"
+            continue
+        return views
+    notice(f"reading the store directly: {reason}")
+    views = MemoryEpisodeViews()
+    ViewRunner(service, views).catch_up()
+    return views
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
+from iop_episodes.application.output import Number
 from iop_episodes.domain.catalog import Level
 from iop_episodes.domain.payloads import WeekEvidence
 from iop_episodes.domain.policy import EpisodeStanding, week_target
@@ -24,11 +25,11 @@ from projections.views import Activity, EpisodeViews
 
 class WeekSchedule(Model):
     week: str
-    target_hours: Decimal
-    attended_hours: Decimal
-    hours_by_modality: dict[str, Decimal]
+    target_hours: Number
+    attended_hours: Number
+    hours_by_modality: dict[str, Number]
     sessions: int
-    compliance: Decimal
+    compliance: Number
     """Attended over target, as a fraction rounded to two places."""
     negative_screens: int
     unexpected_positive_screens: int
@@ -50,8 +51,8 @@ class TaperStep(Model):
     version: int
     occurred_at: str
     week: str
-    from_hours: Decimal
-    to_hours: Decimal
+    from_hours: Number
+    to_hours: Number
     to_level: str
     decided_by: str
     decided_by_role: str
@@ -64,9 +65,9 @@ class EpisodeSchedule(Model):
     status: str
     age_group: str
     level: str | None
-    weekly_hours: Decimal | None
-    plan_weekly_hours: Decimal | None
-    plan_modality_hours: dict[str, Decimal]
+    weekly_hours: Number | None
+    plan_weekly_hours: Number | None
+    plan_modality_hours: dict[str, Number]
     plan_started_at: str | None
     discharged_at: str | None
     taper: list[TaperStep]
@@ -79,7 +80,7 @@ class ProgramRow(Model):
     episode_id: str
     level: str
     age_group: str
-    weekly_hours: Decimal
+    weekly_hours: Number
     week: WeekSchedule
 
 

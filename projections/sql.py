@@ -316,6 +316,10 @@ class SqlQueries:
             links.setdefault(record["episode_id"], []).append((record["version"], record["chain"]))
         return links
 
+    def audit_count(self, cursor: Cursor) -> int:
+        cursor.execute(self.dialect.sql("SELECT COUNT(*) AS entries FROM {audit}"))
+        return int(cursor.fetchall()[0]["entries"])
+
     def dump(self, cursor: Cursor) -> dict[str, list[tuple[Any, ...]]]:
         """Every row, sensitive columns opened, so two dumps compare by content."""
         tables = {}

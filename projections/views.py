@@ -117,6 +117,10 @@ class EpisodeViews(TrackingRecorder, ABC):
         """Every episode's (version, chain) pairs as the audit view holds them."""
 
     @abstractmethod
+    def audit_count(self) -> int:
+        """How many entries the audit view holds: one per projected event."""
+
+    @abstractmethod
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every view table, in key order: for comparing two views."""
 
@@ -222,6 +226,10 @@ class SqlViewsMixin(EpisodeViews, ABC):
     def audit_links(self) -> dict[str, list[tuple[int, str]]]:
         links: dict[str, list[tuple[int, str]]] = self._read(self.queries.audit_links)
         return links
+
+    def audit_count(self) -> int:
+        count: int = self._read(self.queries.audit_count)
+        return count
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         tables: dict[str, list[tuple[Any, ...]]] = self._read(self.queries.dump)
@@ -390,6 +398,9 @@ class MemoryEpisodeViews(EpisodeViews):
         for (episode_id, version), row in sorted(self.tables["audit"].items()):
             links.setdefault(episode_id, []).append((version, row.chain))
         return links
+
+    def audit_count(self) -> int:
+        return len(self.tables["audit"])
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         tables: dict[str, list[tuple[Any, ...]]] = {}

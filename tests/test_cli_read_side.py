@@ -252,11 +252,12 @@ def test_stepdown_run_after_the_demo_reports_and_a_rerun_adds_nothing(demo_url):
     again = json.loads(
         iop("stepdown", "run", "--store", demo_url, "--as-of", as_of, "--json").stdout
     )
-    assert again["counts"].get("stepped-down", 0) == 0
+    assert again["counts"]["stepped_down"] == 0
     dry = iop(
         "stepdown", "run", "--store", demo_url, "--as-of", "2026-03-02T07:00", "--json", expect=2
     )
-    assert "--as-of needs a timezone" in dry.stderr
+    assert "argument --as-of" in dry.stderr
+    assert "needs a timezone offset" in dry.stderr
 
 
 def run_at_once(count: int, *args: str) -> None:
@@ -298,7 +299,7 @@ def test_four_catch_ups_at_once_on_postgres(postgres_url):
 def assert_processes_opening_the_views_together_all_start(url: str) -> None:
     with EpisodeService(url) as service:  # the event tables exist; the view tables do not
         assert service.recorder.max_notification_id() is None
-    run_at_once(6, "projections", "status", "--store", url)
+    run_at_once(6, "projections", "catch-up", "--store", url)
 
 
 @pytest.mark.slow

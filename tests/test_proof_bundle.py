@@ -298,7 +298,7 @@ def test_prove_without_a_checkpoint_or_for_an_unknown_episode_exits_1(
     code, _, err = run(
         capsys, "audit", "prove", str(episodes[0]), "--store", sqlite_url, "--out", out_file
     )
-    assert (code, "no checkpoint yet" in err) == (1, True)
+    assert (code, "no checkpoint yet" in err) == (1, True), err
     run(capsys, "audit", "checkpoint", "--store", sqlite_url)
     unknown = "00000000-0000-4000-8000-000000000000"
     code, _, err = run(capsys, "audit", "prove", unknown, "--store", sqlite_url, "--out", out_file)
@@ -314,7 +314,7 @@ def test_verify_needs_witness_and_pubkey_together_and_an_existing_witness(
     keys = tmp_path / "keys.txt"
     keys.write_text(key_line(TEST_KEY) + "\n")
     code, _, err = run(capsys, "audit", "verify", "--store", sqlite_url, "--witness", str(keys))
-    assert (code, err) == (2, "iop audit verify: --witness and --pubkey go together\n")
+    assert (code, err) == (2, "iop: error: audit verify: --witness and --pubkey go together\n")
     missing = str(tmp_path / "none.jsonl")
     code, _, err = run(
         capsys,

@@ -205,14 +205,15 @@ def test_an_encrypted_sealed_store_loads_and_verifies(sqlite_url, clock, monkeyp
 def test_the_iop_command_names_an_entry_that_does_not_verify_without_a_traceback(
     sqlite_url, clock, monkeypatch
 ):
-    """iop audit history on a forged entry exits 1 with one line naming episode and version."""
+    """iop audit history on a forged entry exits 4 with one line naming episode and version."""
     with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
         episode_id = ten_entries(service, clock)
     tamper.insert_copy(sqlite_url, episode_id, 3, 11)
     monkeypatch.setenv("IOP_INTEGRITY_KEY", KEY)
-    done = iop("audit", "history", str(episode_id), "--store", sqlite_url, expect=1)
+    done = iop("audit", "history", str(episode_id), "--store", sqlite_url, expect=4)
     assert "Traceback" not in done.stderr
-    assert done.stderr.splitlines()[-1].startswith(f"iop: episode {episode_id} version 11: ")
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(f"iop: error: episode {episode_id} version 11: ")
 
 
 def test_a_catch_up_skips_an_entry_whose_seal_does_not_hold_and_goes_on(sqlite_url, clock, caplog):

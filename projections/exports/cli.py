@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from iop_episodes.application import arguments
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
 from iop_episodes.domain.catalog import DisclosureException
@@ -26,7 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _disclosure_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store")
+    arguments.add_store(parser)
     parser.add_argument("--recipient", required=True, help="who receives the records")
     parser.add_argument("--purpose", required=True, help="why, as the consent names it")
     parser.add_argument("--as", dest="actor", required=True, help="ID:ROLE of who discloses")
@@ -41,14 +42,6 @@ def _disclosure_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _moment(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        msg = f"--since needs a timezone, such as {text}Z"
-        raise ValueError(msg)
-    return moment
-
-
 def _named(error: errors.EpisodeError, command: str) -> str:
     notes = "; ".join(getattr(error, "__notes__", []))
     return f"iop {command}: refused{' (' + notes + ')' if notes else ''}: {error}"
@@ -58,7 +51,7 @@ def cmd_export_fhir(args: argparse.Namespace) -> int:
     if bool(args.episodes) == args.all:
         print("iop export fhir: name EPISODE ids or --all (not both)", file=sys.stderr)
         return EXIT_USAGE
-    with EpisodeService(args.store) as service:
+    with EpisodeService(args.store, create=False) as service:
         histories = api.episode_histories(service)
         wanted = list(histories) if args.all else [UUID(text) for text in args.episodes]
         missing = [episode_id for episode_id in wanted if episode_id not in histories]
@@ -66,7 +59,7 @@ def cmd_export_fhir(args: argparse.Namespace) -> int:
             print(f"iop export fhir: no episode {missing[0]}", file=sys.stderr)
             return EXIT_FAILED
         if args.since is not None:
-            since = _moment(args.since)
+            since = args.since
             wanted = [e for e in wanted if histories[e][-1].timestamp >= since]
         try:
             export = api.export_fhir_many(
@@ -112,7 +105,7 @@ def cmd_export_teds(args: argparse.Namespace) -> int:
     if end < start:
         print("iop export teds: --to is before --from", file=sys.stderr)
         return EXIT_USAGE
-    with EpisodeService(args.store) as service:
+    with EpisodeService(args.store, create=False) as service:
         try:
             export = api.export_teds(
                 service,
@@ -147,7 +140,7 @@ def cmd_export_teds(args: argparse.Namespace) -> int:
 
 
 def cmd_export_audit_report(args: argparse.Namespace) -> int:
-    with EpisodeService(args.store) as service:
+    with EpisodeService(args.store, create=False) as service:
         try:
             data = api.export_audit_report(
                 service,
@@ -176,7 +169,7 @@ def cmd_audit_disclosures(args: argparse.Namespace) -> int:
         date.fromisoformat(args.since) if args.since else accounting.three_years_before(today)
     )
     since = datetime.combine(since_day, time(0), tzinfo=UTC)
-    with EpisodeService(args.store) as service:
+    with EpisodeService(args.store, read_only=True) as service:  # it only reads
         rows = accounting.disclosures(service, client=args.client, since=since)
     if args.json:
         print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
@@ -188,32 +181,43 @@ def cmd_audit_disclosures(args: argparse.Namespace) -> int:
 def register(commands: Any, audit_commands: Any) -> None:
     """Add ``iop export`` and ``iop audit disclosures``."""
     exports = commands.add_parser("export", help="records that leave the program").add_subparsers(
-        dest="export_command", required=True
+        dest="export_command", required=True, metavar="KIND", help="what to export"
     )
     fhir = exports.add_parser("fhir", help="one FHIR R4 Bundle per episode")
     fhir.add_argument("episodes", nargs="*", help="episode ids")
     fhir.add_argument("--all", action="store_true", help="every episode in the store")
-    fhir.add_argument("--since", help="only episodes with entries recorded since (ISO, with zone)")
+    fhir.add_argument(
+        "--since",
+        type=arguments.moment,
+        metavar="TIME",
+        help="only episodes with entries recorded since this ISO 8601 time with offset",
+    )
     fhir.add_argument("--out", default="-", help="a directory, or - for NDJSON on stdout")
     fhir.add_argument("--transaction", action="store_true", help="transaction bundles")
-    fhir.add_argument("--patient-system", default=codes.CLIENT_REF_SYSTEM)
+    fhir.add_argument(
+        "--patient-system",
+        default=codes.CLIENT_REF_SYSTEM,
+        help=f"the identifier system of client references ({codes.CLIENT_REF_SYSTEM})",
+    )
     _disclosure_options(fhir)
     fhir.set_defaults(handler=cmd_export_fhir)
 
     teds = exports.add_parser("teds", help="TEDS admission or discharge records")
     kind = teds.add_mutually_exclusive_group(required=True)
-    kind.add_argument("--admissions", action="store_true")
-    kind.add_argument("--discharges", action="store_true")
+    kind.add_argument("--admissions", action="store_true", help="admission records")
+    kind.add_argument("--discharges", action="store_true", help="discharge records")
     teds.add_argument("--from", dest="from_date", required=True, help="first day, YYYY-MM-DD")
     teds.add_argument("--to", dest="to_date", required=True, help="last day, YYYY-MM-DD")
-    teds.add_argument("--format", choices=["csv", "json"], default="csv")
+    teds.add_argument("--format", choices=["csv", "json"], default="csv", help="output (csv)")
     teds.add_argument("--out", default="-", help="a file, or - for stdout")
     _disclosure_options(teds)
     teds.set_defaults(handler=cmd_export_teds)
 
     report = exports.add_parser("audit-report", help="an episode's audit history, disclosed")
-    report.add_argument("episode")
-    report.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    report.add_argument("episode", help="the episode id")
+    report.add_argument(
+        "--format", choices=["jsonl", "csv"], default="jsonl", help="output (jsonl)"
+    )
     report.add_argument("--out", default="-", help="a file, or - for stdout")
     _disclosure_options(report)
     report.set_defaults(handler=cmd_export_audit_report)
@@ -221,8 +225,8 @@ def register(commands: Any, audit_commands: Any) -> None:
     accounting_parser = audit_commands.add_parser(
         "disclosures", help="the accounting of disclosures (42 CFR Part 2)"
     )
-    accounting_parser.add_argument("--store")
+    arguments.add_store(accounting_parser)
     accounting_parser.add_argument("--client", help="only disclosures of this client reference")
     accounting_parser.add_argument("--since", help="from this day (default: three years ago)")
-    accounting_parser.add_argument("--json", action="store_true")
+    arguments.add_json(accounting_parser)
     accounting_parser.set_defaults(handler=cmd_audit_disclosures)

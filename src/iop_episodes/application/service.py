@@ -15,22 +15,25 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
+from zoneinfo import ZoneInfoNotFoundError
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
     MapperDeserialisationError,
+    PersistenceError,
 )
 
+from iop_episodes.application import problems
 from iop_episodes.application.clock import Clock, SystemClock
 from iop_episodes.domain import commands, errors
 from iop_episodes.domain.disclosure import ConsentTerms, Disclosure, consent_in_force
 from iop_episodes.domain.episode import Episode, Receipt
 from iop_episodes.domain.events import EpisodeEvent
 from iop_episodes.domain.state import EpisodeState
-from iop_episodes.domain.weeks import local
-from iop_episodes.infrastructure import pglocks
+from iop_episodes.domain.weeks import local, zone
+from iop_episodes.infrastructure import pglocks, pgprobe
 from iop_episodes.infrastructure.keys import IntegrityKey, IntegrityKeyError
 from iop_episodes.infrastructure.mapping import (
     EpisodeMapper,
@@ -39,13 +42,15 @@ from iop_episodes.infrastructure.mapping import (
     stored_link_and_canonical,
 )
 from iop_episodes.infrastructure.settings import (
-    integrity_key as configured_integrity_key,
-)
-from iop_episodes.infrastructure.settings import (
+    StorePathError,
+    StoreUrlError,
     parse_store,
     program_timezone,
     protection_env,
     store_url,
+)
+from iop_episodes.infrastructure.settings import (
+    integrity_key as configured_integrity_key,
 )
 from iop_episodes.infrastructure.transcoding import CanonicalDatetime, DateAsIso
 
@@ -83,33 +88,56 @@ class EpisodeService(Application[UUID]):
         timezone: str | None = None,
         env: Mapping[str, str] | None = None,
         integrity_key: IntegrityKey | str | None = None,
+        read_only: bool = False,
+        create: bool = True,
     ) -> None:
         """``integrity_key`` (or ``IOP_INTEGRITY_KEY``) seals entries and snapshots.
 
         A key is adopted only by a store that holds no unsealed entry: a
         store written without a key is refused with one (``StoreKeyError``).
+        ``read_only`` opens an existing, non-empty store and never writes to
+        it; without ``create``, the store must exist (its tables made by an
+        earlier service) but may be empty, and no table is created.
         """
-        self.store = parse_store(store_url(store))
+        try:
+            self.store = parse_store(store_url(store), read_only=read_only, create=create)
+        except StoreUrlError as error:
+            raise problems.UsageProblem(str(error)) from None
+        except StorePathError as error:
+            raise problems.StoreUnavailable(str(error)) from None
         try:
             self.integrity_key = configured_integrity_key(integrity_key)
         except IntegrityKeyError as error:
             raise errors.StoreKeyError(str(error)) from None
         self.clock: Clock = clock or SystemClock()
-        self.program_timezone = program_timezone(timezone)
+        self.program_timezone = _known_timezone(program_timezone(timezone))
+        if self.store.backend == "postgresql":
+            refused = pgprobe.unreachable(self.store.env)
+            if refused is not None:
+                raise problems.StoreUnavailable(
+                    f"store {self.store.display} cannot be reached: {refused}"
+                )
         # Processes starting at once on one PostgreSQL store would race to
         # create its tables ("tuple concurrently updated"): take turns.
         starting = (
             pglocks.held(self.store.env, "create-tables")
-            if self.store.backend == "postgresql"
+            if self.store.backend == "postgresql" and not read_only
             else contextlib.nullcontext()
         )
         try:
             with starting:
                 super().__init__({**self.store.env, **protection_env(), **(env or {})})
+        except PersistenceError as error:
+            raise problems.StoreUnavailable(
+                f"store {self.store.display} cannot be opened: {_first_line(error)}"
+            ) from None
         except ValueError as error:
             raise errors.StoreKeyError(
-                f"IOP_CIPHER_KEY is not a base64 AES key of 16, 24 or 32 bytes: {error}"
+                "IOP_CIPHER_KEY is not a base64 AES key of 16, 24 or 32 bytes "
+                f"({_first_line(error)}); set it to the key the store was written with"
             ) from None
+        if read_only or not create:
+            self._check_store_holds_events(empty_ok=not read_only)
         self._check_store_key()
         self._stripes = [threading.Lock() for _ in range(64)]
         self._replaying: Repository[UUID] = Repository(self.events)  # no snapshots, no cache
@@ -347,6 +375,26 @@ class EpisodeService(Application[UUID]):
         except Exception:
             LOG.exception("snapshot of %s not taken; it loads from its events", episode.id)
 
+    def _check_store_holds_events(self, *, empty_ok: bool = False) -> None:
+        """A reading command needs a store with events in it, not an empty one."""
+        try:
+            head = self.recorder.max_notification_id()
+        except PersistenceError as error:
+            reason = _first_line(error)
+            if "no such table" not in reason and "does not exist" not in reason:
+                raise problems.StoreUnavailable(
+                    f"store {self.store.display} cannot be read: {reason}"
+                ) from None
+            raise problems.StoreUnavailable(
+                f"store {self.store.display} holds no episode tables ({reason}): "
+                "check --store, or the schema (?schema=name) on PostgreSQL"
+            ) from None
+        if not head and not empty_ok:
+            raise problems.EmptyStore(
+                f"store {self.store.display} holds no events: check --store, or record "
+                "some first (iop demo fills an empty store)"
+            )
+
     def _check_store_key(self) -> None:
         """Fail at start-up, not mid-command, when the key cannot read the store."""
         first = self.recorder.select_notifications(None, 1)
@@ -363,8 +411,9 @@ class EpisodeService(Application[UUID]):
         except MapperDeserialisationError as error:
             protected = "with" if self.mapper.cipher else "without"
             raise errors.StoreKeyError(
-                f"store {self.store.url} cannot be read {protected} IOP_CIPHER_KEY "
-                f"as set: the first stored event does not decode ({error})"
+                f"store {self.store.display} cannot be read {protected} IOP_CIPHER_KEY "
+                f"as set: the first stored event does not decode ({_first_line(error)}); "
+                "set IOP_CIPHER_KEY to the key the store was written with"
             ) from None
 
     def _execute(
@@ -498,6 +547,21 @@ class EpisodeService(Application[UUID]):
                 f"episode {episode_id} had no entries recorded by {moment}"
             )
         return version
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _known_timezone(name: str) -> str:
+    try:
+        zone(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise problems.UsageProblem(
+            f"timezone {name!r} (--timezone or $IOP_TIMEZONE) is not an IANA timezone; "
+            "give one such as America/New_York"
+        ) from None
+    return name
 
 
 def _validated(command_type: type[C], cmd: C | Mapping[str, Any]) -> C:

@@ -11,9 +11,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
+from iop_episodes.application import arguments, problems
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit.bundle import ProofUnavailable, prove_episode
 from iop_episodes.audit.checkpoints import CheckpointMade, NoIntegrityKey, make_checkpoint
@@ -23,7 +24,7 @@ from iop_episodes.audit.witness import Witness, WitnessMissing
 from iop_episodes.infrastructure.keys import IntegrityKey, IntegrityKeyError
 from iop_episodes.infrastructure.settings import integrity_key, witness_path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def configured_key() -> IntegrityKey:
@@ -52,17 +53,16 @@ def attest(service: EpisodeService, witness: str, pubkey: str) -> Attestation:
     return verify_checkpoints(service, Witness.at(witness).lines(), read_keys(pubkey))
 
 
-def _fail(command: str, error: Exception) -> int:
-    print(f"iop audit {command}: {error}", file=sys.stderr)
-    return EXIT_USAGE
+def _fail(command: str, error: Exception) -> NoReturn:
+    raise problems.UsageProblem(f"audit {command}: {error}") from None
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
     try:
         key = configured_key()
     except (NoIntegrityKey, IntegrityKeyError) as error:
-        return _fail("checkpoint", error)
-    with EpisodeService(args.store) as service:
+        _fail("checkpoint", error)
+    with EpisodeService(args.store, create=False) as service:
         made = make_checkpoint(service, key, configured_witness(args.witness))
     print(made.line())
     if made.refused is not None:
@@ -76,7 +76,7 @@ def cmd_pubkey(args: argparse.Namespace) -> int:
         key = configured_key()
         added = args.out is not None and add_key(args.out, key)
     except (NoIntegrityKey, IntegrityKeyError, KeyFileError) as error:
-        return _fail("pubkey", error)
+        _fail("pubkey", error)
     print(key_line(key))
     if args.out is not None:
         print(f"{'added to' if added else 'already in'} {args.out}", file=sys.stderr)
@@ -84,11 +84,8 @@ def cmd_pubkey(args: argparse.Namespace) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    try:
-        episode_id = UUID(args.episode)
-    except ValueError:
-        return _fail("prove", ValueError(f"episode {args.episode!r} is not an episode id"))
-    with EpisodeService(args.store) as service:
+    episode_id: UUID = args.episode
+    with EpisodeService(args.store, create=False) as service:
         try:
             proven = prove_episode(service, episode_id)
         except ProofUnavailable as error:
@@ -110,7 +107,7 @@ def register(audit_commands: Any) -> None:
     checkpoint = audit_commands.add_parser(
         "checkpoint", help="sign the log's Merkle root and append it to the witness"
     )
-    checkpoint.add_argument("--store")
+    arguments.add_store(checkpoint)
     checkpoint.add_argument("--witness", help="file or directory (default: $IOP_WITNESS)")
     checkpoint.set_defaults(handler=cmd_checkpoint)
 
@@ -119,7 +116,7 @@ def register(audit_commands: Any) -> None:
     pubkey.set_defaults(handler=cmd_pubkey)
 
     prove = audit_commands.add_parser("prove", help="a proof bundle for one episode")
-    prove.add_argument("episode")
-    prove.add_argument("--store")
+    prove.add_argument("episode", type=arguments.episode_id, help="the episode id")
+    arguments.add_store(prove)
     prove.add_argument("--out", required=True, help="the bundle's JSON file")
     prove.set_defaults(handler=cmd_prove)

@@ -1,224 +1,194 @@
-"""The ``iop`` command: a thin shell over the public API."""
+"""The ``iop`` command: a thin shell over the public API.
+
+``main`` is the one place failures become exit codes: 0 ok, 1 a finding,
+2 usage, 3 store unavailable, 4 integrity or key problem (70 a bug, 130
+interrupted). Every
+failure is one line on stderr; ``iop --debug ...`` adds the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
+import re
+import sqlite3
 import sys
-import time
+import traceback
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
 
-from iop_episodes.application.service import EpisodeService
-from iop_episodes.application.stepdown import run_stepdown_sweep
-from iop_episodes.audit.checkpoints import NoIntegrityKey, make_checkpoint
-from iop_episodes.audit.commands import configured_key, configured_witness
-from iop_episodes.audit.integrity import store_digest, verify_store
+from eventsourcing.persistence import IntegrityError, MapperDeserialisationError, PersistenceError
+from pydantic import ValidationError
+
+from iop_episodes.application import problems
+from iop_episodes.application.output import Output, schema_of
 from iop_episodes.domain import errors
-from iop_episodes.entrypoints.demo import demo_clock, run_demo
-from iop_episodes.entrypoints.extensions import candidate_source, load_extensions
-from iop_episodes.entrypoints.scheduler import DEFAULT_CRON, run_scheduler
-from iop_episodes.infrastructure.settings import StoreUrlError, store_url
+from iop_episodes.entrypoints import commands
+from iop_episodes.entrypoints.extensions import load_extensions
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_STORE, EXIT_INTEGRITY, EXIT_BUG = 0, 1, 2, 3, 4, 70
 
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (problems.UsageProblem, EXIT_USAGE),
+    (problems.StoreUnavailable, EXIT_STORE),
+    (problems.IntegrityProblem, EXIT_INTEGRITY),
+    (errors.StoreKeyError, EXIT_INTEGRITY),
+    (errors.EntryIntegrityError, EXIT_INTEGRITY),
+    (errors.EpisodeNotFound, EXIT_USAGE),
+    (errors.EpisodeRuleError, EXIT_USAGE),
+    (ValidationError, EXIT_USAGE),
+    (IntegrityError, EXIT_INTEGRITY),
+    (MapperDeserialisationError, EXIT_INTEGRITY),
+    (PersistenceError, EXIT_STORE),
+    (sqlite3.Error, EXIT_STORE),
+    (errors.EpisodeError, EXIT_FINDING),
+    (ValueError, EXIT_USAGE),  # what commands raised for a bad value before problems existed
+)
+"""Which failure gives which exit code: the first class that matches wins."""
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+ADVICE = {
+    EXIT_STORE: "check --store or $IOP_STORE, and that the database is reachable",
+    EXIT_BUG: "this is a bug: run again with iop --debug and report the traceback",
+}
 
-
-def _reset(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        database = Path(unquote(parts.path)[1:])
-        for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
-            path.unlink(missing_ok=True)
-    elif parts.scheme != "memory":
-        msg = "--reset only removes SQLite files; empty a PostgreSQL store yourself"
-        raise StoreUrlError(msg)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    url = store_url(args.store)
-    if args.reset:
-        _reset(url)
-    clock = demo_clock()
-    with EpisodeService(url, clock=clock, timezone=args.timezone) as service:
-        held = service.recorder.max_notification_id()
-        if held:
-            print(
-                f"iop demo: store {url} already holds events (up to notification "
-                f"{held}); the demo needs an empty store: pass --reset to remove a "
-                "SQLite file, or --store with another URL",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        print(
-            f"iop demo: {args.clients} clients over {args.weeks} weeks "
-            f"(seed {args.seed}) into {url}",
-            flush=True,
-        )
-        started = time.perf_counter()
-        result = run_demo(
-            service,
-            clock,
-            clients=args.clients,
-            weeks=args.weeks,
-            seed=args.seed,
-            candidates=candidate_source(service),
-            progress=_progress if args.weeks * args.clients > 200 else None,
-        )
-        elapsed = time.perf_counter() - started
-        statuses = ", ".join(f"{k} {v}" for k, v in sorted(result.episodes_by_status.items()))
-        types = ", ".join(f"{k} {v}" for k, v in sorted(result.events_by_type.items()))
-        rejected = ", ".join(f"{k} {v}" for k, v in sorted(result.rejected.items()))
-        print(f"episodes by status: {statuses}")
-        print(f"events by type: {types}")
-        print(f"commands rejected by a rule: {rejected or 'none'}")
-        print(f"events stored: {result.events} in {elapsed:.1f} s")
-        for extension in load_extensions():
-            print(extension.after_demo(service, clock.now()))
-        findings = verify_store(service)
-        verdict = "ok" if not findings else f"FAILED ({len(findings)} findings)"
-        print(f"chain verification: {verdict}")
-        for finding in findings:
-            print(f"  {finding}")
-        print(_demo_checkpoint(service, args.witness))
-        print(f"store digest: {store_digest(service)}")
-    return EXIT_OK if not findings else EXIT_FAILED
+_URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]+@")
+_PASSWORD_FIELD = re.compile(r"(password\s*=\s*)\S+", re.IGNORECASE)
 
 
-def _demo_checkpoint(service: EpisodeService, witness: str | None) -> str:
-    """The demo's checkpoint line: signed with the integrity key, or why there is none."""
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (and no usage block above it)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("iop").strip()
+        where = f"{command}: " if command else ""
+        raise problems.UsageProblem(f"{where}{message} (see {self.prog} --help)")
+
+
+def package_version() -> str:
     try:
-        key = configured_key()
-    except NoIntegrityKey:
-        return "checkpoint: none (IOP_INTEGRITY_KEY is not set)"
-    made = make_checkpoint(service, key, configured_witness(witness))
-    refused = "" if made.refused is None else f"; not signed in from {made.refused}"
-    return made.line() + refused
+        return version("iop-episodes")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
-def _as_of(text: str | None) -> datetime:
-    if text is None:
-        return datetime.now(tz=UTC)
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        msg = f"--as-of needs a timezone, such as {text}Z or {text}-05:00"
-        raise ValueError(msg)
-    return moment
+def json_models() -> dict[str, type[Output]]:
+    """Every command's JSON shape: the write side's and each extension's."""
+    models = dict(commands.JSON_MODELS)
+    for extension in load_extensions():
+        # An extension written before json_models() existed publishes none.
+        models.update(getattr(extension, "json_models", dict)())
+    return models
 
 
-def cmd_stepdown_run(args: argparse.Namespace) -> int:
-    as_of = _as_of(args.as_of)
-    with EpisodeService(store_url(args.store), timezone=args.timezone) as service:
-        summary = run_stepdown_sweep(
-            service, candidate_source(service), as_of, dry_run=args.dry_run
-        )
-    if args.json:
-        print(json.dumps(summary.as_json(), indent=2))
+def cmd_schema(args: argparse.Namespace) -> int:
+    models = json_models()
+    name = " ".join(args.name)
+    if not name:
+        print("\n".join(sorted(models)))
         return EXIT_OK
-    for outcome in summary.outcomes:
-        print(f"{outcome.episode_id}  {outcome.outcome:<16}  {outcome.reason}")
-        if outcome.decision is not None and outcome.outcome == "stepped-down":
-            weeks = ", ".join(
-                f"{w.week} {w.attended_hours}/{w.target_hours}h "
-                f"neg {w.negative_screens} unexp {w.unexpected_positive_screens}"
-                for w in outcome.decision.evidence
-            )
-            print(f"    evidence: {weeks}")
-    print(summary.line())
-    return EXIT_OK
-
-
-def cmd_scheduler(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        key = configured_key()
-    except NoIntegrityKey as error:
-        if args.checkpoint_every is not None:
-            print(f"iop scheduler: --checkpoint-every: {error}", file=sys.stderr)
-            return EXIT_USAGE
-        key = None
-    witness = configured_witness(args.witness)
-    with EpisodeService(store_url(args.store), timezone=args.timezone) as service:
-        checkpoint = None if key is None else lambda: make_checkpoint(service, key, witness).line()
-        run_scheduler(
-            service,
-            candidate_source(service),
-            cron=args.cron,
-            timezone=args.timezone,
-            checkpoint=checkpoint,
-            checkpoint_every=args.checkpoint_every,
-        )
+    if name not in models:
+        msg = f"no JSON output named {name!r}; one of: {', '.join(sorted(models))}"
+        raise problems.UsageProblem(msg)
+    print(json.dumps(schema_of(models[name]), indent=2))
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="iop", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    demo = commands.add_parser("demo", help="simulate a program into an empty store")
-    demo.add_argument("--store", help="store URL (default: $IOP_STORE or sqlite:///iop.db)")
-    demo.add_argument("--clients", type=int, default=60)
-    demo.add_argument("--weeks", type=int, default=16)
-    demo.add_argument("--seed", type=int, default=1)
-    demo.add_argument(
-        "--timezone",
-        help="program timezone (default: $IOP_TIMEZONE or America/New_York)",
+    parser = Parser(prog="iop", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"iop {package_version()}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback when a command fails"
     )
-    demo.add_argument("--reset", action="store_true", help="remove the SQLite store first")
-    demo.add_argument("--witness", help="checkpoint witness file or directory ($IOP_WITNESS)")
-    demo.set_defaults(handler=cmd_demo)
-
-    stepdown = commands.add_parser("stepdown", help="the step-down job").add_subparsers(
-        dest="stepdown_command", required=True
+    subcommands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (iop COMMAND --help)"
     )
-    sweep = stepdown.add_parser("run", help="run one step-down sweep now")
-    sweep.add_argument("--store")
-    sweep.add_argument("--as-of", help="ISO 8601 time with zone (default: now)")
-    sweep.add_argument("--dry-run", action="store_true", help="decide, record nothing")
-    sweep.add_argument("--timezone")
-    sweep.add_argument("--json", action="store_true")
-    sweep.set_defaults(handler=cmd_stepdown_run)
-
-    scheduler = commands.add_parser("scheduler", help="run the sweep on a cron schedule")
-    scheduler.add_argument("--store")
-    scheduler.add_argument(
-        "--cron",
-        default=DEFAULT_CRON,
-        help="5 fields, or 6 with seconds first (default: 0 2 * * *)",
+    commands.register(subcommands)
+    schema = subcommands.add_parser("schema", help="the JSON Schema of a command's --json output")
+    schema.add_argument(
+        "name", nargs="*", help="the command, such as: projections status (none: list them)"
     )
-    scheduler.add_argument("--timezone", help="(default: $IOP_TIMEZONE or America/New_York)")
-    scheduler.add_argument("--witness", help="checkpoint witness file or directory ($IOP_WITNESS)")
-    scheduler.add_argument(
-        "--checkpoint-every",
-        type=float,
-        metavar="SECONDS",
-        help="also sign a checkpoint this often (needs IOP_INTEGRITY_KEY)",
-    )
-    scheduler.set_defaults(handler=cmd_scheduler)
-
+    schema.set_defaults(handler=cmd_schema)
     for extension in load_extensions():
-        extension.register(commands)
+        extension.register(subcommands)
     return parser
 
 
+def masked(text: str) -> str:
+    """The text with passwords and the cipher key blotted out."""
+    text = _PASSWORD_FIELD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
+    key = os.environ.get("IOP_CIPHER_KEY")
+    return text.replace(key, "***") if key and len(key) >= 8 else text
+
+
+def exit_code_of(error: BaseException) -> int:
+    for kind, code in EXIT_CODES:
+        if isinstance(error, kind):
+            return code
+    return EXIT_BUG
+
+
+def report(error: BaseException, *, debug: bool) -> int:
+    """One line on stderr (the traceback too with --debug); the exit code."""
+    code = exit_code_of(error)
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    message = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = f"{where}: {first['msg']}"
+    elif code in ADVICE and not isinstance(error, problems.Problem):
+        message = f"{type(error).__name__}: {message}; {ADVICE[code]}"
+    print(f"iop: error: {masked(message)}", file=sys.stderr)
+    return code
+
+
+def quiet_broken_pipe() -> int:
+    """The reader went away (``iop ... | head``): stop without a word."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_OK
+
+
+class MaskingFormatter(logging.Formatter):
+    """No password in any log line, and tracebacks only with --debug."""
+
+    def __init__(self, *, debug: bool) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.debug = debug
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not self.debug and record.exc_info:
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+        return masked(super().format(record))
+
+
+def configure_logging(command: str, *, debug: bool) -> None:
+    """The scheduler logs what it does; other commands only warnings (output says the rest)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(MaskingFormatter(debug=debug))
+    level = logging.INFO if command == "scheduler" or debug else logging.WARNING
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in raw
     try:
+        args = build_parser().parse_args(raw)
+        configure_logging(args.command, debug=debug)
         code: int = args.handler(args)
-    except (StoreUrlError, ValueError) as error:
-        print(f"iop: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except (errors.EntryIntegrityError, errors.StoreKeyError) as error:
-        print(f"iop: {error}", file=sys.stderr)  # a store that does not verify: said, not traced
-        return EXIT_FAILED
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+    except KeyboardInterrupt:
+        print("iop: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001  (the one place a failure becomes an exit code)
+        return report(error, debug=debug)
     return code
 
 

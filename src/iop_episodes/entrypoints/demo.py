@@ -14,6 +14,7 @@ recorded late and a few are corrected. Everything goes through
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,12 @@ from uuid import UUID, uuid5
 
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
-from iop_episodes.application.stepdown import CandidateSource, run_stepdown_sweep
+from iop_episodes.application.stepdown import (
+    SCHEDULER_ACTOR,
+    CandidateSource,
+    run_stepdown_sweep,
+)
+from iop_episodes.audit.integrity import notifications
 from iop_episodes.domain import errors
 from iop_episodes.domain.catalog import (
     EXPECTED_WHEN_PRESCRIBED,
@@ -41,7 +47,9 @@ from iop_episodes.domain.catalog import (
     Substance,
     Topic,
 )
-from iop_episodes.domain.weeks import zone
+from iop_episodes.domain.events import EpisodeEvent
+from iop_episodes.domain.state import EpisodeState
+from iop_episodes.domain.weeks import iso_week, zone
 
 DEMO_NAMESPACE = UUID("0b6b3f4e-8d0a-5e62-a1c4-7c9e2d5f8a31")
 START_MONDAY = date(2026, 1, 5)
@@ -88,6 +96,9 @@ class DemoResult:
     events_by_type: Counter[str]
     rejected: Counter[str]
     events: int
+    last_week: str = ""
+    active_in_last_week: int = 0
+    """Clients with a plan during the last week, discharged in it or not: the schedule's count."""
 
 
 def actor(rng: random.Random, role: str) -> dict[str, str]:
@@ -106,7 +117,7 @@ class ProgramSimulation:
         weeks: int,
         seed: int,
         candidates: CandidateSource | None = None,
-        progress: Callable[[str], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.service = service
         self.candidates = candidates
@@ -163,7 +174,7 @@ class ProgramSimulation:
             today = START_MONDAY + timedelta(days=day)
             self._day(day, today)
             if self.progress and today.weekday() == 6:
-                self.progress(f"week {day // 7 + 1}/{self.weeks} simulated")
+                self.progress(day // 7 + 1, self.weeks)  # weeks simulated, of all
         return self._result()
 
     def _at(self, today: date, hour: int, minute: int = 0) -> datetime:
@@ -547,16 +558,27 @@ class ProgramSimulation:
     def _result(self) -> DemoResult:
         by_type: Counter[str] = Counter()
         by_status: Counter[str] = Counter()
-        events = 0
+        events = active_in_last_week = 0
+        timezone = self.service.program_timezone
+        last_week = iso_week(self.clock.now(), timezone)
         for client in self.clients:
             if client.status == "waiting":
                 continue
             state = self.service.episode(client.episode_id)
             by_status[state.status] += 1
+            active_in_last_week += _active_during(state, last_week)
             for entry in self.service.history(client.episode_id):
                 by_type[type(entry).__name__] += 1
                 events += 1
-        return DemoResult(by_status, by_type, self.rejected, events)
+        return DemoResult(by_status, by_type, self.rejected, events, last_week, active_in_last_week)
+
+
+def _active_during(state: EpisodeState, week: str) -> bool:
+    """In the program that week: planned by its end, not discharged before it began."""
+    timezone = state.program_timezone
+    if state.plan_started_at is None or iso_week(state.plan_started_at, timezone) > week:
+        return False
+    return state.discharged_at is None or iso_week(state.discharged_at, timezone) >= week
 
 
 def run_demo(
@@ -567,7 +589,7 @@ def run_demo(
     weeks: int,
     seed: int,
     candidates: CandidateSource | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DemoResult:
     """Simulate; ``candidates`` (the hour schedule's) lets the step-down job run."""
     simulation = ProgramSimulation(
@@ -584,3 +606,30 @@ def run_demo(
 
 def demo_clock() -> SimulatedClock:
     return SimulatedClock(datetime.combine(START_MONDAY, time(0), tzinfo=UTC))
+
+
+DEMO_ASSESSMENT = re.compile(r"demo-(\d+)-(\d+)-assess")
+DEMO_ACTORS = frozenset(
+    {member for members in STAFF.values() for member in members} | {SCHEDULER_ACTOR["id"]}
+)
+
+
+def not_demo_data(service: EpisodeService) -> str | None:
+    """Why the store holds something the demo did not write, or None when it holds only demo data.
+
+    A demo episode's id is derived from the demo's namespace and its
+    assessment's ``command_id``; every entry is by a demo staff member or
+    the step-down job.
+    """
+    for notification in notifications(service):
+        event = service.mapper.to_domain_event(notification)
+        episode = event.originator_id
+        if not isinstance(event, EpisodeEvent):
+            return f"entry {notification.id} is not an episode entry"
+        if event.actor.get("id") not in DEMO_ACTORS:
+            return f"episode {episode} has an entry by {event.actor.get('id')!r}, not demo staff"
+        if event.originator_version == 1:
+            found = DEMO_ASSESSMENT.fullmatch(str(getattr(event, "command_id", "")))
+            if found is None or episode != uuid5(DEMO_NAMESPACE, f"{found[1]}:{found[2]}"):
+                return f"episode {episode} is not a demo episode"
+    return None

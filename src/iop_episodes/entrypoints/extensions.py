@@ -7,10 +7,12 @@ through this protocol without naming it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
+from iop_episodes.application.output import Output
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.stepdown import CandidateSource
 
@@ -28,6 +30,10 @@ class Extension(Protocol):
 
     def after_demo(self, service: EpisodeService, now: datetime) -> str:
         """Text to print after the demo's summary, before its digest line."""
+        ...
+
+    def json_models(self) -> Mapping[str, type[Output]]:
+        """Each of its commands' ``--json`` shapes, by command name, for ``iop schema``."""
         ...
 
 

@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
-from eventsourcing.persistence import InterfaceError, Tracking, TrackingRecorder
+from eventsourcing.persistence import InterfaceError, OperationalError, Tracking, TrackingRecorder
 from eventsourcing.sqlite import (
     SQLITE3_DEFAULT_LOCK_TIMEOUT,
     SQLiteConnection,
@@ -85,11 +85,19 @@ class StatementCachingPool(SQLiteConnectionPool):
             )
         except (sqlite3.Error, TypeError) as error:
             raise InterfaceError(error) from error
-        if not self.is_sqlite_memory_mode and not self.is_journal_mode_wal:
-            (mode,) = connection.execute("PRAGMA journal_mode;").fetchone()
-            if mode.lower() != "wal":
-                connection.execute("PRAGMA journal_mode=WAL;")
-                self.journal_mode_was_changed_to_wal = True
+        # Two changes of ours: a read-only connection (mode=ro) leaves the journal
+        # mode alone, and a file that refuses the switch (read-only, not a
+        # database) raises the library's error type, not sqlite3's.
+        read_only = "mode=ro" in self.db_name
+        if not self.is_sqlite_memory_mode and not self.is_journal_mode_wal and not read_only:
+            try:
+                (mode,) = connection.execute("PRAGMA journal_mode;").fetchone()
+                if mode.lower() != "wal":
+                    connection.execute("PRAGMA journal_mode=WAL;")
+                    self.journal_mode_was_changed_to_wal = True
+            except sqlite3.Error as error:
+                connection.close()
+                raise OperationalError(error) from error
             self.is_journal_mode_wal = True
         connection.row_factory = sqlite3.Row
         return SQLiteConnection(sqlite_conn=connection, max_age=self.max_age)

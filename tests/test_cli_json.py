@@ -1,0 +1,136 @@
+"""Every command's --json output validates against the schema ``iop schema`` publishes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from iop_episodes.entrypoints.cli import json_models
+from tests.clirun import iop, make_demo
+
+AS_OF = "2026-02-09T07:00:00-05:00"  # the Monday after the demo's fifth week
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(make_demo(tmp_path_factory.mktemp("demo") / "demo.db")[len("sqlite:///") :])
+
+
+@pytest.fixture
+def store(demo: Path, tmp_path: Path) -> str:
+    copy = tmp_path / "copy.db"
+    shutil.copy(demo, copy)
+    return f"sqlite:///{copy}"
+
+
+def test_iop_schema_lists_every_published_shape():
+    """iop schema with no name lists the commands that have a JSON shape."""
+    done = iop("schema")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == NAMES
+
+
+def schema(name: str) -> dict[str, Any]:
+    done = iop("schema", *name.split())
+    assert done.returncode == 0, done.stderr
+    found: dict[str, Any] = json.loads(done.stdout)
+    jsonschema.Draft202012Validator.check_schema(found)
+    return found
+
+
+def invocation(name: str, store: str, tmp_path: Path) -> list[str]:
+    """How to run a command for its JSON: most need only the store; these need more."""
+    special = {
+        "demo": [
+            "demo",
+            "--store",
+            f"sqlite:///{tmp_path}/new.db",
+            "--clients",
+            "4",
+            "--weeks",
+            "2",
+        ],
+        "stepdown run": ["stepdown", "run", "--store", store, "--as-of", AS_OF],
+    }
+    return [*special.get(name, [*name.split(), "--store", store]), "--json"]
+
+
+NAMES = sorted(json_models())
+
+
+def test_the_write_and_projection_commands_publish_their_shapes():
+    """demo, stepdown run, audit verify and projections status|catch-up|rebuild each have one."""
+    expected = {"demo", "stepdown run", "audit verify"} | {
+        f"projections {action}" for action in ("status", "catch-up", "rebuild")
+    }
+    assert expected <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_json_output_validates_against_its_published_schema(name, store, tmp_path):
+    """Run the command with --json; its stdout is one JSON value matching its schema."""
+    done = iop(*invocation(name, store, tmp_path))
+    assert done.returncode == 0, done.stderr
+    jsonschema.validate(json.loads(done.stdout), schema(name))
+
+
+def test_an_unknown_schema_name_is_a_usage_error():
+    """iop schema banana: exit 2 listing the names there are."""
+    done = iop("schema", "banana")
+    assert done.returncode == 2
+    assert "projections status" in done.stderr
+
+
+def test_stepdown_json_keeps_zero_counts_and_gives_hours_as_numbers(store):
+    """A second sweep steps nobody down: every count is still there, hours are numbers."""
+    first = iop("stepdown", "run", "--store", store, "--as-of", AS_OF, "--json")
+    assert first.returncode == 0, first.stderr
+    again = json.loads(iop("stepdown", "run", "--store", store, "--as-of", AS_OF, "--json").stdout)
+    assert again["counts"]["stepped_down"] == 0
+    assert set(again["counts"]) == {"stepped_down", "held", "already_recorded", "skipped", "error"}
+    decision = again["decisions"][0]["decision"]
+    assert isinstance(decision["from_weekly_hours"], int | float)
+    assert all(isinstance(week["target_hours"], int | float) for week in decision["evidence"])
+
+
+def test_catch_up_and_rebuild_print_json(store):
+    """projections catch-up --json and rebuild --json print JSON, not text."""
+    catch_up = json.loads(iop("projections", "catch-up", "--store", store, "--json").stdout)
+    assert catch_up["projected"] == 0
+    rebuild = json.loads(iop("projections", "rebuild", "--store", store, "--json").stdout)
+    assert rebuild["projected"] == rebuild["status"]["head"] > 0
+    assert rebuild["status"]["lag"] == 0
+
+
+def test_verify_json_says_what_it_checked(store):
+    """audit verify --json counts the episodes and entries it checked."""
+    report = json.loads(iop("audit", "verify", "--store", store, "--json").stdout)
+    assert report["ok"] is True
+    assert report["episodes"] == 8
+    assert report["entries"] > report["episodes"]
+    assert report["view_rows"] > 0
+    assert report["findings"] == []
+
+
+def test_docs_cli_json_is_what_iop_schema_prints():
+    """docs/cli-json.md holds every published shape exactly (python scripts/cli_json_docs.py)."""
+    from scripts.cli_json_docs import DOC, document  # noqa: PLC0415
+
+    assert DOC.read_text() == document(), "docs/cli-json.md is stale: run scripts/cli_json_docs.py"
+
+
+def test_schedule_hours_are_json_numbers(store):
+    """schedule --json: weekly and target hours are numbers, 15 rather than "15"."""
+    done = iop("schedule", "--store", store, "--week", "2026-W05", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert rows
+    for row in rows:
+        assert isinstance(row["weekly_hours"], int | float)
+        assert isinstance(row["week"]["target_hours"], int | float)
+        assert isinstance(row["week"]["compliance"], int | float)
