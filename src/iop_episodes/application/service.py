@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
@@ -28,8 +29,12 @@ from iop_episodes.domain import commands, errors
 from iop_episodes.domain.disclosure import ConsentTerms, Disclosure, consent_in_force
 from iop_episodes.domain.episode import Episode, Receipt
 from iop_episodes.domain.events import EpisodeEvent
+from iop_episodes.domain.evidence import standing_of, weeks_of
+from iop_episodes.domain.payloads import WeekEvidence
+from iop_episodes.domain.policy import EpisodeStanding
+from iop_episodes.domain.rules import RuleSettings
 from iop_episodes.domain.state import EpisodeState
-from iop_episodes.domain.weeks import local
+from iop_episodes.domain.weeks import iso_week, local, previous_weeks
 from iop_episodes.infrastructure import pglocks
 from iop_episodes.infrastructure.keys import IntegrityKey, IntegrityKeyError
 from iop_episodes.infrastructure.mapping import (
@@ -45,6 +50,7 @@ from iop_episodes.infrastructure.settings import (
     parse_store,
     program_timezone,
     protection_env,
+    rule_settings,
     store_url,
 )
 from iop_episodes.infrastructure.transcoding import CanonicalDatetime, DateAsIso
@@ -57,6 +63,18 @@ SNAPSHOT_INTERVAL = 20
 MAX_ATTEMPTS = 5
 
 C = TypeVar("C", bound=commands.Command)
+
+IDEMPOTENCY_SCOPE = "episode"
+"""A ``command_id`` identifies one command within one episode (see the README)."""
+
+
+@dataclass(frozen=True)
+class DecisionBasis:
+    """What a step-down decision is made from: the episode's own entries, as stored."""
+
+    standing: EpisodeStanding
+    weeks: list[WeekEvidence]
+    version: int
 
 
 class EpisodeService(Application[UUID]):
@@ -83,6 +101,7 @@ class EpisodeService(Application[UUID]):
         timezone: str | None = None,
         env: Mapping[str, str] | None = None,
         integrity_key: IntegrityKey | str | None = None,
+        rules: RuleSettings | None = None,
     ) -> None:
         """``integrity_key`` (or ``IOP_INTEGRITY_KEY``) seals entries and snapshots.
 
@@ -96,6 +115,7 @@ class EpisodeService(Application[UUID]):
             raise errors.StoreKeyError(str(error)) from None
         self.clock: Clock = clock or SystemClock()
         self.program_timezone = program_timezone(timezone)
+        self.rules: RuleSettings = rules or rule_settings()
         # Processes starting at once on one PostgreSQL store would race to
         # create its tables ("tuple concurrently updated"): take turns.
         starting = (
@@ -160,6 +180,10 @@ class EpisodeService(Application[UUID]):
 
     def step_down(self, cmd: commands.StepDownHours | Mapping[str, Any]) -> Receipt:
         return self._execute(_validated(commands.StepDownHours, cmd), Episode.step_down)
+
+    def recertify(self, cmd: commands.Recertify | Mapping[str, Any]) -> Receipt:
+        """A physician renews a Medicare certification (due within 60 days of the last)."""
+        return self._execute(_validated(commands.Recertify, cmd), Episode.recertify)
 
     def discharge(self, cmd: commands.Discharge | Mapping[str, Any]) -> Receipt:
         return self._execute(_validated(commands.Discharge, cmd), Episode.discharge)
@@ -258,13 +282,12 @@ class EpisodeService(Application[UUID]):
                         episodes[command.episode_id] = self._load(command.episode_id)
                     episode = episodes[command.episode_id]
                     try:
-                        receipts.append(episode.record_session(command, now))
+                        receipts.append(episode.record_session(command, now, self.rules))
                     except errors.EpisodeRuleError as error:
                         self._evict(*episodes.values())  # earlier items changed them
                         if self._evict_if_stale(episode):
                             break
-                        error.add_note(f"roster item {index} (episode {command.episode_id})")
-                        raise
+                        raise _in_roster(error, index, command.episode_id) from None
                 else:
                     if self._saved(*episodes.values()):
                         return receipts
@@ -291,6 +314,18 @@ class EpisodeService(Application[UUID]):
             if self._evict_if_stale(episode):
                 episode = self._load(episode_id)
             return EpisodeState.of(episode)
+
+    def decision_basis(self, episode_id: UUID, as_of: datetime, weeks: int) -> DecisionBasis | None:
+        """The standing and last ``weeks`` complete weeks of an active episode, from the store."""
+        with self._locked([episode_id]):
+            episode = self._load(episode_id)
+            if self._evict_if_stale(episode):
+                episode = self._load(episode_id)
+            standing = standing_of(episode)
+            if standing is None:
+                return None
+            window = previous_weeks(iso_week(as_of, episode.program_timezone), weeks)
+            return DecisionBasis(standing, weeks_of(episode, window), episode.version)
 
     def history(self, episode_id: UUID) -> Iterator[EpisodeEvent]:
         """The episode's entries in version order, upcast to current classes, links checked."""
@@ -370,14 +405,14 @@ class EpisodeService(Application[UUID]):
     def _execute(
         self,
         command: C,
-        decide: Callable[[Episode, C, datetime], Receipt],
+        decide: Callable[[Episode, C, datetime, RuleSettings], Receipt],
     ) -> Receipt:
         episode_id: UUID = command.episode_id  # type: ignore[attr-defined]  # every EpisodeCommand has it
         for _ in range(MAX_ATTEMPTS):
             with self._stripes[hash(episode_id) % len(self._stripes)]:
                 episode = self._load(episode_id)
                 try:
-                    receipt = decide(episode, command, self.clock.now())
+                    receipt = decide(episode, command, self.clock.now(), self.rules)
                 except errors.EpisodeRuleError:
                     if self._evict_if_stale(episode):
                         continue  # judged on a stale copy: judge again on the store's
@@ -498,6 +533,17 @@ class EpisodeService(Application[UUID]):
                 f"episode {episode_id} had no entries recorded by {moment}"
             )
         return version
+
+
+def _in_roster(error: errors.EpisodeRuleError, index: int, episode_id: UUID) -> Exception:
+    """The same rule error, its message and field naming the roster item that broke it."""
+    message = str(error).removeprefix(f"[{error.rule}] ")
+    named = type(error)(
+        f"roster item {index} (episode {episode_id}): {message}",
+        field=f"[{index}].{error.field or 'episode_id'}",
+    )
+    named.add_note(f"roster item {index} (episode {episode_id})")
+    return named
 
 
 def _validated(command_type: type[C], cmd: C | Mapping[str, Any]) -> C:

@@ -1,6 +1,6 @@
 """The chained entries: an envelope, a validated payload and a chain link.
 
-Eleven are an episode's; ``Disclosed`` creates a ``Disclosure`` (one per
+Twelve are an episode's; ``Disclosed`` creates a ``Disclosure`` (one per
 export) and is chained, sealed and stored exactly like them.
 
 Each event keeps its payload in canonical JSON form (``payload``) and its
@@ -25,6 +25,7 @@ from iop_episodes.domain.catalog import (
     Level,
     age_group_at,
 )
+from iop_episodes.domain.screening import screen_meaning
 from iop_episodes.domain.weeks import age_on, iso_week, local
 
 if TYPE_CHECKING:
@@ -96,11 +97,21 @@ class Assessed(EpisodeEvent, Aggregate.Created):
 
 class PlanCreated(EpisodeEvent):
     payload_type = payloads.PlanCreated
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Version 2 records the Medicare certification's date and hours."""
+        state["payload"]["certified_on"] = None
+        state["payload"]["certified_weekly_hours"] = None
 
     def evolve(self, episode: Episode) -> None:
         details = payloads.PlanCreated.model_validate(self.payload)
         episode.plan_started_at = self.occurred_at
         episode.weekly_hours = details.weekly_hours
+        episode.plan_weekly_hours = details.weekly_hours
+        if details.certified_on is not None:
+            episode.certifications = sorted({*episode.certifications, str(details.certified_on)})
         episode.level = Level.INTENSIVE_OUTPATIENT
         episode.medications = sorted(details.medications)
         if details.detox_completed_on is not None:
@@ -116,23 +127,57 @@ class SessionAttended(EpisodeEvent):
         """Version 2 added ``setting``; every version 1 session was on site."""
         state["payload"]["setting"] = "on_site"
 
+    def evolve(self, episode: Episode) -> None:
+        _add_care(self, episode, int(self.payload["minutes"]))
+
 
 class MedicationDispensed(EpisodeEvent):
     payload_type = payloads.MedicationDispensed
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Version 2 records the take-home policy; version 1 doses were judged by none."""
+        state["payload"]["take_home_policy"] = None
+
+    def evolve(self, episode: Episode) -> None:
+        _add_care(self, episode, int(self.payload["take_home_doses"]))
 
 
 class ScreenResulted(EpisodeEvent):
     payload_type = payloads.ScreenResulted
+
+    def evolve(self, episode: Episode) -> None:
+        meaning = screen_meaning(self.payload["results"], episode.medications)
+        _add_care(self, episode, 0, meaning)
 
 
 class StepDown(EpisodeEvent):
     payload_type = payloads.StepDown
 
     def evolve(self, episode: Episode) -> None:
-        episode.weekly_hours = Decimal(self.payload["to_weekly_hours"])
-        episode.level = Level(self.payload["to_level"])
-        episode.last_step_down_week = iso_week(self.occurred_at, episode.program_timezone)
-        episode.step_downs += 1
+        _add_care(self, episode, 0)
+        step = [
+            self.originator_version,
+            self.occurred_at,
+            self.payload["to_weekly_hours"],
+            self.payload["to_level"],
+        ]
+        # Tapers are kept in clinical order: a late step-down slots in by occurred_at.
+        episode.tapers = sorted([*episode.tapers, step], key=lambda t: (t[1], t[0]))
+        latest = episode.tapers[-1]
+        episode.weekly_hours = Decimal(latest[2])
+        episode.level = Level(latest[3])
+        episode.last_step_down_week = iso_week(latest[1], episode.program_timezone)
+        episode.step_downs = len(episode.tapers)
+
+
+class Recertified(EpisodeEvent):
+    payload_type = payloads.Recertified
+
+    def evolve(self, episode: Episode) -> None:
+        _add_care(self, episode, 0)
+        episode.certifications = sorted({*episode.certifications, self.payload["certified_on"]})
 
 
 class Discharged(EpisodeEvent):
@@ -151,8 +196,31 @@ class EntryCorrected(EpisodeEvent):
     payload_type = payloads.EntryCorrected
 
     def evolve(self, episode: Episode) -> None:
+        target = int(self.payload["target_version"])
         if self.payload["action"] == "void":
-            episode.voided.append(int(self.payload["target_version"]))
+            episode.voided.append(target)
+            return
+        amended = self.payload["amended"]
+        for entry in episode.care:
+            if entry[0] != target:
+                continue
+            if entry[2] == "SessionAttended":
+                entry[3] = int(amended["minutes"])
+            elif entry[2] == "MedicationDispensed":
+                entry[3] = int(amended.get("take_home_doses", 0))
+            elif entry[2] == "ScreenResulted":
+                entry[4] = screen_meaning(amended["results"], episode.medications)
+
+
+def _add_care(event: EpisodeEvent, episode: Episode, quantity: int, meaning: str = "") -> None:
+    """Note the entry on the episode's clinical timeline.
+
+    ``[version, occurred_at, type, quantity, meaning]``: quantity is a
+    session's minutes or a dose's take-home supply; meaning a screen's.
+    """
+    episode.care.append(
+        [event.originator_version, event.occurred_at, event.type_name(), quantity, meaning]
+    )
 
 
 class ConsentRecorded(EpisodeEvent):
@@ -187,6 +255,7 @@ EVENT_TYPES: dict[str, type[EpisodeEvent]] = {
         MedicationDispensed,
         ScreenResulted,
         StepDown,
+        Recertified,
         Discharged,
         AftercareScheduled,
         EntryCorrected,
