@@ -23,9 +23,11 @@ from iop_episodes.audit.integrity import (
     verify_snapshots,
 )
 from iop_episodes.domain.canonical import canonical_time
+from iop_episodes.domain.certification import lapsed_on
 from iop_episodes.domain.events import EpisodeEvent
 from iop_episodes.domain.state import EpisodeState
 from iop_episodes.domain.values import Model
+from iop_episodes.domain.weeks import local
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
 from projections.views import UPSTREAM, EpisodeViews, MemoryEpisodeViews
 
@@ -46,12 +48,16 @@ FIELDS = (
     "actor_role",
     "command_id",
     "late",
+    "certification_lapsed",
     "corrects",
     "corrected_by",
     "chain",
     "payload",
 )
 """The stable order of an entry's fields in every export."""
+
+CERTIFIED_CARE = frozenset({"SessionAttended", "MedicationDispensed", "ScreenResulted", "StepDown"})
+"""Entries that Medicare certification covers, flagged when it had lapsed."""
 
 
 class AuditEntry(Model):
@@ -64,6 +70,8 @@ class AuditEntry(Model):
     actor_role: str
     command_id: str | None
     late: bool
+    certification_lapsed: bool
+    """Medicare care on a local day outside every certification (accepted, flagged)."""
     corrects: int | None
     corrected_by: tuple[int, ...]
     chain: str
@@ -99,10 +107,22 @@ def linked(rows: Sequence[AuditRow]) -> list[AuditEntry]:
     for row in rows:
         if row.corrects_version is not None:
             corrected_by.setdefault(row.corrects_version, []).append(row.version)
-    return [_entry(row, corrected_by.get(row.version, [])) for row in rows]
+    found = views.episodes([episode_id])
+    episode = found[0] if found else None
+    return [
+        _entry(row, corrected_by.get(row.version, []), lapsed=_lapsed(row, episode)) for row in rows
+    ]
 
 
-def _entry(row: AuditRow, corrected_by: list[int]) -> AuditEntry:
+def _lapsed(row: AuditRow, episode: EpisodeRow | None) -> bool:
+    if episode is None or row.event_type not in CERTIFIED_CARE:
+        return False
+    certified = json.loads(episode.certifications)
+    day = local(datetime.fromisoformat(row.occurred_at), episode.program_timezone).date()
+    return lapsed_on(day, certified)
+
+
+def _entry(row: AuditRow, corrected_by: list[int], *, lapsed: bool = False) -> AuditEntry:
     return AuditEntry(
         episode_id=row.episode_id,
         version=row.version,
@@ -113,6 +133,7 @@ def _entry(row: AuditRow, corrected_by: list[int]) -> AuditEntry:
         actor_role=row.actor_role,
         command_id=row.command_id,
         late=row.late,
+        certification_lapsed=lapsed,
         corrects=row.corrects_version,
         corrected_by=tuple(corrected_by),
         chain=row.chain,
@@ -153,6 +174,8 @@ def to_text(entries: Sequence[AuditEntry], state: EpisodeState | None) -> str:
         marks = []
         if entry.late:
             marks.append("LATE")
+        if entry.certification_lapsed:
+            marks.append("CERTIFICATION LAPSED")
         if entry.corrects is not None:
             marks.append(f"corrects v{entry.corrects}")
         if entry.corrected_by:

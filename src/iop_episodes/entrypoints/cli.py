@@ -118,9 +118,10 @@ def cmd_stepdown_run(args: argparse.Namespace) -> int:
         summary = run_stepdown_sweep(
             service, candidate_source(service), as_of, dry_run=args.dry_run
         )
+    code = EXIT_FAILED if summary.errors else EXIT_OK  # 1: some episodes failed, see the log
     if args.json:
         print(json.dumps(summary.as_json(), indent=2))
-        return EXIT_OK
+        return code
     for outcome in summary.outcomes:
         print(f"{outcome.episode_id}  {outcome.outcome:<16}  {outcome.reason}")
         if outcome.decision is not None and outcome.outcome == "stepped-down":
@@ -131,7 +132,7 @@ def cmd_stepdown_run(args: argparse.Namespace) -> int:
             )
             print(f"    evidence: {weeks}")
     print(summary.line())
-    return EXIT_OK
+    return code
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
