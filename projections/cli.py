@@ -26,6 +26,7 @@ from projections.schedule import (
     episode_schedule,
     program_schedule,
 )
+from projections.worklist import RECERTIFY_WITHIN_DAYS, build_worklist, worklist_text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROGRESS_EVERY = 5_000
@@ -220,6 +221,36 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if not failures else EXIT_FAILED
 
 
+# ---- iop worklist ---------------------------------------------------------------
+
+
+def cmd_worklist(args: argparse.Namespace) -> int:
+    as_of = datetime.fromisoformat(args.as_of) if args.as_of else _now()
+    if as_of.tzinfo is None:
+        print("iop worklist: --as-of needs a timezone, such as 2026-03-01T00:00Z", file=sys.stderr)
+        return EXIT_USAGE
+    with _service(args) as service:
+        runner = ViewRunner(service)
+        runner.catch_up(progress_printer("catching up"))
+        found = build_worklist(runner.views, as_of, recertify_within_days=args.within)
+    print(found.model_dump_json(indent=2) if args.json else worklist_text(found))
+    return EXIT_OK
+
+
+def register_worklist(commands: Any) -> None:
+    worklist = commands.add_parser("worklist", help="what needs attention, per client")
+    worklist.add_argument("--store")
+    worklist.add_argument("--as-of", help="as of this time (ISO 8601 with zone; default now)")
+    worklist.add_argument(
+        "--within",
+        type=int,
+        default=RECERTIFY_WITHIN_DAYS,
+        help="days ahead to list recertifications due (default 14)",
+    )
+    worklist.add_argument("--json", action="store_true")
+    worklist.set_defaults(handler=cmd_worklist)
+
+
 # ---- iop projections ---------------------------------------------------------------
 
 
@@ -263,6 +294,7 @@ def cmd_projections(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
+    register_worklist(commands)
     schedule = commands.add_parser("schedule", help="current hour schedules")
     schedule.add_argument("--store")
     schedule.add_argument("--week", help="ISO week such as 2026-W48 (default: this week)")
