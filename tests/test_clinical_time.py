@@ -14,10 +14,10 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
 from iop_episodes.domain.weeks import zone
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance, stored_count
 from projections.runner import ViewRunner
 from projections.schedule import episode_schedule
 from tests.conftest import START
-from tests.helpers import active_episode, advance, stored_count
 
 NEW_YORK = zone("America/New_York")
 

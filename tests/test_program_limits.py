@@ -20,12 +20,12 @@ from iop_episodes.domain.takehome import FEDERAL_TAKE_HOME_POLICY
 from iop_episodes.domain.weeks import zone
 from iop_episodes.infrastructure.settings import rule_settings
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import active_episode, advance, open_episode, stored_count
 from projections import audit
 from projections.runner import ViewRunner
 from projections.schedule import episode_schedule
 from projections.worklist import build_worklist, recertification
 from tests.conftest import START
-from tests.helpers import active_episode, advance, open_episode, stored_count
 
 NEW_YORK = zone("America/New_York")
 PLAN_AT = START + timedelta(hours=1)  # Monday 2026-03-02, 10:00 in New York: day 0

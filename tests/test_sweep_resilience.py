@@ -17,12 +17,12 @@ from iop_episodes.domain import commands, events
 from iop_episodes.domain.episode import Episode, _entry
 from iop_episodes.entrypoints.cli import main
 from iop_episodes.testing import factories
+from iop_episodes.testing.helpers import due_program
 from projections.candidates import ScheduleCandidates
 from projections.runner import ViewRunner
 from projections.schedule import program_schedule
 from projections.worklist import build_worklist
 from tests.conftest import START
-from tests.helpers import due_program
 
 
 @pytest.fixture
