@@ -27,7 +27,7 @@ from iop_episodes.domain.events import (
     StepDown,
 )
 from iop_episodes.domain.screening import screen_meaning
-from iop_episodes.domain.weeks import iso_week
+from iop_episodes.domain.weeks import iso_week, local
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow, evolve
 from projections.transaction import ViewTransaction
 
@@ -91,6 +91,7 @@ def assessed_row(event: Assessed) -> EpisodeRow:
         discharged_at=None,
         discharge_reason=None,
         version=event.originator_version,
+        payer=event.payload["payer"],
     )
 
 
@@ -129,6 +130,8 @@ def _planned(event: EpisodeEvent, row: EpisodeRow) -> EpisodeRow:
     hours = event.payload["weekly_hours"]
     started = canonical_time(event.occurred_at)
     certified_on = event.payload.get("certified_on")
+    if certified_on is None and row.payer == "medicare":  # version 1: certified that day
+        certified_on = local(event.occurred_at, row.program_timezone).date().isoformat()
     if certified_on is not None:
         row = _certified(row, certified_on)
     return evolve(

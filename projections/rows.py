@@ -40,6 +40,7 @@ class EpisodeRow:
     certifications: str = "[]"  # canonical JSON array of ISO dates (Medicare)
     screens_per_week: int = 0
     aftercare: int = 0  # aftercare entries scheduled
+    payer: str = ""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
+from iop_episodes.domain.episode import Episode
 from iop_episodes.domain.weeks import zone
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, advance, stored_count
@@ -268,3 +269,26 @@ def test_a_late_step_down_that_would_make_the_taper_go_up_is_refused_naming_the_
         )
         assert "version 3" in str(error)
         assert error.field == "to_weekly_hours"
+
+
+def test_a_snapshot_from_before_the_clinical_timeline_loads_from_the_entries(sqlite_url, clock):
+    """Older snapshots lack the timeline; the episode is rebuilt from its events instead."""
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        episode_id = active_episode(service, clock)
+        service.record_session(factories.session(episode_id, advance(clock, hours=1)))
+        episode = service.repository.get(episode_id)
+        old = Episode.Snapshot.take(episode)
+        for timeline in ("care", "tapers", "certifications", "plan_weekly_hours"):
+            del old.state[timeline]
+        assert service.snapshots is not None
+        service.snapshots.put([old])
+    with EpisodeService(sqlite_url, clock=clock) as fresh:
+        loaded = fresh.repository.get(episode_id)
+        assert "care" not in loaded.__dict__  # the old snapshot is what the library loads
+        later = advance(clock, hours=2)
+        error = refused(
+            fresh,
+            errors.DischargeBeforeCare,
+            lambda: fresh.discharge(factories.discharge(episode_id, later - timedelta(hours=3))),
+        )
+        assert "version 3 SessionAttended" in str(error)

@@ -481,6 +481,12 @@ class EpisodeService(Application[UUID]):
             raise errors.EpisodeNotFound(f"no episode {episode_id}") from None
         if not isinstance(episode, Episode):  # a disclosure's id: not an episode
             raise errors.EpisodeNotFound(f"no episode {episode_id}")
+        if "care" not in episode.__dict__:
+            # A snapshot taken before episodes kept their clinical timeline:
+            # rebuild from the entries alone (snapshots only speed loading up).
+            episode = Repository(self.events).get(episode_id, version=version)
+            if version is None and self.repository.cache is not None:
+                self.repository.cache.put(episode_id, episode)
         return episode
 
     def _checked_projection(self, episode: Episode | None, items: Iterable[Any]) -> Episode | None:

@@ -23,6 +23,7 @@ from iop_episodes.domain.catalog import (
     SEVERE_WITHDRAWAL_RATING,
     AgeGroup,
     Level,
+    Payer,
     age_group_at,
 )
 from iop_episodes.domain.screening import screen_meaning
@@ -110,8 +111,12 @@ class PlanCreated(EpisodeEvent):
         episode.plan_started_at = self.occurred_at
         episode.weekly_hours = details.weekly_hours
         episode.plan_weekly_hours = details.weekly_hours
-        if details.certified_on is not None:
-            episode.certifications = sorted({*episode.certifications, str(details.certified_on)})
+        certified_on = details.certified_on
+        if certified_on is None and episode.payer == Payer.MEDICARE:
+            # Version 1 plans were certified on their own day.
+            certified_on = local(self.occurred_at, episode.program_timezone).date()
+        if certified_on is not None:
+            episode.certifications = sorted({*episode.certifications, str(certified_on)})
         episode.level = Level.INTENSIVE_OUTPATIENT
         episode.medications = sorted(details.medications)
         if details.detox_completed_on is not None:
