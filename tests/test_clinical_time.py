@@ -12,7 +12,7 @@ import pytest
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
-from iop_episodes.domain.episode import Episode
+from iop_episodes.domain.episode import TIMELINE, Episode
 from iop_episodes.domain.weeks import zone
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, advance, stored_count
@@ -278,7 +278,7 @@ def test_a_snapshot_from_before_the_clinical_timeline_loads_from_the_entries(sql
         service.record_session(factories.session(episode_id, advance(clock, hours=1)))
         episode = service.repository.get(episode_id)
         old = Episode.Snapshot.take(episode)
-        for timeline in ("care", "tapers", "certifications", "plan_weekly_hours"):
+        for timeline in TIMELINE:
             del old.state[timeline]
         assert service.snapshots is not None
         service.snapshots.put([old])

@@ -27,7 +27,7 @@ from eventsourcing.persistence import (
 from iop_episodes.application.clock import Clock, SystemClock
 from iop_episodes.domain import commands, errors
 from iop_episodes.domain.disclosure import ConsentTerms, Disclosure, consent_in_force
-from iop_episodes.domain.episode import Episode, Receipt
+from iop_episodes.domain.episode import TIMELINE, Episode, Receipt
 from iop_episodes.domain.events import EpisodeEvent
 from iop_episodes.domain.evidence import standing_of, weeks_of
 from iop_episodes.domain.payloads import WeekEvidence
@@ -479,9 +479,8 @@ class EpisodeService(Application[UUID]):
                     self.repository.cache.put(episode_id, episode)
         except AggregateNotFoundError:
             raise errors.EpisodeNotFound(f"no episode {episode_id}") from None
-        if not isinstance(episode, Episode):  # a disclosure's id: not an episode
-            raise errors.EpisodeNotFound(f"no episode {episode_id}")
-        if "care" not in episode.__dict__:
+from iop_episodes.domain.disclosure import ConsentTerms, Disclosure, consent_in_force
+from iop_episodes.domain.episode import TIMELINE, Episode, Receipt
             # A snapshot taken before episodes kept their clinical timeline:
             # rebuild from the entries alone (snapshots only speed loading up).
             episode = Repository(self.events).get(episode_id, version=version)

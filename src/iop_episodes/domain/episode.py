@@ -63,6 +63,9 @@ discharge is accepted after it (late documentation), one that occurred
 after it is refused.
 """
 
+TIMELINE = ("plan_weekly_hours", "care", "tapers", "certifications", "minutes_by_day")
+"""State the clinical rules keep; a snapshot without it predates them."""
+
 NAMED_AT_MOST = 5
 """How many conflicting entries an error message lists."""
 
@@ -119,6 +122,7 @@ class Episode(Aggregate):
         self.care: list[list[Any]] = []  # [version, occurred_at, type, quantity, meaning]
         self.tapers: list[list[Any]] = []  # [version, occurred_at, to_hours, to_level], by time
         self.certifications: list[str] = []  # ISO dates of Medicare certifications
+        self.minutes_by_day: dict[str, int] = {}  # attended minutes per local ISO date
         self.last_step_down_week: str | None = None
         self.step_downs: int = 0
         self.discharged_at: datetime | None = None
@@ -382,13 +386,9 @@ class Episode(Aggregate):
             )
         tz = self.program_timezone
         day = local(moment, tz).date()
-        booked = sum(
-            entry[3]
-            for entry in self.live_care()
-            if entry[2] == "SessionAttended"
-            and entry[0] != replacing
-            and local(entry[1], tz).date() == day
-        )
+        booked = self.minutes_by_day.get(day.isoformat(), 0)
+        if replacing is not None:
+            booked -= next(e[3] for e in self.care if e[0] == replacing)
         if booked + minutes > MINUTES_PER_LOCAL_DAY:
             raise errors.DayOverbooked(
                 f"minutes {minutes} would bring attendance on {day} ({tz}) to "

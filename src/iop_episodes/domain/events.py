@@ -133,7 +133,9 @@ class SessionAttended(EpisodeEvent):
         state["payload"]["setting"] = "on_site"
 
     def evolve(self, episode: Episode) -> None:
-        _add_care(self, episode, int(self.payload["minutes"]))
+        minutes = int(self.payload["minutes"])
+        _add_care(self, episode, minutes)
+        _book(episode, self.occurred_at, minutes)
 
 
 class MedicationDispensed(EpisodeEvent):
@@ -202,19 +204,29 @@ class EntryCorrected(EpisodeEvent):
 
     def evolve(self, episode: Episode) -> None:
         target = int(self.payload["target_version"])
-        if self.payload["action"] == "void":
+        void = self.payload["action"] == "void"
+        if void:
             episode.voided.append(target)
-            return
         amended = self.payload["amended"]
         for entry in episode.care:
             if entry[0] != target:
                 continue
             if entry[2] == "SessionAttended":
-                entry[3] = int(amended["minutes"])
+                minutes = 0 if void else int(amended["minutes"])
+                _book(episode, entry[1], minutes - entry[3])
+                entry[3] = minutes
+            elif void:
+                return
             elif entry[2] == "MedicationDispensed":
                 entry[3] = int(amended.get("take_home_doses", 0))
             elif entry[2] == "ScreenResulted":
                 entry[4] = screen_meaning(amended["results"], episode.medications)
+
+
+def _book(episode: Episode, moment: datetime, minutes: int) -> None:
+    """Add (or with a negative count, take back) attended minutes on the local day."""
+    day = local(moment, episode.program_timezone).date().isoformat()
+    episode.minutes_by_day[day] = episode.minutes_by_day.get(day, 0) + minutes
 
 
 def _add_care(event: EpisodeEvent, episode: Episode, quantity: int, meaning: str = "") -> None:
