@@ -113,3 +113,24 @@ def test_editing_an_activity_row_changes_neither_the_decision_nor_its_evidence(p
     assert after == before
     stored = [e for e in service.history(episodes[1]) if isinstance(e, events.StepDown)][-1]
     assert [w["attended_hours"] for w in stored.payload["evidence"]] == ["12"] * 4
+
+
+def test_the_evidence_applies_voids_and_amendments_from_the_episodes_entries(program):
+    """A voided 4-hour session and one amended to 1 hour leave 5 of 12 hours that week."""
+    service, clock, episodes = program
+    history = list(service.history(episodes[0]))
+    last_week = [e for e in history if isinstance(e, events.SessionAttended)][-3:]
+    voided, amended = last_week[0].originator_version, last_week[1].originator_version
+    correction = factories.correction(episodes[0], clock.now(), target_version=voided)
+    service.correct_entry(correction)
+    service.correct_entry(
+        {
+            **correction,
+            "target_version": amended,
+            "action": "amend",
+            "amended": {"modality": "group", "minutes": 60},
+        }
+    )
+    basis = service.decision_basis(episodes[0], clock.now(), 4)
+    assert basis is not None
+    assert [str(w.attended_hours) for w in basis.weeks] == ["12", "12", "12", "5"]

@@ -63,7 +63,14 @@ discharge is accepted after it (late documentation), one that occurred
 after it is refused.
 """
 
-TIMELINE = ("plan_weekly_hours", "care", "tapers", "certifications", "minutes_by_day")
+TIMELINE = (
+    "plan_weekly_hours",
+    "care",
+    "tapers",
+    "certifications",
+    "minutes_by_day",
+    "weekly",
+)
 """State the clinical rules keep; a snapshot without it predates them."""
 
 NAMED_AT_MOST = 5
@@ -118,9 +125,11 @@ class Episode(Aggregate):
         self.level: Level | None = None
         self.medications: list[str] = []
         self.plan_weekly_hours: Decimal | None = None
-        # The clinical timeline, kept small: it is in every snapshot.
+        # The clinical timeline, kept small: it is in every snapshot. Times are
+        # canonical UTC text (it sorts as time and decodes without a transcoder).
         self.care: list[list[Any]] = []  # [version, occurred_at, type, quantity, meaning]
         self.tapers: list[list[Any]] = []  # [version, occurred_at, to_hours, to_level], by time
+        self.weekly: dict[str, list[int]] = {}  # ISO week: [minutes, negative, unexpected+]
         self.certifications: list[str] = []  # ISO dates of Medicare certifications
         self.minutes_by_day: dict[str, int] = {}  # attended minutes per local ISO date
         self.last_step_down_week: str | None = None
@@ -251,15 +260,18 @@ class Episode(Aggregate):
     def hours_in_effect(self, moment: datetime) -> Decimal:
         """The weekly hours at a moment: the plan's, lowered by every step-down up to it."""
         hours = self.plan_weekly_hours or Decimal(0)
+        when = canonical_time(moment)
         for _, at, to_hours, _ in self.tapers:
-            if at <= moment:
+            if at <= when:
                 hours = Decimal(to_hours)
         return hours
 
     @property
     def last_change_at(self) -> datetime | None:
         """When the plan started or the client last stepped down, in clinical time."""
-        return self.tapers[-1][1] if self.tapers else self.plan_started_at
+        if self.tapers:
+            return datetime.fromisoformat(self.tapers[-1][1])
+        return self.plan_started_at
 
     def live_care(self) -> list[list[Any]]:
         """Timeline entries that were not voided."""
@@ -435,18 +447,21 @@ class Episode(Aggregate):
                 f"{canonical_time(at)}), got to_weekly_hours {cmd.to_weekly_hours}"
             )
         week = iso_week(at, tz)
-        same_week = next((t for t in self.tapers if iso_week(t[1], tz) == week), None)
+        same_week = next(
+            (t for t in self.tapers if iso_week(datetime.fromisoformat(t[1]), tz) == week), None
+        )
         if same_week is not None:
             raise errors.StepDownAlreadyThisWeek(
                 f"episode {self.id} already stepped down in ISO week {week} "
-                f"(version {same_week[0]} at {canonical_time(same_week[1])})"
+                f"(version {same_week[0]} at {same_week[1]})"
             )
-        later = next((t for t in self.tapers if t[1] > at), None)
+        when = canonical_time(at)
+        later = next((t for t in self.tapers if t[1] > when), None)
         if later is not None and Decimal(later[2]) >= cmd.to_weekly_hours:
             raise errors.TaperOutOfOrder(
                 f"to_weekly_hours {cmd.to_weekly_hours} at {canonical_time(at)} is not above "
                 f"the later step-down to {later[2]} hours already recorded (version "
-                f"{later[0]} at {canonical_time(later[1])}): the taper would go up"
+                f"{later[0]} at {later[1]}): the taper would go up"
             )
         return payloads.StepDown(
             **cmd.payload().model_dump(),
@@ -478,10 +493,11 @@ class Episode(Aggregate):
                 f"episode {self.id} was already discharged at {self.discharged_at} "
                 f"with TEDS reason {self.discharge_reason}"
             )
-        after = [entry for entry in self.live_care() if entry[1] > cmd.occurred_at]
+        when = canonical_time(cmd.occurred_at)
+        after = [entry for entry in self.live_care() if entry[1] > when]
         if after:
             named = ", ".join(
-                f"version {v} {kind} at {canonical_time(at)}"
+                f"version {v} {kind} at {at}"
                 for v, at, kind, _, _ in sorted(after, key=lambda e: e[1])[:NAMED_AT_MOST]
             )
             raise errors.DischargeBeforeCare(
@@ -551,7 +567,8 @@ class Episode(Aggregate):
                 f"amended {target_type} is invalid at {where}: {first['msg']}",
                 field=f"amended.{where}",
             ) from error
-        moment = next((e[1] for e in self.care if e[0] == target), None)
+        recorded = next((e[1] for e in self.care if e[0] == target), None)
+        moment = None if recorded is None else datetime.fromisoformat(recorded)
         if isinstance(replacement, payloads.SessionAttended) and moment is not None:
             self._check_session_time(moment, replacement.minutes, rules, replacing=target)
         if isinstance(replacement, payloads.MedicationDispensed):

@@ -136,6 +136,7 @@ class SessionAttended(EpisodeEvent):
         minutes = int(self.payload["minutes"])
         _add_care(self, episode, minutes)
         _book(episode, self.occurred_at, minutes)
+        _tally(episode, self.occurred_at, minutes=minutes)
 
 
 class MedicationDispensed(EpisodeEvent):
@@ -157,6 +158,7 @@ class ScreenResulted(EpisodeEvent):
     def evolve(self, episode: Episode) -> None:
         meaning = screen_meaning(self.payload["results"], episode.medications)
         _add_care(self, episode, 0, meaning)
+        _tally(episode, self.occurred_at, meaning=meaning)
 
 
 class StepDown(EpisodeEvent):
@@ -166,7 +168,7 @@ class StepDown(EpisodeEvent):
         _add_care(self, episode, 0)
         step = [
             self.originator_version,
-            self.occurred_at,
+            canonical_time(self.occurred_at),
             self.payload["to_weekly_hours"],
             self.payload["to_level"],
         ]
@@ -175,7 +177,9 @@ class StepDown(EpisodeEvent):
         latest = episode.tapers[-1]
         episode.weekly_hours = Decimal(latest[2])
         episode.level = Level(latest[3])
-        episode.last_step_down_week = iso_week(latest[1], episode.program_timezone)
+        episode.last_step_down_week = iso_week(
+            datetime.fromisoformat(latest[1]), episode.program_timezone
+        )
         episode.step_downs = len(episode.tapers)
 
 
@@ -211,22 +215,37 @@ class EntryCorrected(EpisodeEvent):
         for entry in episode.care:
             if entry[0] != target:
                 continue
+            moment = datetime.fromisoformat(entry[1])
             if entry[2] == "SessionAttended":
                 minutes = 0 if void else int(amended["minutes"])
-                _book(episode, entry[1], minutes - entry[3])
+                _book(episode, moment, minutes - entry[3])
+                _tally(episode, moment, minutes=minutes - entry[3])
                 entry[3] = minutes
-            elif void:
-                return
-            elif entry[2] == "MedicationDispensed":
-                entry[3] = int(amended.get("take_home_doses", 0))
             elif entry[2] == "ScreenResulted":
-                entry[4] = screen_meaning(amended["results"], episode.medications)
+                _tally(episode, moment, meaning=entry[4], count=-1)
+                entry[4] = "" if void else screen_meaning(amended["results"], episode.medications)
+                _tally(episode, moment, meaning=entry[4])
+            elif entry[2] == "MedicationDispensed" and not void:
+                entry[3] = int(amended.get("take_home_doses", 0))
 
 
 def _book(episode: Episode, moment: datetime, minutes: int) -> None:
     """Add (or with a negative count, take back) attended minutes on the local day."""
     day = local(moment, episode.program_timezone).date().isoformat()
     episode.minutes_by_day[day] = episode.minutes_by_day.get(day, 0) + minutes
+
+
+def _tally(
+    episode: Episode, moment: datetime, *, minutes: int = 0, meaning: str = "", count: int = 1
+) -> None:
+    """Keep the week's attended minutes and screens (what the step-down policy reads)."""
+    week = iso_week(moment, episode.program_timezone)
+    tally = episode.weekly.setdefault(week, [0, 0, 0])
+    tally[0] += minutes
+    if meaning == "negative":
+        tally[1] += count
+    elif meaning == "unexpected-positive":
+        tally[2] += count
 
 
 def _add_care(event: EpisodeEvent, episode: Episode, quantity: int, meaning: str = "") -> None:
@@ -236,7 +255,13 @@ def _add_care(event: EpisodeEvent, episode: Episode, quantity: int, meaning: str
     session's minutes or a dose's take-home supply; meaning a screen's.
     """
     episode.care.append(
-        [event.originator_version, event.occurred_at, event.type_name(), quantity, meaning]
+        [
+            event.originator_version,
+            canonical_time(event.occurred_at),
+            event.type_name(),
+            quantity,
+            meaning,
+        ]
     )
 
 

@@ -7,8 +7,8 @@ from the episode's timeline with voids and amendments applied.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -39,35 +39,23 @@ def standing_of(episode: Episode) -> EpisodeStanding | None:
 def weeks_of(episode: Episode, weeks: Sequence[str]) -> list[WeekEvidence]:
     """Target, attended hours and screens of each named ISO week (program timezone)."""
     tz = episode.program_timezone
-    wanted = set(weeks)
-    minutes: Counter[str] = Counter()
-    negative: Counter[str] = Counter()
-    unexpected: Counter[str] = Counter()
-    for _, moment, kind, quantity, meaning in episode.live_care():
-        week = iso_week(moment, tz)
-        if week not in wanted:
-            continue
-        if kind == "SessionAttended":
-            minutes[week] += quantity
-        elif meaning == "negative":
-            negative[week] += 1
-        elif meaning == "unexpected-positive":
-            unexpected[week] += 1
     plan_hours = episode.plan_weekly_hours
     if plan_hours is None:
         return []
-    steps = [(iso_week(at, tz), to_hours) for _, at, to_hours, _ in episode.tapers]
-    return [
-        WeekEvidence(
-            week=week,
-            target_hours=week_target(week, plan_hours, ((w, h) for w, h in _decimal(steps))),
-            attended_hours=hours_from_minutes(minutes[week]),
-            negative_screens=negative[week],
-            unexpected_positive_screens=unexpected[week],
-        )
-        for week in weeks
+    steps = [
+        (iso_week(datetime.fromisoformat(at), tz), Decimal(to_hours))
+        for _, at, to_hours, _ in episode.tapers
     ]
-
-
-def _decimal(steps: list[tuple[str, str]]) -> list[tuple[str, Decimal]]:
-    return [(week, Decimal(hours)) for week, hours in steps]
+    evidence = []
+    for week in weeks:
+        minutes, negative, unexpected = episode.weekly.get(week, (0, 0, 0))
+        evidence.append(
+            WeekEvidence(
+                week=week,
+                target_hours=week_target(week, plan_hours, steps),
+                attended_hours=hours_from_minutes(minutes),
+                negative_screens=negative,
+                unexpected_positive_screens=unexpected,
+            )
+        )
+    return evidence
