@@ -406,3 +406,21 @@ def test_ten_thousand_half_hour_sessions_on_one_day_are_refused(service, clock):
     roster = [factories.session(episode_id, at, minutes=30)] * 10_000
     error = refused(service, errors.DayOverbooked, lambda: service.record_roster(roster))
     assert error.field == "[48].minutes"
+
+
+def test_twenty_two_eight_hour_sessions_in_one_week_do_not_fit(service, clock):
+    """The issue's case: 21 sessions of 480 minutes fill a week's 168 hours; the 22nd is refused."""
+    episode_id = active_episode(service, clock)
+    monday = datetime(2026, 3, 9, 0, 0, tzinfo=NEW_YORK)
+    clock.set(monday.astimezone(UTC) + timedelta(days=8))
+    for day in range(7):
+        for start in (0, 8, 16):
+            at = monday + timedelta(days=day, hours=start)
+            service.record_session(factories.session(episode_id, at, minutes=480))
+    refused(
+        service,
+        errors.DayOverbooked,
+        lambda: service.record_session(
+            factories.session(episode_id, monday + timedelta(days=3, hours=12), minutes=480)
+        ),
+    )
