@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from iop_episodes.application.clock import SimulatedClock
-from iop_episodes.application.service import EpisodeService
+from iop_episodes.application.service import IDEMPOTENCY_SCOPE, EpisodeService
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, advance
 from projections.worklist import Worklist
@@ -77,5 +77,6 @@ def test_a_command_id_names_one_command_per_episode(sqlite_url):
         one = service.record_session(factories.session(first, at, command_id="sess-1"))
         again = service.record_session(factories.session(first, at, command_id="sess-1"))
         other = service.record_session(factories.session(second, at, command_id="sess-1"))
+    assert IDEMPOTENCY_SCOPE == "episode"
     assert (one.replayed, again.replayed, other.replayed) == (False, True, False)
     assert (again.version, other.episode_id) == (one.version, second)
