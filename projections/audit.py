@@ -7,7 +7,7 @@ import io
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
@@ -24,7 +24,7 @@ from iop_episodes.audit.integrity import (
 )
 from iop_episodes.domain.canonical import canonical_time
 from iop_episodes.domain.certification import lapsed_on
-from iop_episodes.domain.events import EpisodeEvent
+from iop_episodes.domain.events import Assessed, EpisodeEvent, PlanCreated, Recertified
 from iop_episodes.domain.state import EpisodeState
 from iop_episodes.domain.values import Model
 from iop_episodes.domain.weeks import local
@@ -98,27 +98,55 @@ def history(
     if as_of is not None:
         cutoff = canonical_time(as_of)
         rows = [row for row in rows if row.recorded_at <= cutoff]
-    return linked(rows)
+    found = views.episodes([episode_id])
+    coverage = None if not found else Coverage(found[0].program_timezone, found[0].certifications)
+    return linked(rows, coverage)
 
 
-def linked(rows: Sequence[AuditRow]) -> list[AuditEntry]:
-    """Audit rows in version order as entries, with corrections linked both ways."""
+@dataclass(frozen=True)
+class Coverage:
+    """An episode's timezone and Medicare certification dates (a canonical JSON array)."""
+
+    timezone: str
+    certifications: str
+
+
+def coverage_of(events: Iterable[EpisodeEvent]) -> Coverage | None:
+    """The same coverage the schedule view holds, read from the entries themselves."""
+    timezone, payer, dates = "", "", set()
+    for event in events:
+        payload = event.payload
+        if isinstance(event, Assessed):
+            timezone, payer = payload["program_timezone"], payload["payer"]
+        elif isinstance(event, PlanCreated | Recertified):
+            certified_on = payload.get("certified_on")
+            if certified_on is None and isinstance(event, PlanCreated) and payer == "medicare":
+                certified_on = local(event.occurred_at, timezone).date().isoformat()
+            if certified_on is not None:
+                dates.add(certified_on)
+    return Coverage(timezone, json.dumps(sorted(dates))) if timezone else None
+
+
+def linked(rows: Sequence[AuditRow], coverage: Coverage | None = None) -> list[AuditEntry]:
+    """Audit rows in version order as entries, with corrections linked both ways.
+
+    Given the episode's coverage, Medicare care on a lapsed day is flagged.
+    """
     corrected_by: dict[int, list[int]] = {}
     for row in rows:
         if row.corrects_version is not None:
             corrected_by.setdefault(row.corrects_version, []).append(row.version)
-    found = views.episodes([episode_id])
-    episode = found[0] if found else None
     return [
-        _entry(row, corrected_by.get(row.version, []), lapsed=_lapsed(row, episode)) for row in rows
+        _entry(row, corrected_by.get(row.version, []), lapsed=_lapsed(row, coverage))
+        for row in rows
     ]
 
 
-def _lapsed(row: AuditRow, episode: EpisodeRow | None) -> bool:
-    if episode is None or row.event_type not in CERTIFIED_CARE:
+def _lapsed(row: AuditRow, coverage: Coverage | None) -> bool:
+    if coverage is None or row.event_type not in CERTIFIED_CARE:
         return False
-    certified = json.loads(episode.certifications)
-    day = local(datetime.fromisoformat(row.occurred_at), episode.program_timezone).date()
+    certified = json.loads(coverage.certifications)
+    day = local(datetime.fromisoformat(row.occurred_at), coverage.timezone).date()
     return lapsed_on(day, certified)
 
 

@@ -479,8 +479,9 @@ class EpisodeService(Application[UUID]):
                     self.repository.cache.put(episode_id, episode)
         except AggregateNotFoundError:
             raise errors.EpisodeNotFound(f"no episode {episode_id}") from None
-from iop_episodes.domain.disclosure import ConsentTerms, Disclosure, consent_in_force
-from iop_episodes.domain.episode import TIMELINE, Episode, Receipt
+        if not isinstance(episode, Episode):  # a disclosure's id: not an episode
+            raise errors.EpisodeNotFound(f"no episode {episode_id}")
+        if any(name not in episode.__dict__ for name in TIMELINE):
             # A snapshot taken before episodes kept their clinical timeline:
             # rebuild from the entries alone (snapshots only speed loading up).
             episode = Repository(self.events).get(episode_id, version=version)
