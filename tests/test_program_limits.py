@@ -22,6 +22,7 @@ from iop_episodes.infrastructure.settings import rule_settings
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, advance, open_episode, stored_count
 from projections import audit
+from projections.exports.api import export_audit_report
 from projections.runner import ViewRunner
 from projections.schedule import episode_schedule
 from projections.worklist import build_worklist, recertification
@@ -424,3 +425,24 @@ def test_twenty_two_eight_hour_sessions_in_one_week_do_not_fit(service, clock):
             factories.session(episode_id, monday + timedelta(days=3, hours=12), minutes=480)
         ),
     )
+
+
+def test_an_exported_audit_report_flags_lapsed_care_like_the_audit_history(service, clock):
+    """The report read from the store marks day 61 lapsed, byte for byte as iop audit history."""
+    episode_id = medicare_episode(service, clock)
+    clock.set(on_day(62))
+    for day in (60, 61):
+        service.record_session(factories.session(episode_id, on_day(day)))
+    data = export_audit_report(
+        service,
+        episode_id,
+        exception="audit-and-evaluation",
+        actor={"id": "au.hill", "role": "auditor"},
+        recipient="State",
+        purpose="audit",
+    )
+    runner = ViewRunner(service)
+    runner.catch_up()
+    assert data == audit.to_jsonl(audit.history(runner.views, str(episode_id))).encode("ascii")
+    flags = [json.loads(line)["certification_lapsed"] for line in data.decode().splitlines()]
+    assert flags[-2:] == [False, True]
