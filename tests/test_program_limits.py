@@ -446,3 +446,31 @@ def test_an_exported_audit_report_flags_lapsed_care_like_the_audit_history(servi
     assert data == audit.to_jsonl(audit.history(runner.views, str(episode_id))).encode("ascii")
     flags = [json.loads(line)["certification_lapsed"] for line in data.decode().splitlines()]
     assert flags[-2:] == [False, True]
+
+
+def test_the_session_maximum_comes_from_iop_max_session_minutes(clock, monkeypatch):
+    """Without explicit rules the service reads IOP_MAX_SESSION_MINUTES."""
+    monkeypatch.setenv("IOP_MAX_SESSION_MINUTES", "90")
+    with EpisodeService("memory://", clock=clock) as service:
+        assert service.rules.max_session_minutes == 90
+        episode_id = active_episode(service, clock)
+        refused(
+            service,
+            errors.SessionTooLong,
+            lambda: service.record_session(factories.session(episode_id, clock.now(), minutes=91)),
+        )
+
+
+def test_a_recertification_dated_before_the_plan_or_after_its_own_day_is_refused(service, clock):
+    """certified_on lies between the plan's certification and the entry's own local day."""
+    episode_id = medicare_episode(service, clock)
+    clock.set(on_day(50))
+    for certified_on in (date(2026, 3, 1), on_day(51).astimezone(NEW_YORK).date()):
+        error = refused(
+            service,
+            errors.CertificationInvalid,
+            lambda certified_on=certified_on: service.recertify(
+                recertify(episode_id, on_day(50), certified_on=certified_on)
+            ),
+        )
+        assert error.field == "certified_on"
