@@ -334,13 +334,16 @@ def _view_findings(live: Rows, rebuilt: Rows) -> list[Finding]:
     return sorted(findings, key=lambda f: (str(f.episode_id), f.version))
 
 
+EPISODE_VERSION_COLUMN = [column.name for column in fields(EpisodeRow)].index("version")
+
+
 def _version(name: str, key: tuple[Any, ...], have: dict[Any, Any], want: dict[Any, Any]) -> int:
     """The entry version a row stands for (0 for activity totals, which have none)."""
     if name in {"entries", "step_downs", "audit"}:
         return int(key[1])
     if name == "episodes":
         row = have.get(key) or want.get(key)
-        return int(row[-1]) if row else 0
+        return int(row[EPISODE_VERSION_COLUMN]) if row else 0
     return 0
 
 
