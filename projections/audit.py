@@ -7,7 +7,7 @@ import io
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
@@ -23,9 +23,11 @@ from iop_episodes.audit.integrity import (
     verify_snapshots,
 )
 from iop_episodes.domain.canonical import canonical_time
-from iop_episodes.domain.events import EpisodeEvent
+from iop_episodes.domain.certification import lapsed_on
+from iop_episodes.domain.events import Assessed, EpisodeEvent, PlanCreated, Recertified
 from iop_episodes.domain.state import EpisodeState
 from iop_episodes.domain.values import Model
+from iop_episodes.domain.weeks import local
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
 from projections.views import UPSTREAM, EpisodeViews, MemoryEpisodeViews
 
@@ -46,12 +48,16 @@ FIELDS = (
     "actor_role",
     "command_id",
     "late",
+    "certification_lapsed",
     "corrects",
     "corrected_by",
     "chain",
     "payload",
 )
 """The stable order of an entry's fields in every export."""
+
+CERTIFIED_CARE = frozenset({"SessionAttended", "MedicationDispensed", "ScreenResulted", "StepDown"})
+"""Entries that Medicare certification covers, flagged when it had lapsed."""
 
 
 class AuditEntry(Model):
@@ -64,6 +70,8 @@ class AuditEntry(Model):
     actor_role: str
     command_id: str | None
     late: bool
+    certification_lapsed: bool
+    """Medicare care on a local day outside every certification (accepted, flagged)."""
     corrects: int | None
     corrected_by: tuple[int, ...]
     chain: str
@@ -90,19 +98,59 @@ def history(
     if as_of is not None:
         cutoff = canonical_time(as_of)
         rows = [row for row in rows if row.recorded_at <= cutoff]
-    return linked(rows)
+    found = views.episodes([episode_id])
+    coverage = None if not found else Coverage(found[0].program_timezone, found[0].certifications)
+    return linked(rows, coverage)
 
 
-def linked(rows: Sequence[AuditRow]) -> list[AuditEntry]:
-    """Audit rows in version order as entries, with corrections linked both ways."""
+@dataclass(frozen=True)
+class Coverage:
+    """An episode's timezone and Medicare certification dates (a canonical JSON array)."""
+
+    timezone: str
+    certifications: str
+
+
+def coverage_of(events: Iterable[EpisodeEvent]) -> Coverage | None:
+    """The same coverage the schedule view holds, read from the entries themselves."""
+    timezone, payer, dates = "", "", set()
+    for event in events:
+        payload = event.payload
+        if isinstance(event, Assessed):
+            timezone, payer = payload["program_timezone"], payload["payer"]
+        elif isinstance(event, PlanCreated | Recertified):
+            certified_on = payload.get("certified_on")
+            if certified_on is None and isinstance(event, PlanCreated) and payer == "medicare":
+                certified_on = local(event.occurred_at, timezone).date().isoformat()
+            if certified_on is not None:
+                dates.add(certified_on)
+    return Coverage(timezone, json.dumps(sorted(dates))) if timezone else None
+
+
+def linked(rows: Sequence[AuditRow], coverage: Coverage | None = None) -> list[AuditEntry]:
+    """Audit rows in version order as entries, with corrections linked both ways.
+
+    Given the episode's coverage, Medicare care on a lapsed day is flagged.
+    """
     corrected_by: dict[int, list[int]] = {}
     for row in rows:
         if row.corrects_version is not None:
             corrected_by.setdefault(row.corrects_version, []).append(row.version)
-    return [_entry(row, corrected_by.get(row.version, [])) for row in rows]
+    return [
+        _entry(row, corrected_by.get(row.version, []), lapsed=_lapsed(row, coverage))
+        for row in rows
+    ]
 
 
-def _entry(row: AuditRow, corrected_by: list[int]) -> AuditEntry:
+def _lapsed(row: AuditRow, coverage: Coverage | None) -> bool:
+    if coverage is None or row.event_type not in CERTIFIED_CARE:
+        return False
+    certified = json.loads(coverage.certifications)
+    day = local(datetime.fromisoformat(row.occurred_at), coverage.timezone).date()
+    return lapsed_on(day, certified)
+
+
+def _entry(row: AuditRow, corrected_by: list[int], *, lapsed: bool = False) -> AuditEntry:
     return AuditEntry(
         episode_id=row.episode_id,
         version=row.version,
@@ -113,6 +161,7 @@ def _entry(row: AuditRow, corrected_by: list[int]) -> AuditEntry:
         actor_role=row.actor_role,
         command_id=row.command_id,
         late=row.late,
+        certification_lapsed=lapsed,
         corrects=row.corrects_version,
         corrected_by=tuple(corrected_by),
         chain=row.chain,
@@ -153,6 +202,8 @@ def to_text(entries: Sequence[AuditEntry], state: EpisodeState | None) -> str:
         marks = []
         if entry.late:
             marks.append("LATE")
+        if entry.certification_lapsed:
+            marks.append("CERTIFICATION LAPSED")
         if entry.corrects is not None:
             marks.append(f"corrects v{entry.corrects}")
         if entry.corrected_by:
@@ -283,13 +334,16 @@ def _view_findings(live: Rows, rebuilt: Rows) -> list[Finding]:
     return sorted(findings, key=lambda f: (str(f.episode_id), f.version))
 
 
+EPISODE_VERSION_COLUMN = [column.name for column in fields(EpisodeRow)].index("version")
+
+
 def _version(name: str, key: tuple[Any, ...], have: dict[Any, Any], want: dict[Any, Any]) -> int:
     """The entry version a row stands for (0 for activity totals, which have none)."""
     if name in {"entries", "step_downs", "audit"}:
         return int(key[1])
     if name == "episodes":
         row = have.get(key) or want.get(key)
-        return int(row[-1]) if row else 0
+        return int(row[EPISODE_VERSION_COLUMN]) if row else 0
     return 0
 
 

@@ -32,6 +32,7 @@ from projections.schedule import (
     program_schedule,
 )
 from projections.views import EpisodeViews, MemoryEpisodeViews
+from projections.worklist import RECERTIFY_WITHIN_DAYS, build_worklist, worklist_text
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -237,6 +238,38 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if not failures else EXIT_FAILED
 
 
+# ---- iop worklist ---------------------------------------------------------------
+
+
+def cmd_worklist(args: argparse.Namespace) -> int:
+    as_of = args.as_of or _now()
+    with _reading(args) as service:
+        found = build_worklist(
+            _views_for_reading(service), as_of, recertify_within_days=args.within
+        )
+    print(found.model_dump_json(indent=2) if args.json else worklist_text(found))
+    return EXIT_OK
+
+
+def register_worklist(commands: Any) -> None:
+    worklist = commands.add_parser("worklist", help="what needs attention, per client")
+    arguments.add_store(worklist)
+    worklist.add_argument(
+        "--as-of",
+        type=arguments.moment,
+        metavar="TIME",
+        help="as of this ISO 8601 time with offset (default: now)",
+    )
+    worklist.add_argument(
+        "--within",
+        type=arguments.positive,
+        default=RECERTIFY_WITHIN_DAYS,
+        help="days ahead to list recertifications due (default 14)",
+    )
+    arguments.add_json(worklist)
+    worklist.set_defaults(handler=cmd_worklist)
+
+
 # ---- iop projections ---------------------------------------------------------------
 
 
@@ -402,6 +435,7 @@ JSON_MODELS: dict[str, type[Output]] = {
 
 
 def register(commands: Any) -> None:
+    register_worklist(commands)
     schedule = commands.add_parser("schedule", help="current hour schedules")
     arguments.add_store(schedule)
     schedule.add_argument(

@@ -14,18 +14,20 @@ from iop_episodes.domain.canonical import canonical_form, canonical_time, parse_
 from iop_episodes.domain.catalog import Level
 from iop_episodes.domain.events import (
     EPISODE_ENTRY_TYPES,
+    AftercareScheduled,
     Assessed,
     Discharged,
     EntryCorrected,
     EpisodeEvent,
     MedicationDispensed,
     PlanCreated,
+    Recertified,
     ScreenResulted,
     SessionAttended,
     StepDown,
 )
 from iop_episodes.domain.screening import screen_meaning
-from iop_episodes.domain.weeks import iso_week
+from iop_episodes.domain.weeks import iso_week, local
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow, evolve
 from projections.transaction import ViewTransaction
 
@@ -89,6 +91,7 @@ def assessed_row(event: Assessed) -> EpisodeRow:
         discharged_at=None,
         discharge_reason=None,
         version=event.originator_version,
+        payer=event.payload["payer"],
     )
 
 
@@ -107,6 +110,15 @@ def _schedule_change(event: EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) 
     if isinstance(event, EntryCorrected):
         _corrected(event, row, tx)
         return row
+    return _recorded_care(event, row, tx)
+
+
+def _recorded_care(event: EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) -> EpisodeRow:
+    """Sessions, doses and screens add to their week; certifications and aftercare to the row."""
+    if isinstance(event, Recertified):
+        return _certified(row, event.payload["certified_on"])
+    if isinstance(event, AftercareScheduled):
+        return evolve(row, aftercare=row.aftercare + 1)
     entry = care_entry(event, row)
     if entry is not None:
         tx.save_entry(entry)
@@ -117,8 +129,14 @@ def _schedule_change(event: EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) 
 def _planned(event: EpisodeEvent, row: EpisodeRow) -> EpisodeRow:
     hours = event.payload["weekly_hours"]
     started = canonical_time(event.occurred_at)
+    certified_on = event.payload.get("certified_on")
+    if certified_on is None and row.payer == "medicare":  # version 1: certified that day
+        certified_on = local(event.occurred_at, row.program_timezone).date().isoformat()
+    if certified_on is not None:
+        row = _certified(row, certified_on)
     return evolve(
         row,
+        screens_per_week=int(event.payload.get("screens_per_week", 1)),
         status="active",
         level=str(Level.INTENSIVE_OUTPATIENT),
         weekly_hours=hours,
@@ -128,6 +146,11 @@ def _planned(event: EpisodeEvent, row: EpisodeRow) -> EpisodeRow:
         plan_started_at=started,
         last_change_at=started,
     )
+
+
+def _certified(row: EpisodeRow, certified_on: str) -> EpisodeRow:
+    dates = sorted({*_json_list(row.certifications), certified_on})
+    return evolve(row, certifications=json_text(dates))
 
 
 def _stepped_down(event: EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) -> EpisodeRow:
@@ -148,11 +171,14 @@ def _stepped_down(event: EpisodeEvent, row: EpisodeRow, tx: ViewTransaction) -> 
             policy=f"{policy['id']}@{policy['version']}" if policy else None,
         )
     )
+    occurred = canonical_time(event.occurred_at)
+    if row.last_change_at is not None and occurred < row.last_change_at:
+        return row  # a late step-down: the hours now are the clinically later one's
     return evolve(
         row,
         level=payload["to_level"],
         weekly_hours=payload["to_weekly_hours"],
-        last_change_at=canonical_time(event.occurred_at),
+        last_change_at=occurred,
     )
 
 

@@ -37,6 +37,10 @@ class EpisodeRow:
     discharged_at: str | None
     discharge_reason: int | None
     version: int
+    certifications: str = "[]"  # canonical JSON array of ISO dates (Medicare)
+    screens_per_week: int = 0
+    aftercare: int = 0  # aftercare entries scheduled
+    payer: str = ""
 
 
 @dataclass(frozen=True)

@@ -2,25 +2,35 @@
 
 Targets are not stored per week: a week's target is the weekly hours in
 effect at its end (the plan's hours, lowered by every step-down up to and
-including that week), so a step-down counts from the week it happens in.
+including that week, in clinical order), so a step-down counts from the
+week it happens in. A Medicare week is flagged ``certification_lapsed`` when
+any of its local days between the plan start and the discharge (or today)
+fell outside every certification (more than 60 days after the last one).
+
+One episode's bad data is that episode's error: it is logged with its id and
+left out, and the other episodes are read as usual.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from iop_episodes.application.output import Number
 from iop_episodes.domain.catalog import Level
+from iop_episodes.domain.certification import lapsed_on
 from iop_episodes.domain.payloads import WeekEvidence
-from iop_episodes.domain.policy import EpisodeStanding, week_target
+from iop_episodes.domain.policy import EpisodeStanding, hours_from_minutes, week_target
 from iop_episodes.domain.values import Model
-from iop_episodes.domain.weeks import iso_week, next_week, previous_weeks
+from iop_episodes.domain.weeks import iso_week, local, next_week, previous_weeks, week_start
 from projections.rows import EpisodeRow, StepDownRow
 from projections.views import Activity, EpisodeViews
+
+LOG = logging.getLogger(__name__)
 
 
 class WeekSchedule(Model):
@@ -36,6 +46,8 @@ class WeekSchedule(Model):
     doses_dispensed: int
     partial: bool
     """The week the plan started or the client was discharged."""
+    certification_lapsed: bool = False
+    """Medicare: some active day of the week had no certification in force."""
 
     def evidence(self) -> WeekEvidence:
         return WeekEvidence(
@@ -90,7 +102,24 @@ def target_for(week: str, row: EpisodeRow, steps: Sequence[StepDownRow]) -> Deci
 
 
 def _hours(minutes: int) -> Decimal:
-    return (Decimal(minutes) / 60).quantize(Decimal("0.01")).normalize()
+    return hours_from_minutes(minutes)
+
+
+def certification_lapsed(week: str, row: EpisodeRow, today: date | None = None) -> bool:
+    """Whether any day of the week the episode was active on fell outside certification."""
+    certified = json.loads(row.certifications)
+    if not certified or row.plan_started_at is None:
+        return False
+    tz = row.program_timezone
+    first = local(datetime.fromisoformat(row.plan_started_at), tz).date()
+    last = (
+        local(datetime.fromisoformat(row.discharged_at), tz).date() if row.discharged_at else today
+    )
+    monday = week_start(week, tz).date()
+    days = (monday + timedelta(days=n) for n in range(7))
+    return any(
+        lapsed_on(day, certified) for day in days if day >= first and (last is None or day <= last)
+    )
 
 
 def week_schedule(
@@ -98,6 +127,7 @@ def week_schedule(
     row: EpisodeRow,
     steps: Sequence[StepDownRow],
     activity: Iterable[Activity],
+    today: date | None = None,
 ) -> WeekSchedule:
     by_modality: dict[str, Decimal] = {}
     sessions = doses = negative = unexpected = minutes = 0
@@ -133,6 +163,7 @@ def week_schedule(
         unexpected_positive_screens=unexpected,
         doses_dispensed=doses,
         partial=week in edges,
+        certification_lapsed=certification_lapsed(week, row, today),
     )
 
 
@@ -160,8 +191,9 @@ def episode_schedule(views: EpisodeViews, episode_id: str, now: datetime) -> Epi
         grouped: dict[str, list[Activity]] = defaultdict(list)
         for item in views.activity(episode_id):
             grouped[item[1]].append(item)
+        today = local(now, tz).date()
         weeks = [
-            week_schedule(week, row, steps, grouped[week])
+            week_schedule(week, row, steps, grouped[week], today)
             for week in weeks_between(first, iso_week(end, tz))
         ]
     return EpisodeSchedule(
@@ -205,7 +237,13 @@ def active_during(row: EpisodeRow, week: str) -> bool:
     )
 
 
-def program_schedule(views: EpisodeViews, week: str, level: str | None = None) -> list[ProgramRow]:
+def in_clinical_order(steps: Iterable[StepDownRow]) -> list[StepDownRow]:
+    return sorted(steps, key=lambda step: (step.occurred_at, step.version))
+
+
+def program_schedule(
+    views: EpisodeViews, week: str, level: str | None = None, today: date | None = None
+) -> list[ProgramRow]:
     """One row per client active that week, ordered by level (highest first)."""
     steps_by_episode: dict[str, list[StepDownRow]] = defaultdict(list)
     for step in views.step_downs():
@@ -217,11 +255,15 @@ def program_schedule(views: EpisodeViews, week: str, level: str | None = None) -
     for row in views.episodes():
         if not active_during(row, week):
             continue
-        steps = [s for s in steps_by_episode[row.episode_id] if s.week <= week]
+        steps = in_clinical_order(s for s in steps_by_episode[row.episode_id] if s.week <= week)
         current_level = steps[-1].to_level if steps else str(Level.INTENSIVE_OUTPATIENT)
         if level is not None and current_level != level:
             continue
-        schedule = week_schedule(week, row, steps, activity[row.episode_id])
+        try:
+            schedule = week_schedule(week, row, steps, activity[row.episode_id], today)
+        except (ValueError, ArithmeticError):
+            LOG.exception("hour schedule: episode %s left out, its data is bad", row.episode_id)
+            continue
         rows.append(
             ProgramRow(
                 episode_id=row.episode_id,
@@ -255,10 +297,15 @@ def step_down_candidates(
         if row.weekly_hours is None or row.level is None or row.last_change_at is None:
             continue
         steps = steps_by_episode[row.episode_id]
-        evidence = [
-            week_schedule(week, row, steps, activity[(row.episode_id, week)]).evidence()
-            for week in window_by_zone[row.program_timezone]
-        ]
+        try:
+            evidence = [
+                week_schedule(week, row, steps, activity[(row.episode_id, week)]).evidence()
+                for week in window_by_zone[row.program_timezone]
+            ]
+        except (ValueError, ArithmeticError):
+            # A hint only: the step-down job decides from the episode's own entries.
+            LOG.exception("step-down candidates: episode %s has bad week data", row.episode_id)
+            evidence = []
         standing = EpisodeStanding(
             weekly_hours=Decimal(row.weekly_hours),
             level=row.level,

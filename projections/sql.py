@@ -73,7 +73,9 @@ def create_statements(dialect: Dialect) -> list[str]:
             program_timezone TEXT NOT NULL, level TEXT, weekly_hours TEXT,
             plan_weekly_hours TEXT, modality_hours TEXT NOT NULL, medications TEXT NOT NULL,
             plan_started_at TEXT, last_change_at TEXT, discharged_at TEXT,
-            discharge_reason INTEGER, version INTEGER NOT NULL)""",
+            discharge_reason INTEGER, version INTEGER NOT NULL,
+            certifications TEXT NOT NULL, screens_per_week INTEGER NOT NULL,
+            aftercare INTEGER NOT NULL, payer TEXT NOT NULL)""",
         """CREATE TABLE IF NOT EXISTS {entries} (
             episode_id TEXT NOT NULL, version INTEGER NOT NULL, week TEXT NOT NULL,
             item TEXT NOT NULL, minutes INTEGER NOT NULL, voided INTEGER NOT NULL,

@@ -281,8 +281,11 @@ def stored_rows(path: Path, topic_like: str = "%") -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def session_commands(ids: list[uuid.UUID], now: datetime, count: int) -> list[dict[str, Any]]:
-    return [factories.session(ids[n % len(ids)], now, minutes=60) for n in range(count)]
+def session_commands(
+    ids: list[uuid.UUID], now: datetime, count: int, minutes: int = 30
+) -> list[dict[str, Any]]:
+    """Sessions short enough that each episode's local day holds them (24 hours at most)."""
+    return [factories.session(ids[n % len(ids)], now, minutes=minutes) for n in range(count)]
 
 
 @dataclass
@@ -478,9 +481,12 @@ def b3(folder: Path, reps: int) -> Figure:
     clock = SimulatedClock(START, tick=timedelta(milliseconds=1))
     with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
         short, long = planned_episodes(service, clock, 2, "MRN-B")
-        service.record_roster(session_commands([short], clock.now(), 18))
-        for _ in range(4):
-            service.record_roster(session_commands([long], clock.now(), 500))
+        planned = clock.now()
+        clock.advance(timedelta(days=4))  # 2,000 short sessions over four local days
+        service.record_roster(session_commands([short], planned, 18, minutes=2))
+        for day in range(4):
+            at = planned + timedelta(days=day)
+            service.record_roster(session_commands([long], at, 500, minutes=2))
 
     def load(episode_id: uuid.UUID) -> float:
         with EpisodeService(url) as fresh:  # an empty cache: every load reads the store
@@ -879,8 +885,10 @@ def bulk_store(url: str, events: int, per_episode: int = 100) -> None:
             commands.CreatePlan.model_validate(factories.plan(episode.id, now)), now
         )
         session = commands.RecordSession.model_validate(factories.session(episode.id, now))
-        for _ in range(per_episode - 2):
-            episode.record_session(session, now)
+        later = now + timedelta(days=per_episode)  # one session a day, all recorded late
+        for day in range(per_episode - 2):
+            at = now + timedelta(days=day)
+            episode.record_session(session.model_copy(update={"occurred_at": at}), later)
         return episode
 
     write_in_batches(url, (sessions_only(n) for n in range(events // per_episode)))

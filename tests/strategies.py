@@ -153,3 +153,56 @@ json_values = st.recursive(
     max_leaves=30,
 )
 """Arbitrary JSON values (finite numbers), empty containers and awkward text included."""
+
+
+@dataclass(frozen=True)
+class ClinicalEvent:
+    """Something that happened to one client: what, on which day and hour after the plan."""
+
+    kind: str  # "session", "screen", "dose", "step_down" or "discharge"
+    day: int
+    hour: int
+    detail: dict[str, Any]
+
+
+def clinical_histories() -> st.SearchStrategy[list[ClinicalEvent]]:
+    """Care the rules accept in any recording order, in clinical order.
+
+    Sessions fall on distinct hours (at most 90 minutes each, so no local day
+    overflows); step-downs fall in distinct weeks with hours falling over time;
+    a discharge, if any, comes after everything else.
+    """
+    slots = st.lists(st.tuples(st.integers(0, 34), st.integers(11, 22)), unique=True, max_size=14)
+    return st.tuples(
+        slots,
+        st.lists(
+            st.sampled_from(["session", "session", "screen", "dose"]), min_size=14, max_size=14
+        ),
+        st.lists(st.integers(30, 90), min_size=14, max_size=14),
+        st.lists(st.sampled_from(["negative", "positive"]), min_size=14, max_size=14),
+        st.lists(st.integers(1, 4), unique=True, max_size=3),
+        st.lists(
+            st.sampled_from(["11", "10.5", "10", "9.5", "9"]), unique=True, min_size=3, max_size=3
+        ),
+        st.booleans(),
+    ).map(_history)
+
+
+def _history(drawn: tuple[Any, ...]) -> list[ClinicalEvent]:
+    slots, kinds, minutes, results, weeks, hours, discharged = drawn
+    history = []
+    for (day, hour), kind, length, result in zip(slots, kinds, minutes, results, strict=False):
+        detail: dict[str, Any] = {}
+        if kind == "session":
+            detail = {"minutes": length}
+        elif kind == "screen":
+            detail = {"results": {"opiates": result, "buprenorphine": "positive"}}
+        history.append(ClinicalEvent(kind, day, hour, detail))
+    tapers = sorted(hours, key=float, reverse=True)
+    history.extend(
+        ClinicalEvent("step_down", 7 * week + 1, 10, {"to": to})
+        for week, to in zip(sorted(weeks), tapers, strict=False)
+    )
+    if discharged:
+        history.append(ClinicalEvent("discharge", 40, 12, {}))
+    return sorted(history, key=lambda event: (event.day, event.hour, event.kind))

@@ -59,6 +59,7 @@ def test_demo_records_every_kind_of_entry(program):
         "MedicationDispensed",
         "ScreenResulted",
         "StepDown",
+        "Recertified",
         "Discharged",
         "AftercareScheduled",
         "EntryCorrected",

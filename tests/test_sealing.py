@@ -128,7 +128,9 @@ def test_a_rejected_snapshot_is_logged_with_episode_and_version(sqlite_url, cloc
     with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
         episode_id = active_episode(service, clock)
         for _ in range(18):
-            service.record_session(factories.session(episode_id, advance(clock, hours=1)))
+            service.record_session(
+                factories.session(episode_id, advance(clock, hours=1), minutes=45)
+            )
         expected = service.episode(episode_id)
     tamper.edit_snapshot(sqlite_url, episode_id, b'"level":"2.1"', b'"level":"1"')
     with (
@@ -158,7 +160,9 @@ def test_a_verifier_without_the_key_checks_a_sealed_store_by_links_and_replays(s
     with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
         episode_id = active_episode(service, clock)
         for _ in range(18):
-            service.record_session(factories.session(episode_id, advance(clock, hours=1)))
+            service.record_session(
+                factories.session(episode_id, advance(clock, hours=1), minutes=45)
+            )
     with EpisodeService(sqlite_url, clock=clock) as service:
         assert verify_all(service, ViewRunner(service).views).findings == []
     tamper.edit_snapshot(sqlite_url, episode_id, b'"step_downs":0', b'"step_downs":1')
@@ -177,7 +181,9 @@ def test_a_sealed_snapshot_is_the_documented_envelope(sqlite_url, clock):
     with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
         episode_id = active_episode(service, clock)
         for _ in range(18):
-            service.record_session(factories.session(episode_id, advance(clock, hours=1)))
+            service.record_session(
+                factories.session(episode_id, advance(clock, hours=1), minutes=45)
+            )
     version, state = tamper.snapshot_state(sqlite_url, episode_id)
     envelope = json.loads(state)
     assert list(envelope) == ["_seal", "snapshot"]
@@ -193,7 +199,9 @@ def test_an_encrypted_sealed_store_loads_and_verifies(sqlite_url, clock, monkeyp
     with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
         episode_id = active_episode(service, clock)
         for _ in range(18):
-            service.record_session(factories.session(episode_id, advance(clock, hours=1)))
+            service.record_session(
+                factories.session(episode_id, advance(clock, hours=1), minutes=45)
+            )
         ViewRunner(service).catch_up()
     with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
         assert service.episode(episode_id).version == 20

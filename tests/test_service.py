@@ -222,9 +222,10 @@ def test_long_episode_loads_from_a_snapshot(sqlite_url):
     with EpisodeService(sqlite_url, clock=clock) as service:
         episode_id = active_episode(service, clock)
         now = advance(clock, hours=1)
-        service.record_roster([factories.session(episode_id, now, minutes=30)] * 60)
+        # 78 short sessions fit in one local day (24 hours at most since issue 12).
+        service.record_roster([factories.session(episode_id, now, minutes=5)] * 60)
         for _ in range(18):
-            service.record_session(factories.session(episode_id, now, minutes=30))
+            service.record_session(factories.session(episode_id, now, minutes=5))
         assert service.snapshots is not None
         snapshots = list(service.snapshots.get(episode_id))
         assert [s.originator_version for s in snapshots] == [62, 80]

@@ -111,8 +111,8 @@ def test_an_error_on_one_episode_never_stops_the_sweep(service, clock):
 
 
 @pytest.mark.usefixtures("due")
-def test_a_projection_behind_the_store_is_skipped_not_trusted(service, clock):
-    """If the schedule has not seen a newer step-down, the aggregate check skips it."""
+def test_a_projection_behind_the_store_is_not_trusted(service, clock):
+    """If the schedule has not seen a newer step-down, the store's episode decides: hold."""
     runner = ViewRunner(service)
     runner.catch_up()
     stale = step_down_candidates(runner.views, clock.now(), 4)
@@ -123,8 +123,8 @@ def test_a_projection_behind_the_store_is_skipped_not_trusted(service, clock):
             return [Candidate(UUID(e), s, w) for e, s, w in stale]
 
     later = run_stepdown_sweep(service, Frozen(), clock.now())
-    assert later.counts["skipped"] == 6
-    assert all("projection is behind" in o.reason for o in later.outcomes)
+    assert later.counts["held"] == 6
+    assert all("since the last change" in o.reason for o in later.outcomes)
 
 
 def test_cron_fires_twice_in_the_repeated_hour_and_the_second_sweep_records_nothing():

@@ -95,7 +95,8 @@ def _planned(
     episode_id = service.assess(factories.assessment(clock.now())).episode_id
     service.create_plan(factories.plan(episode_id, advance(clock, minutes=30), **plan))
     for _ in range(sessions):
-        service.record_session(factories.session(episode_id, advance(clock, hours=1)))
+        # Three hours apart: a 3-hour session each, at most 24 hours in a local day.
+        service.record_session(factories.session(episode_id, advance(clock, hours=3)))
     return episode_id
 
 

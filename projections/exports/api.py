@@ -211,7 +211,7 @@ def export_audit_report(
     if episode_id in selected.refused:
         raise selected.refused[episode_id]
     rows = [audit_row(event, str(episode_id)) for event in selected.histories[episode_id]]
-    entries = audit.linked(rows)
+    entries = audit.linked(rows, audit.coverage_of(selected.histories[episode_id]))
     text = audit.to_jsonl(entries) if output == "jsonl" else audit.to_csv(entries)
     data = text.encode("ascii")
     export_format = ExportFormat(f"audit-report-{output}")

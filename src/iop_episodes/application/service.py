@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
@@ -29,10 +30,14 @@ from iop_episodes.application import problems
 from iop_episodes.application.clock import Clock, SystemClock
 from iop_episodes.domain import commands, errors
 from iop_episodes.domain.disclosure import ConsentTerms, Disclosure, consent_in_force
-from iop_episodes.domain.episode import Episode, Receipt
+from iop_episodes.domain.episode import TIMELINE, Episode, Receipt
 from iop_episodes.domain.events import EpisodeEvent
+from iop_episodes.domain.evidence import standing_of, weeks_of
+from iop_episodes.domain.payloads import WeekEvidence
+from iop_episodes.domain.policy import EpisodeStanding
+from iop_episodes.domain.rules import RuleSettings
 from iop_episodes.domain.state import EpisodeState
-from iop_episodes.domain.weeks import local, zone
+from iop_episodes.domain.weeks import iso_week, local, previous_weeks, zone
 from iop_episodes.infrastructure import pglocks, pgprobe
 from iop_episodes.infrastructure.keys import IntegrityKey, IntegrityKeyError
 from iop_episodes.infrastructure.mapping import (
@@ -47,6 +52,7 @@ from iop_episodes.infrastructure.settings import (
     parse_store,
     program_timezone,
     protection_env,
+    rule_settings,
     store_url,
 )
 from iop_episodes.infrastructure.settings import (
@@ -62,6 +68,18 @@ SNAPSHOT_INTERVAL = 20
 MAX_ATTEMPTS = 5
 
 C = TypeVar("C", bound=commands.Command)
+
+IDEMPOTENCY_SCOPE = "episode"
+"""A ``command_id`` identifies one command within one episode (see the README)."""
+
+
+@dataclass(frozen=True)
+class DecisionBasis:
+    """What a step-down decision is made from: the episode's own entries, as stored."""
+
+    standing: EpisodeStanding
+    weeks: list[WeekEvidence]
+    version: int
 
 
 class EpisodeService(Application[UUID]):
@@ -90,6 +108,7 @@ class EpisodeService(Application[UUID]):
         integrity_key: IntegrityKey | str | None = None,
         read_only: bool = False,
         create: bool = True,
+        rules: RuleSettings | None = None,
     ) -> None:
         """``integrity_key`` (or ``IOP_INTEGRITY_KEY``) seals entries and snapshots.
 
@@ -111,6 +130,7 @@ class EpisodeService(Application[UUID]):
             raise errors.StoreKeyError(str(error)) from None
         self.clock: Clock = clock or SystemClock()
         self.program_timezone = _known_timezone(program_timezone(timezone))
+        self.rules: RuleSettings = rules or rule_settings()
         if self.store.backend == "postgresql":
             refused = pgprobe.unreachable(self.store.env)
             if refused is not None:
@@ -188,6 +208,10 @@ class EpisodeService(Application[UUID]):
 
     def step_down(self, cmd: commands.StepDownHours | Mapping[str, Any]) -> Receipt:
         return self._execute(_validated(commands.StepDownHours, cmd), Episode.step_down)
+
+    def recertify(self, cmd: commands.Recertify | Mapping[str, Any]) -> Receipt:
+        """A physician renews a Medicare certification (due within 60 days of the last)."""
+        return self._execute(_validated(commands.Recertify, cmd), Episode.recertify)
 
     def discharge(self, cmd: commands.Discharge | Mapping[str, Any]) -> Receipt:
         return self._execute(_validated(commands.Discharge, cmd), Episode.discharge)
@@ -286,13 +310,12 @@ class EpisodeService(Application[UUID]):
                         episodes[command.episode_id] = self._load(command.episode_id)
                     episode = episodes[command.episode_id]
                     try:
-                        receipts.append(episode.record_session(command, now))
+                        receipts.append(episode.record_session(command, now, self.rules))
                     except errors.EpisodeRuleError as error:
                         self._evict(*episodes.values())  # earlier items changed them
                         if self._evict_if_stale(episode):
                             break
-                        error.add_note(f"roster item {index} (episode {command.episode_id})")
-                        raise
+                        raise _in_roster(error, index, command.episode_id) from None
                 else:
                     if self._saved(*episodes.values()):
                         return receipts
@@ -319,6 +342,18 @@ class EpisodeService(Application[UUID]):
             if self._evict_if_stale(episode):
                 episode = self._load(episode_id)
             return EpisodeState.of(episode)
+
+    def decision_basis(self, episode_id: UUID, as_of: datetime, weeks: int) -> DecisionBasis | None:
+        """The standing and last ``weeks`` complete weeks of an active episode, from the store."""
+        with self._locked([episode_id]):
+            episode = self._load(episode_id)
+            if self._evict_if_stale(episode):
+                episode = self._load(episode_id)
+            standing = standing_of(episode)
+            if standing is None:
+                return None
+            window = previous_weeks(iso_week(as_of, episode.program_timezone), weeks)
+            return DecisionBasis(standing, weeks_of(episode, window), episode.version)
 
     def history(self, episode_id: UUID) -> Iterator[EpisodeEvent]:
         """The episode's entries in version order, upcast to current classes, links checked."""
@@ -419,14 +454,14 @@ class EpisodeService(Application[UUID]):
     def _execute(
         self,
         command: C,
-        decide: Callable[[Episode, C, datetime], Receipt],
+        decide: Callable[[Episode, C, datetime, RuleSettings], Receipt],
     ) -> Receipt:
         episode_id: UUID = command.episode_id  # type: ignore[attr-defined]  # every EpisodeCommand has it
         for _ in range(MAX_ATTEMPTS):
             with self._stripes[hash(episode_id) % len(self._stripes)]:
                 episode = self._load(episode_id)
                 try:
-                    receipt = decide(episode, command, self.clock.now())
+                    receipt = decide(episode, command, self.clock.now(), self.rules)
                 except errors.EpisodeRuleError:
                     if self._evict_if_stale(episode):
                         continue  # judged on a stale copy: judge again on the store's
@@ -495,6 +530,12 @@ class EpisodeService(Application[UUID]):
             raise errors.EpisodeNotFound(f"no episode {episode_id}") from None
         if not isinstance(episode, Episode):  # a disclosure's id: not an episode
             raise errors.EpisodeNotFound(f"no episode {episode_id}")
+        if any(name not in episode.__dict__ for name in TIMELINE):
+            # A snapshot taken before episodes kept their clinical timeline:
+            # rebuild from the entries alone (snapshots only speed loading up).
+            episode = Repository(self.events).get(episode_id, version=version)
+            if version is None and self.repository.cache is not None:
+                self.repository.cache.put(episode_id, episode)
         return episode
 
     def _checked_projection(self, episode: Episode | None, items: Iterable[Any]) -> Episode | None:
@@ -562,6 +603,17 @@ def _known_timezone(name: str) -> str:
             "give one such as America/New_York"
         ) from None
     return name
+
+
+def _in_roster(error: errors.EpisodeRuleError, index: int, episode_id: UUID) -> Exception:
+    """The same rule error, its message and field naming the roster item that broke it."""
+    message = str(error).removeprefix(f"[{error.rule}] ")
+    named = type(error)(
+        f"roster item {index} (episode {episode_id}): {message}",
+        field=f"[{index}].{error.field or 'episode_id'}",
+    )
+    named.add_note(f"roster item {index} (episode {episode_id})")
+    return named
 
 
 def _validated(command_type: type[C], cmd: C | Mapping[str, Any]) -> C:

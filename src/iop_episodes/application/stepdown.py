@@ -1,8 +1,11 @@
 """The step-down sweep: apply the policy to every active episode, once per week.
 
 Candidates come from a ``CandidateSource`` (the hour schedule projection
-provides one) so the sweep never loads every aggregate to find them. Each
-step-down is re-checked on its aggregate and recorded with a deterministic
+provides one) so the sweep never scans the store to find them. Decisions
+never come from views: each candidate's episode is loaded through the
+service and the policy decides from its own entries (weeks, hours attended
+against target, screens), which are the evidence recorded. Each step-down is
+recorded with a deterministic
 ``command_id`` (episode, ISO week, policy version): running the sweep twice,
 killing it half way, or running it on two nodes records each step-down once.
 """
@@ -21,7 +24,6 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
 from iop_episodes.domain.payloads import WeekEvidence
 from iop_episodes.domain.policy import Decision, EpisodeStanding, StepDownSettings, decide
-from iop_episodes.domain.state import EpisodeState
 
 LOG = logging.getLogger(__name__)
 SCHEDULER_ACTOR = {"id": "stepdown-scheduler", "role": "scheduler"}
@@ -31,9 +33,11 @@ Outcome = Literal["stepped-down", "held", "already-recorded", "skipped", "error"
 
 @dataclass(frozen=True)
 class Candidate:
+    """An episode the source believes active; its standing and weeks are only a hint."""
+
     episode_id: UUID
-    standing: EpisodeStanding
-    weeks: list[WeekEvidence]
+    standing: EpisodeStanding | None = None
+    weeks: list[WeekEvidence] = field(default_factory=list)
 
 
 class CandidateSource(Protocol):
@@ -69,6 +73,11 @@ class SweepSummary:
     @property
     def counts(self) -> Counter[str]:
         return Counter(outcome.outcome for outcome in self.outcomes)
+
+    @property
+    def errors(self) -> int:
+        """Episodes whose data or decision failed (each logged with its id)."""
+        return self.counts["error"]
 
     def line(self) -> str:
         counts = self.counts
@@ -133,16 +142,15 @@ def _sweep_one(
     *,
     dry_run: bool,
 ) -> EpisodeOutcome:
-    decision = decide(candidate.standing, candidate.weeks, as_of, rules)
     episode_id = candidate.episode_id
+    basis = service.decision_basis(episode_id, as_of, rules.weeks_required)
+    if basis is None:
+        return EpisodeOutcome(episode_id, "skipped", "episode is not active in the store")
+    decision = decide(basis.standing, basis.weeks, as_of, rules)
     if decision.outcome == "hold" or decision.to_weekly_hours is None:
         return EpisodeOutcome(episode_id, "held", decision.reason, decision)
     if dry_run:
         return EpisodeOutcome(episode_id, "stepped-down", "dry run: " + decision.reason, decision)
-    state = service.episode(episode_id)
-    stale = _stale(state, candidate.standing)
-    if stale is not None:
-        return EpisodeOutcome(episode_id, "skipped", stale, decision)
     command_id = step_down_command_id(episode_id, decision.as_of_week, rules)
     try:
         receipt = service.step_down(
@@ -164,15 +172,3 @@ def _sweep_one(
             episode_id, "already-recorded", f"{command_id} was recorded", decision
         )
     return EpisodeOutcome(episode_id, "stepped-down", decision.reason, decision)
-
-
-def _stale(state: EpisodeState, standing: EpisodeStanding) -> str | None:
-    """Why the projection's picture of the episode no longer holds, if it does not."""
-    if state.status != "active":
-        return f"episode is {state.status} in the store"
-    if state.weekly_hours != standing.weekly_hours:
-        return (
-            f"the store has {state.weekly_hours} weekly hours, the schedule "
-            f"{standing.weekly_hours}: the projection is behind"
-        )
-    return None

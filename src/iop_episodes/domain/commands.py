@@ -82,8 +82,8 @@ class RecordSession(EpisodeCommand, payloads.SessionAttended):
     payload_type = payloads.SessionAttended
 
 
-class DispenseMedication(EpisodeCommand, payloads.MedicationDispensed):
-    payload_type = payloads.MedicationDispensed
+class DispenseMedication(EpisodeCommand, payloads.Dose):
+    payload_type = payloads.Dose
 
 
 class RecordScreen(EpisodeCommand, payloads.ScreenResulted):
@@ -92,6 +92,10 @@ class RecordScreen(EpisodeCommand, payloads.ScreenResulted):
 
 class StepDownHours(EpisodeCommand, payloads.StepDownRequested):
     payload_type = payloads.StepDownRequested
+
+
+class Recertify(EpisodeCommand, payloads.Recertified):
+    payload_type = payloads.Recertified
 
 
 class Discharge(EpisodeCommand, payloads.Discharged):

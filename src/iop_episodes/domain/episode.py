@@ -37,7 +37,9 @@ from iop_episodes.domain.catalog import (
     band,
     level_for_hours,
 )
+from iop_episodes.domain.certification import MEDICARE_MIN_CERTIFIED_HOURS
 from iop_episodes.domain.permissions import ALLOWED_ROLES, may_record
+from iop_episodes.domain.rules import DEFAULT_RULES, MINUTES_PER_LOCAL_DAY, RuleSettings
 from iop_episodes.domain.weeks import age_on, iso_week, local
 
 if TYPE_CHECKING:
@@ -53,9 +55,26 @@ MIN_AGE, MAX_AGE = 12, 120
 AFTER_DISCHARGE = frozenset(
     {"AftercareScheduled", "EntryCorrected", "Discharged", "ConsentRecorded", "ConsentRevoked"}
 )
-"""Entries accepted after discharge (a second discharge has its own error).
+"""Entries that may happen after discharge (a second discharge has its own error).
 
-Consents are too: records of a finished episode still leave only with one."""
+Consents are too: records of a finished episode still leave only with one. Any
+other entry is judged by when it happened: one that occurred before the
+discharge is accepted after it (late documentation), one that occurred
+after it is refused.
+"""
+
+TIMELINE = (
+    "plan_weekly_hours",
+    "care",
+    "tapers",
+    "certifications",
+    "minutes_by_day",
+    "weekly",
+)
+"""State the clinical rules keep; a snapshot without it predates them."""
+
+NAMED_AT_MOST = 5
+"""How many conflicting entries an error message lists."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +124,14 @@ class Episode(Aggregate):
         self.weekly_hours: Decimal | None = None
         self.level: Level | None = None
         self.medications: list[str] = []
+        self.plan_weekly_hours: Decimal | None = None
+        # The clinical timeline, kept small: it is in every snapshot. Times are
+        # canonical UTC text (it sorts as time and decodes without a transcoder).
+        self.care: list[list[Any]] = []  # [version, occurred_at, type, quantity, meaning]
+        self.tapers: list[list[Any]] = []  # [version, occurred_at, to_hours, to_level], by time
+        self.weekly: dict[str, list[int]] = {}  # ISO week: [minutes, negative, unexpected+]
+        self.certifications: list[str] = []  # ISO dates of Medicare certifications
+        self.minutes_by_day: dict[str, int] = {}  # attended minutes per local ISO date
         self.last_step_down_week: str | None = None
         self.step_downs: int = 0
         self.discharged_at: datetime | None = None
@@ -136,6 +163,11 @@ class Episode(Aggregate):
                 f"client age at assessment must be {MIN_AGE} to {MAX_AGE}, "
                 f"got {age} (birth_date {cmd.birth_date}, assessed {local_day})"
             )
+        if cmd.detox_completed_on is not None and cmd.detox_completed_on > local_day:
+            raise errors.DetoxDateInvalid(
+                f"detox_completed_on {cmd.detox_completed_on} is after the assessment "
+                f"on {local_day}: detox is completed before IOP begins"
+            )
         received = cmd.as_received()
         return cls._create(
             events.Assessed,
@@ -154,35 +186,66 @@ class Episode(Aggregate):
 
     # ---- commands --------------------------------------------------------
 
-    def create_plan(self, cmd: commands.CreatePlan, now: datetime) -> Receipt:
-        return self._handle(cmd, now, events.PlanCreated, self._check_plan)
+    def create_plan(
+        self, cmd: commands.CreatePlan, now: datetime, rules: RuleSettings = DEFAULT_RULES
+    ) -> Receipt:
+        return self._handle(cmd, now, rules, events.PlanCreated, self._check_plan)
 
-    def record_session(self, cmd: commands.RecordSession, now: datetime) -> Receipt:
-        return self._handle(cmd, now, events.SessionAttended, self._check_care)
+    def record_session(
+        self, cmd: commands.RecordSession, now: datetime, rules: RuleSettings = DEFAULT_RULES
+    ) -> Receipt:
+        return self._handle(cmd, now, rules, events.SessionAttended, self._check_session)
 
-    def dispense_medication(self, cmd: commands.DispenseMedication, now: datetime) -> Receipt:
-        return self._handle(cmd, now, events.MedicationDispensed, self._check_dose)
+    def dispense_medication(
+        self,
+        cmd: commands.DispenseMedication,
+        now: datetime,
+        rules: RuleSettings = DEFAULT_RULES,
+    ) -> Receipt:
+        return self._handle(cmd, now, rules, events.MedicationDispensed, self._check_dose)
 
-    def record_screen(self, cmd: commands.RecordScreen, now: datetime) -> Receipt:
-        return self._handle(cmd, now, events.ScreenResulted, self._check_screen)
+    def record_screen(
+        self, cmd: commands.RecordScreen, now: datetime, rules: RuleSettings = DEFAULT_RULES
+    ) -> Receipt:
+        return self._handle(cmd, now, rules, events.ScreenResulted, self._check_screen)
 
-    def step_down(self, cmd: commands.StepDownHours, now: datetime) -> Receipt:
-        return self._handle(cmd, now, events.StepDown, self._check_step_down)
+    def step_down(
+        self, cmd: commands.StepDownHours, now: datetime, rules: RuleSettings = DEFAULT_RULES
+    ) -> Receipt:
+        return self._handle(cmd, now, rules, events.StepDown, self._check_step_down)
 
-    def discharge(self, cmd: commands.Discharge, now: datetime) -> Receipt:
-        return self._handle(cmd, now, events.Discharged, self._check_discharge)
+    def recertify(
+        self, cmd: commands.Recertify, now: datetime, rules: RuleSettings = DEFAULT_RULES
+    ) -> Receipt:
+        return self._handle(cmd, now, rules, events.Recertified, self._check_recertification)
 
-    def schedule_aftercare(self, cmd: commands.ScheduleAftercare, now: datetime) -> Receipt:
-        return self._handle(cmd, now, events.AftercareScheduled, self._check_aftercare)
+    def discharge(
+        self, cmd: commands.Discharge, now: datetime, rules: RuleSettings = DEFAULT_RULES
+    ) -> Receipt:
+        return self._handle(cmd, now, rules, events.Discharged, self._check_discharge)
 
-    def correct_entry(self, cmd: commands.CorrectEntry, now: datetime) -> Receipt:
-        return self._handle(cmd, now, events.EntryCorrected, self._check_correction)
+    def schedule_aftercare(
+        self,
+        cmd: commands.ScheduleAftercare,
+        now: datetime,
+        rules: RuleSettings = DEFAULT_RULES,
+    ) -> Receipt:
+        return self._handle(cmd, now, rules, events.AftercareScheduled, self._check_aftercare)
 
-    def record_consent(self, cmd: commands.RecordConsent, now: datetime) -> Receipt:
-        return self._handle(cmd, now, events.ConsentRecorded, self._check_consent)
+    def correct_entry(
+        self, cmd: commands.CorrectEntry, now: datetime, rules: RuleSettings = DEFAULT_RULES
+    ) -> Receipt:
+        return self._handle(cmd, now, rules, events.EntryCorrected, self._check_correction)
 
-    def revoke_consent(self, cmd: commands.RevokeConsent, now: datetime) -> Receipt:
-        return self._handle(cmd, now, events.ConsentRevoked, self._check_revocation)
+    def record_consent(
+        self, cmd: commands.RecordConsent, now: datetime, rules: RuleSettings = DEFAULT_RULES
+    ) -> Receipt:
+        return self._handle(cmd, now, rules, events.ConsentRecorded, self._check_consent)
+
+    def revoke_consent(
+        self, cmd: commands.RevokeConsent, now: datetime, rules: RuleSettings = DEFAULT_RULES
+    ) -> Receipt:
+        return self._handle(cmd, now, rules, events.ConsentRevoked, self._check_revocation)
 
     # ---- reading -----------------------------------------------------------
 
@@ -194,6 +257,33 @@ class Episode(Aggregate):
     def has_plan(self) -> bool:
         return self.plan_started_at is not None
 
+    def hours_in_effect(self, moment: datetime) -> Decimal:
+        """The weekly hours at a moment: the plan's, lowered by every step-down up to it."""
+        hours = self.plan_weekly_hours or Decimal(0)
+        when = canonical_time(moment)
+        for _, at, to_hours, _ in self.tapers:
+            if at <= when:
+                hours = Decimal(to_hours)
+        return hours
+
+    @property
+    def last_change_at(self) -> datetime | None:
+        """When the plan started or the client last stepped down, in clinical time."""
+        if self.tapers:
+            return datetime.fromisoformat(self.tapers[-1][1])
+        return self.plan_started_at
+
+    def live_care(self) -> list[list[Any]]:
+        """Timeline entries that were not voided."""
+        voided = set(self.voided)
+        return [entry for entry in self.care if entry[0] not in voided]
+
+    def day_of_treatment(self, moment: datetime) -> int:
+        """Local days since the plan started: the plan's own day is day 0."""
+        start = self.plan_started_at or moment
+        tz = self.program_timezone
+        return (local(moment, tz).date() - local(start, tz).date()).days
+
     def receipt_for(self, command_id: str) -> Receipt | None:
         seen = self.receipts.get(command_id)
         return None if seen is None else Receipt(self.id, int(seen[0]), replayed=True)
@@ -204,8 +294,9 @@ class Episode(Aggregate):
         self,
         cmd: commands.EpisodeCommand,
         now: datetime,
+        rules: RuleSettings,
         event_class: type[events.EpisodeEvent],
-        check: Callable[[Any], Model | None],
+        check: Callable[[Any, RuleSettings], Model | None],
     ) -> Receipt:
         event_type = event_class.type_name()
         received = cmd.as_received()
@@ -219,12 +310,19 @@ class Episode(Aggregate):
             return Receipt(self.id, int(version), replayed=True)
         _require_role(cmd, event_type)
         _require_not_future(cmd.occurred_at, now)
-        if self.is_discharged and event_type not in AFTER_DISCHARGE:
+        self._require_after(cmd.occurred_at, self.assessed_at, "the assessment")
+        discharged_at = self.discharged_at
+        if (
+            discharged_at is not None
+            and event_type not in AFTER_DISCHARGE
+            and cmd.occurred_at > discharged_at
+        ):
             raise errors.EpisodeDischarged(
-                f"episode {self.id} was discharged at {self.discharged_at}; "
-                f"{event_type} is not accepted after discharge"
+                f"episode {self.id} was discharged at {canonical_time(discharged_at)}; "
+                f"a {event_type} that occurred after it ({canonical_time(cmd.occurred_at)}) "
+                "is not accepted"
             )
-        stored = check(cmd)  # None: the command's own payload is what is stored
+        stored = check(cmd, rules)  # None: the command's own payload is what is stored
         payload = cmd.payload_json(received) if stored is None else stored.model_dump(mode="json")
         self.trigger_event(
             event_class,
@@ -243,49 +341,127 @@ class Episode(Aggregate):
 
     # ---- rules -------------------------------------------------------------
 
-    def _check_plan(self, cmd: commands.CreatePlan) -> None:
+    def _check_plan(self, cmd: commands.CreatePlan, _rules: RuleSettings) -> Model | None:
         if self.has_plan:
             raise errors.PlanAlreadyCreated(
                 f"episode {self.id} already has the plan started {self.plan_started_at}"
             )
-        self._require_after(cmd.occurred_at, self.assessed_at, "the assessment")
-        if self.severe_withdrawal and (
-            self.detox_completed_on is None and cmd.detox_completed_on is None
-        ):
+        plan_day = local(cmd.occurred_at, self.program_timezone).date()
+        detox = cmd.detox_completed_on or self.detox_completed_on
+        if self.severe_withdrawal and detox is None:
             raise errors.DetoxRequired(
                 "ASAM dimension 1 rated severe withdrawal (3 or more): a plan needs "
                 "detox_completed_on from the assessment or the plan, got neither"
             )
+        if detox is not None and detox > plan_day:
+            raise errors.DetoxDateInvalid(
+                f"detox_completed_on {detox} is after the plan's start on {plan_day} "
+                "(or in the future): detox is completed on or before the plan starts"
+            )
         self._require_in_band(cmd.weekly_hours, Level.INTENSIVE_OUTPATIENT)
-        if self.payer == Payer.MEDICARE and cmd.certifying_physician_id is None:
+        if self.payer != Payer.MEDICARE:
+            return None
+        return self._certified_plan(cmd, plan_day)
+
+    def _certified_plan(self, cmd: commands.CreatePlan, plan_day: date) -> Model:
+        """A Medicare plan stores who certified, on which day and for how many hours."""
+        if cmd.certifying_physician_id is None:
             raise errors.CertificationRequired(
                 "a Medicare IOP plan needs certifying_physician_id (physician "
                 "certification of at least 9 hours a week), got none"
             )
+        hours = cmd.certified_weekly_hours or cmd.weekly_hours
+        certified_on = cmd.certified_on or plan_day
+        _require_certified_hours(hours)
+        if certified_on > plan_day:
+            raise errors.CertificationInvalid(
+                f"certified_on {certified_on} is after the plan's start on {plan_day}",
+                field="certified_on",
+            )
+        plan = payloads.PlanCreated.model_validate(cmd.payload_json())
+        return plan.model_copy(
+            update={"certified_on": certified_on, "certified_weekly_hours": hours}
+        )
 
-    def _check_care(self, cmd: commands.EpisodeCommand) -> None:
+    def _check_session(self, cmd: commands.RecordSession, rules: RuleSettings) -> None:
         self._require_plan(cmd)
+        self._check_session_time(cmd.occurred_at, cmd.minutes, rules, replacing=None)
 
-    def _check_dose(self, cmd: commands.DispenseMedication) -> None:
+    def _check_session_time(
+        self, moment: datetime, minutes: int, rules: RuleSettings, replacing: int | None
+    ) -> None:
+        """A session within the program's maximum, and no more than 24 h in its local day."""
+        if minutes > rules.max_session_minutes:
+            raise errors.SessionTooLong(
+                f"minutes {minutes} exceeds the program's maximum session of "
+                f"{rules.max_session_minutes} minutes"
+            )
+        tz = self.program_timezone
+        day = local(moment, tz).date()
+        booked = self.minutes_by_day.get(day.isoformat(), 0)
+        if replacing is not None:
+            booked -= next(e[3] for e in self.care if e[0] == replacing)
+        if booked + minutes > MINUTES_PER_LOCAL_DAY:
+            raise errors.DayOverbooked(
+                f"minutes {minutes} would bring attendance on {day} ({tz}) to "
+                f"{booked + minutes} minutes; a local day holds at most "
+                f"{MINUTES_PER_LOCAL_DAY} (24 hours)"
+            )
+
+    def _check_dose(self, cmd: commands.DispenseMedication, rules: RuleSettings) -> Model:
         self._require_plan(cmd)
         check_dose(cmd, self.medications)
+        return self._judged_dose(
+            payloads.Dose.model_validate(cmd.payload_json()), cmd.occurred_at, rules
+        )
 
-    def _check_screen(self, cmd: commands.RecordScreen) -> None:
+    def _judged_dose(
+        self, dose: payloads.Dose, moment: datetime, rules: RuleSettings
+    ) -> payloads.MedicationDispensed:
+        """The dose within the take-home policy for its day, recording that policy."""
+        policy = rules.take_home_policy
+        day = self.day_of_treatment(moment)
+        limit = policy.limit(dose.medication, day)
+        if limit is not None and dose.take_home_doses > limit:
+            raise errors.TakeHomeLimitExceeded(
+                f"take_home_doses {dose.take_home_doses} of {dose.medication} on day {day} "
+                f"of treatment exceeds the limit of {limit} days' supply under policy "
+                f"{policy.policy_id} version {policy.version}"
+            )
+        return payloads.MedicationDispensed(
+            **dose.model_dump(),
+            take_home_policy=policy.ref if policy.covers(dose.medication) else None,
+        )
+
+    def _check_screen(self, cmd: commands.RecordScreen, _rules: RuleSettings) -> None:
         self._require_plan(cmd)
         check_screen(cmd)
 
-    def _check_step_down(self, cmd: commands.StepDownHours) -> Model:
+    def _check_step_down(self, cmd: commands.StepDownHours, _rules: RuleSettings) -> Model:
         self._require_plan(cmd)
-        current = self.weekly_hours or Decimal(0)  # a plan always sets the hours
+        at, tz = cmd.occurred_at, self.program_timezone
+        current = self.hours_in_effect(at)
         if cmd.to_weekly_hours >= current:
             raise errors.StepDownNotLower(
-                f"a step-down must lower weekly hours below {current}, "
-                f"got to_weekly_hours {cmd.to_weekly_hours}"
+                f"a step-down must lower weekly hours below {current} (in effect at "
+                f"{canonical_time(at)}), got to_weekly_hours {cmd.to_weekly_hours}"
             )
-        week = iso_week(cmd.occurred_at, self.program_timezone)
-        if week == self.last_step_down_week:
+        week = iso_week(at, tz)
+        same_week = next(
+            (t for t in self.tapers if iso_week(datetime.fromisoformat(t[1]), tz) == week), None
+        )
+        if same_week is not None:
             raise errors.StepDownAlreadyThisWeek(
-                f"episode {self.id} already stepped down in ISO week {week}"
+                f"episode {self.id} already stepped down in ISO week {week} "
+                f"(version {same_week[0]} at {same_week[1]})"
+            )
+        when = canonical_time(at)
+        later = next((t for t in self.tapers if t[1] > when), None)
+        if later is not None and Decimal(later[2]) >= cmd.to_weekly_hours:
+            raise errors.TaperOutOfOrder(
+                f"to_weekly_hours {cmd.to_weekly_hours} at {canonical_time(at)} is not above "
+                f"the later step-down to {later[2]} hours already recorded (version "
+                f"{later[0]} at {later[1]}): the taper would go up"
             )
         return payloads.StepDown(
             **cmd.payload().model_dump(),
@@ -293,25 +469,53 @@ class Episode(Aggregate):
             to_level=level_for_hours(cmd.to_weekly_hours, self.age_group),
         )
 
-    def _check_discharge(self, cmd: commands.Discharge) -> None:
+    def _check_recertification(self, cmd: commands.Recertify, _rules: RuleSettings) -> None:
+        self._require_plan(cmd)
+        if self.payer != Payer.MEDICARE or not self.certifications:
+            raise errors.CertificationInvalid(
+                f"episode {self.id} is not a certified Medicare episode (payer "
+                f"{self.payer}); only Medicare IOP is recertified",
+                field="episode_id",
+            )
+        _require_certified_hours(cmd.certified_weekly_hours)
+        day = local(cmd.occurred_at, self.program_timezone).date()
+        first = date.fromisoformat(self.certifications[0])
+        if not first <= cmd.certified_on <= day:
+            raise errors.CertificationInvalid(
+                f"certified_on {cmd.certified_on} must lie between the plan's "
+                f"certification on {first} and the entry's own day {day}",
+                field="certified_on",
+            )
+
+    def _check_discharge(self, cmd: commands.Discharge, _rules: RuleSettings) -> None:
         if self.is_discharged:
             raise errors.AlreadyDischarged(
                 f"episode {self.id} was already discharged at {self.discharged_at} "
                 f"with TEDS reason {self.discharge_reason}"
             )
-        self._require_after(cmd.occurred_at, self.assessed_at, "the assessment")
+        when = canonical_time(cmd.occurred_at)
+        after = [entry for entry in self.live_care() if entry[1] > when]
+        if after:
+            named = ", ".join(
+                f"version {v} {kind} at {at}"
+                for v, at, kind, _, _ in sorted(after, key=lambda e: e[1])[:NAMED_AT_MOST]
+            )
+            raise errors.DischargeBeforeCare(
+                f"a discharge at {canonical_time(cmd.occurred_at)} is before "
+                f"{len(after)} care entries already recorded: {named}"
+            )
 
-    def _check_aftercare(self, _cmd: commands.ScheduleAftercare) -> None:
+    def _check_aftercare(self, _cmd: commands.ScheduleAftercare, _rules: RuleSettings) -> None:
         if not self.has_plan:
             raise errors.PlanRequired(
                 f"episode {self.id} has no plan; aftercare follows a plan",
                 field="episode_id",
             )
 
-    def _check_consent(self, cmd: commands.RecordConsent) -> None:
+    def _check_consent(self, cmd: commands.RecordConsent, _rules: RuleSettings) -> None:
         self._require_after(cmd.occurred_at, self.assessed_at, "the assessment")
 
-    def _check_revocation(self, cmd: commands.RevokeConsent) -> None:
+    def _check_revocation(self, cmd: commands.RevokeConsent, _rules: RuleSettings) -> None:
         target = cmd.consent_version
         given = dict(self.consents)
         if target not in given:
@@ -321,7 +525,7 @@ class Episode(Aggregate):
         if target in self.revoked_consents:
             raise errors.ConsentInvalid(f"consent at version {target} was already revoked")
 
-    def _check_correction(self, cmd: commands.CorrectEntry) -> Model | None:
+    def _check_correction(self, cmd: commands.CorrectEntry, rules: RuleSettings) -> Model | None:
         target = cmd.target_version
         if target > self.version:
             raise errors.CorrectionInvalid(
@@ -342,7 +546,7 @@ class Episode(Aggregate):
             )
         if cmd.action == "void":
             return None
-        amended = self._validate_amendment(target_type, cmd.amended or {})
+        amended = self._validate_amendment(target, target_type, cmd.amended or {}, rules)
         return payloads.EntryCorrected(
             target_version=target,
             action="amend",
@@ -350,7 +554,9 @@ class Episode(Aggregate):
             amended=amended.model_dump(mode="json"),
         )
 
-    def _validate_amendment(self, target_type: str, amended: dict[str, object]) -> Model:
+    def _validate_amendment(
+        self, target: int, target_type: str, amended: dict[str, object], rules: RuleSettings
+    ) -> Model:
         payload_type = events.EVENT_TYPES[target_type].payload_type
         try:
             replacement = payload_type.model_validate(amended)
@@ -361,8 +567,15 @@ class Episode(Aggregate):
                 f"amended {target_type} is invalid at {where}: {first['msg']}",
                 field=f"amended.{where}",
             ) from error
+        recorded = next((e[1] for e in self.care if e[0] == target), None)
+        moment = None if recorded is None else datetime.fromisoformat(recorded)
+        if isinstance(replacement, payloads.SessionAttended) and moment is not None:
+            self._check_session_time(moment, replacement.minutes, rules, replacing=target)
         if isinstance(replacement, payloads.MedicationDispensed):
             check_dose(replacement, self.medications)
+            if moment is not None:
+                dose = payloads.Dose(**replacement.model_dump(exclude={"take_home_policy"}))
+                replacement = self._judged_dose(dose, moment, rules)
         if isinstance(replacement, payloads.ScreenResulted):
             check_screen(replacement)
         return replacement
@@ -387,6 +600,14 @@ class Episode(Aggregate):
                 f"weekly_hours {hours} is outside the level {level} band for "
                 f"{self.age_group} clients ({hour_band.describe()})"
             )
+
+
+def _require_certified_hours(hours: Decimal) -> None:
+    if hours < MEDICARE_MIN_CERTIFIED_HOURS:
+        raise errors.CertificationInvalid(
+            f"certified_weekly_hours {hours} is under the {MEDICARE_MIN_CERTIFIED_HOURS} "
+            "hours a week Medicare IOP certifies, for every age group"
+        )
 
 
 def _entry(
@@ -444,7 +665,7 @@ def _require_not_future(moment: datetime, now: datetime) -> None:
         )
 
 
-def check_dose(dose: payloads.MedicationDispensed, prescribed: list[str]) -> None:
+def check_dose(dose: payloads.Dose, prescribed: list[str]) -> None:
     """A dispensed dose must be prescribed, given in a known form, and sane."""
     if dose.medication not in prescribed:
         raise errors.MedicationNotInPlan(

@@ -9,16 +9,23 @@ the rule and the values that broke it. Nothing is stored when one is raised.
     │   ├── OccurredInFuture          occurred_at is later than now + clock skew
     │   ├── OccurredBeforeStart       occurred_at precedes the entry it builds on
     │   ├── DetoxRequired             severe withdrawal and no completed detox
+    │   ├── DetoxDateInvalid          detox completed after the plan start or in the future
     │   ├── HoursOutOfBand            weekly hours outside the level's band
     │   ├── CertificationRequired     Medicare plan without certifying physician
+    │   ├── CertificationInvalid      certified hours under 9, a date out of order, not Medicare
     │   ├── PlanRequired              care recorded before a plan exists
     │   ├── PlanAlreadyCreated        a second plan for one episode
     │   ├── MedicationNotInPlan       a dispensed medication the plan lacks
     │   ├── InvalidDose               a dose form, unit, amount or take-home rule
+    │   ├── TakeHomeLimitExceeded     more take-home supply than the policy allows that day
+    │   ├── SessionTooLong            a session longer than the program's maximum
+    │   ├── DayOverbooked             over 24 hours attended in one local day
     │   ├── StepDownNotLower          a step-down that does not lower the hours
     │   ├── StepDownAlreadyThisWeek   a second step-down in one ISO week
+    │   ├── TaperOutOfOrder           a late step-down not above a later recorded one
     │   ├── EpisodeDischarged         care recorded after discharge
     │   ├── AlreadyDischarged         a second discharge
+    │   ├── DischargeBeforeCare       a discharge dated before care already recorded
     │   ├── CorrectionInvalid         a correction's target or content is wrong
     │   ├── IdempotencyKeyReused      one command_id used for two different commands
     │   ├── ConsentInvalid            a revocation's target is not a consent in force
@@ -80,6 +87,41 @@ class HoursOutOfBand(EpisodeRuleError):
 class CertificationRequired(EpisodeRuleError):
     rule = "medicare-plan-needs-certifying-physician"
     field = "certifying_physician_id"
+
+
+class DetoxDateInvalid(EpisodeRuleError):
+    rule = "detox-completed-before-plan"
+    field = "detox_completed_on"
+
+
+class CertificationInvalid(EpisodeRuleError):
+    rule = "medicare-certification-valid"
+    field = "certified_weekly_hours"
+
+
+class TakeHomeLimitExceeded(EpisodeRuleError):
+    rule = "take-home-within-policy"
+    field = "take_home_doses"
+
+
+class SessionTooLong(EpisodeRuleError):
+    rule = "session-within-maximum"
+    field = "minutes"
+
+
+class DayOverbooked(EpisodeRuleError):
+    rule = "at-most-24-hours-a-local-day"
+    field = "minutes"
+
+
+class TaperOutOfOrder(EpisodeRuleError):
+    rule = "taper-keeps-decreasing"
+    field = "to_weekly_hours"
+
+
+class DischargeBeforeCare(EpisodeRuleError):
+    rule = "discharge-after-recorded-care"
+    field = "occurred_at"
 
 
 class PlanRequired(EpisodeRuleError):

@@ -1,6 +1,6 @@
 """The chained entries: an envelope, a validated payload and a chain link.
 
-Eleven are an episode's; ``Disclosed`` creates a ``Disclosure`` (one per
+Twelve are an episode's; ``Disclosed`` creates a ``Disclosure`` (one per
 export) and is chained, sealed and stored exactly like them.
 
 Each event keeps its payload in canonical JSON form (``payload``) and its
@@ -23,8 +23,10 @@ from iop_episodes.domain.catalog import (
     SEVERE_WITHDRAWAL_RATING,
     AgeGroup,
     Level,
+    Payer,
     age_group_at,
 )
+from iop_episodes.domain.screening import screen_meaning
 from iop_episodes.domain.weeks import age_on, iso_week, local
 
 if TYPE_CHECKING:
@@ -96,11 +98,25 @@ class Assessed(EpisodeEvent, Aggregate.Created):
 
 class PlanCreated(EpisodeEvent):
     payload_type = payloads.PlanCreated
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Version 2 records the Medicare certification's date and hours."""
+        state["payload"]["certified_on"] = None
+        state["payload"]["certified_weekly_hours"] = None
 
     def evolve(self, episode: Episode) -> None:
         details = payloads.PlanCreated.model_validate(self.payload)
         episode.plan_started_at = self.occurred_at
         episode.weekly_hours = details.weekly_hours
+        episode.plan_weekly_hours = details.weekly_hours
+        certified_on = details.certified_on
+        if certified_on is None and episode.payer == Payer.MEDICARE:
+            # Version 1 plans were certified on their own day.
+            certified_on = local(self.occurred_at, episode.program_timezone).date()
+        if certified_on is not None:
+            episode.certifications = sorted({*episode.certifications, str(certified_on)})
         episode.level = Level.INTENSIVE_OUTPATIENT
         episode.medications = sorted(details.medications)
         if details.detox_completed_on is not None:
@@ -116,23 +132,63 @@ class SessionAttended(EpisodeEvent):
         """Version 2 added ``setting``; every version 1 session was on site."""
         state["payload"]["setting"] = "on_site"
 
+    def evolve(self, episode: Episode) -> None:
+        minutes = int(self.payload["minutes"])
+        _add_care(self, episode, minutes)
+        _book(episode, self.occurred_at, minutes)
+        _tally(episode, self.occurred_at, minutes=minutes)
+
 
 class MedicationDispensed(EpisodeEvent):
     payload_type = payloads.MedicationDispensed
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """Version 2 records the take-home policy; version 1 doses were judged by none."""
+        state["payload"]["take_home_policy"] = None
+
+    def evolve(self, episode: Episode) -> None:
+        _add_care(self, episode, int(self.payload["take_home_doses"]))
 
 
 class ScreenResulted(EpisodeEvent):
     payload_type = payloads.ScreenResulted
+
+    def evolve(self, episode: Episode) -> None:
+        meaning = screen_meaning(self.payload["results"], episode.medications)
+        _add_care(self, episode, 0, meaning)
+        _tally(episode, self.occurred_at, meaning=meaning)
 
 
 class StepDown(EpisodeEvent):
     payload_type = payloads.StepDown
 
     def evolve(self, episode: Episode) -> None:
-        episode.weekly_hours = Decimal(self.payload["to_weekly_hours"])
-        episode.level = Level(self.payload["to_level"])
-        episode.last_step_down_week = iso_week(self.occurred_at, episode.program_timezone)
-        episode.step_downs += 1
+        _add_care(self, episode, 0)
+        step = [
+            self.originator_version,
+            canonical_time(self.occurred_at),
+            self.payload["to_weekly_hours"],
+            self.payload["to_level"],
+        ]
+        # Tapers are kept in clinical order: a late step-down slots in by occurred_at.
+        episode.tapers = sorted([*episode.tapers, step], key=lambda t: (t[1], t[0]))
+        latest = episode.tapers[-1]
+        episode.weekly_hours = Decimal(latest[2])
+        episode.level = Level(latest[3])
+        episode.last_step_down_week = iso_week(
+            datetime.fromisoformat(latest[1]), episode.program_timezone
+        )
+        episode.step_downs = len(episode.tapers)
+
+
+class Recertified(EpisodeEvent):
+    payload_type = payloads.Recertified
+
+    def evolve(self, episode: Episode) -> None:
+        _add_care(self, episode, 0)
+        episode.certifications = sorted({*episode.certifications, self.payload["certified_on"]})
 
 
 class Discharged(EpisodeEvent):
@@ -151,8 +207,62 @@ class EntryCorrected(EpisodeEvent):
     payload_type = payloads.EntryCorrected
 
     def evolve(self, episode: Episode) -> None:
-        if self.payload["action"] == "void":
-            episode.voided.append(int(self.payload["target_version"]))
+        target = int(self.payload["target_version"])
+        void = self.payload["action"] == "void"
+        if void:
+            episode.voided.append(target)
+        amended = self.payload["amended"]
+        for entry in episode.care:
+            if entry[0] != target:
+                continue
+            moment = datetime.fromisoformat(entry[1])
+            if entry[2] == "SessionAttended":
+                minutes = 0 if void else int(amended["minutes"])
+                _book(episode, moment, minutes - entry[3])
+                _tally(episode, moment, minutes=minutes - entry[3])
+                entry[3] = minutes
+            elif entry[2] == "ScreenResulted":
+                _tally(episode, moment, meaning=entry[4], count=-1)
+                entry[4] = "" if void else screen_meaning(amended["results"], episode.medications)
+                _tally(episode, moment, meaning=entry[4])
+            elif entry[2] == "MedicationDispensed" and not void:
+                entry[3] = int(amended.get("take_home_doses", 0))
+
+
+def _book(episode: Episode, moment: datetime, minutes: int) -> None:
+    """Add (or with a negative count, take back) attended minutes on the local day."""
+    day = local(moment, episode.program_timezone).date().isoformat()
+    episode.minutes_by_day[day] = episode.minutes_by_day.get(day, 0) + minutes
+
+
+def _tally(
+    episode: Episode, moment: datetime, *, minutes: int = 0, meaning: str = "", count: int = 1
+) -> None:
+    """Keep the week's attended minutes and screens (what the step-down policy reads)."""
+    week = iso_week(moment, episode.program_timezone)
+    tally = episode.weekly.setdefault(week, [0, 0, 0])
+    tally[0] += minutes
+    if meaning == "negative":
+        tally[1] += count
+    elif meaning == "unexpected-positive":
+        tally[2] += count
+
+
+def _add_care(event: EpisodeEvent, episode: Episode, quantity: int, meaning: str = "") -> None:
+    """Note the entry on the episode's clinical timeline.
+
+    ``[version, occurred_at, type, quantity, meaning]``: quantity is a
+    session's minutes or a dose's take-home supply; meaning a screen's.
+    """
+    episode.care.append(
+        [
+            event.originator_version,
+            canonical_time(event.occurred_at),
+            event.type_name(),
+            quantity,
+            meaning,
+        ]
+    )
 
 
 class ConsentRecorded(EpisodeEvent):
@@ -187,6 +297,7 @@ EVENT_TYPES: dict[str, type[EpisodeEvent]] = {
         MedicationDispensed,
         ScreenResulted,
         StepDown,
+        Recertified,
         Discharged,
         AftercareScheduled,
         EntryCorrected,

@@ -91,6 +91,10 @@ class PlanCreated(Model):
     medications: Medications = frozenset()
     screens_per_week: Annotated[int, Field(ge=0, le=7)] = 1
     certifying_physician_id: Reference | None = None
+    certified_on: date | None = None
+    """Medicare: the day the physician certified (default: the plan's local date)."""
+    certified_weekly_hours: Hours | None = None
+    """Medicare: the weekly hours certified, at least 9 (default: the plan's hours)."""
     detox_completed_on: date | None = None
 
     @field_validator("modality_hours")
@@ -107,13 +111,21 @@ class PlanCreated(Model):
 
 class SessionAttended(Model):
     modality: Modality
-    minutes: Annotated[int, Field(ge=5, le=480)]
+    minutes: Annotated[int, Field(gt=0)]
+    """Positive; the program's maximum (default 12 hours) is a rule of the episode."""
     topics: Topics = frozenset()
     setting: Literal["on_site", "telehealth"] = "on_site"
     note: Note = ""
 
 
-class MedicationDispensed(Model):
+class PolicyRef(Model):
+    id: Reference
+    version: Annotated[int, Field(ge=1)]
+
+
+class Dose(Model):
+    """What the nurse or physician states about a dose."""
+
     medication: Medication
     strength_mg: Quantity
     dose_form: DoseForm
@@ -122,6 +134,13 @@ class MedicationDispensed(Model):
     route: Route
     lot: Reference
     take_home_doses: Annotated[int, Field(ge=0)] = 0
+    """Days' supply taken home (one dose a day), within the take-home policy."""
+
+
+class MedicationDispensed(Dose):
+    """The stored payload adds the take-home policy the dose was judged by."""
+
+    take_home_policy: PolicyRef | None = None
 
 
 class ScreenResulted(Model):
@@ -129,11 +148,6 @@ class ScreenResulted(Model):
     results: Annotated[dict[Substance, ScreenResult], Field(min_length=1)]
     specimen: Literal["urine"] = "urine"
     lab_ref: Reference | None = None
-
-
-class PolicyRef(Model):
-    id: Reference
-    version: Annotated[int, Field(ge=1)]
 
 
 class WeekEvidence(Model):
@@ -158,6 +172,14 @@ class StepDown(StepDownRequested):
 
     from_weekly_hours: Hours
     to_level: Level
+
+
+class Recertified(Model):
+    """A physician renews a Medicare IOP certification (due within 60 days of the last)."""
+
+    physician_id: Reference
+    certified_on: date
+    certified_weekly_hours: Hours
 
 
 class Discharged(Model):

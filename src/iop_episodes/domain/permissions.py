@@ -20,6 +20,7 @@ ALLOWED_ROLES: dict[str, frozenset[Role]] = {
     "MedicationDispensed": _PRESCRIBERS_AND_NURSES,
     "ScreenResulted": _PRESCRIBERS_AND_NURSES | {Role.COUNSELOR},
     "StepDown": _LEADS | {Role.SCHEDULER},
+    "Recertified": frozenset({Role.PHYSICIAN}),
     "Discharged": _LEADS,
     "AftercareScheduled": _LEADS | {Role.THERAPIST},
     "EntryCorrected": _CLINICIANS | _PRESCRIBERS_AND_NURSES | {Role.PROGRAM_DIRECTOR},

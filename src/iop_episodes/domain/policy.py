@@ -28,16 +28,22 @@ from iop_episodes.domain.values import Hours, Model
 from iop_episodes.domain.weeks import iso_week, previous_weeks
 
 
+def hours_from_minutes(minutes: int) -> Decimal:
+    """Attended minutes as hours, to two places, the same way everywhere."""
+    return (Decimal(minutes) / 60).quantize(Decimal("0.01")).normalize()
+
+
 def week_target(
     week: str, plan_hours: Decimal, step_downs: Iterable[tuple[str, Decimal]]
 ) -> Decimal:
     """A week's target: the plan's hours lowered by every step-down up to that week.
 
     A step-down counts from the ISO week it happens in, so the policy never
-    judges a client against hours they no longer have.
+    judges a client against hours they no longer have. Step-downs are taken in
+    clinical order (by week), whatever order they were recorded in.
     """
     hours = plan_hours
-    for step_week, to_hours in step_downs:
+    for step_week, to_hours in sorted(step_downs, key=lambda step: step[0]):
         if step_week <= week:
             hours = to_hours
     return hours

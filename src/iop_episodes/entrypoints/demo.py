@@ -6,9 +6,10 @@ get a plan, attend three program days a week (group, individual, family and
 adjunctive sessions, with missed days), take medication on site with
 take-home doses, give weekly urine screens, step down when the policy says
 so, and are discharged with TEDS reasons and aftercare. Most sign a 42 CFR
-Part 2 consent for the county EHR with their plan; every eighth does not. A few entries are
-recorded late and a few are corrected. Everything goes through
-``EpisodeService`` on a ``SimulatedClock``, so a seed fixes every byte.
+Part 2 consent for the county EHR with their plan; every eighth does not.
+Medicare clients are recertified every 8 weeks. A few entries are recorded
+late and a few are corrected. Everything goes through ``EpisodeService`` on
+a ``SimulatedClock``, so a seed fixes every byte.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ DEMO_NAMESPACE = UUID("0b6b3f4e-8d0a-5e62-a1c4-7c9e2d5f8a31")
 START_MONDAY = date(2026, 1, 5)
 PROGRAM_DAYS = (0, 2, 4)  # Monday, Wednesday, Friday
 SCREEN_DAY = 2
+RECERTIFY_EVERY_DAYS = 56
 
 STAFF = {
     "counselor": ["c.adams", "c.baker"],
@@ -227,9 +229,35 @@ class ProgramSimulation:
             client.status = "discharged"
             act = partial(self._discharge, client, at, completed=completed)
             return [(at, client.index, act)]
+        recertification = self._recertification(client, day, today)
         if today.weekday() not in PROGRAM_DAYS:
+            return recertification
+        return recertification + self._program_day(client, today)
+
+    def _recertification(
+        self, client: Client, day: int, today: date
+    ) -> list[tuple[datetime, int, Action]]:
+        """Medicare clients are recertified every 8 weeks, inside the 60 days allowed."""
+        assert client.plan_day is not None  # noqa: S101  (active clients have a plan day)
+        since = day - client.plan_day
+        if not client.medicare or since == 0 or since % RECERTIFY_EVERY_DAYS:
             return []
-        return self._program_day(client, today)
+        at = self._at(today, 9)
+
+        def recertify() -> None:
+            self.service.recertify(
+                {
+                    "episode_id": client.episode_id,
+                    "command_id": f"demo-{self.seed}-{client.index}-recert-{since}",
+                    "actor": {"id": "dr.fox", "role": "physician"},
+                    "occurred_at": at,
+                    "physician_id": "dr.fox",
+                    "certified_on": today,
+                    "certified_weekly_hours": max(client.weekly_hours, Decimal(9)),
+                }
+            )
+
+        return [(at, client.index, recertify)]
 
     def _program_day(self, client: Client, today: date) -> list[tuple[datetime, int, Action]]:
         key = client.index

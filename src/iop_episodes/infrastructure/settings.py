@@ -3,8 +3,10 @@
 This is the one module that reads the environment for the write side:
 ``IOP_STORE`` (a store URL), ``IOP_CIPHER_KEY`` (encryption at rest and
 compression), ``IOP_INTEGRITY_KEY`` (seals and checkpoint signatures, see
-``keys``), ``IOP_WITNESS`` (where checkpoints go) and ``IOP_TIMEZONE`` (the
-program's clock).
+``keys``), ``IOP_WITNESS`` (where checkpoints go), ``IOP_TIMEZONE`` (the
+program's clock), and the program's rule settings: ``IOP_TAKE_HOME_POLICY``
+(a JSON file holding a take-home policy) and ``IOP_MAX_SESSION_MINUTES``
+(the longest session, default 720).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
+from iop_episodes.domain.rules import DEFAULT_MAX_SESSION_MINUTES, RuleSettings
+from iop_episodes.domain.takehome import FEDERAL_TAKE_HOME_POLICY, TakeHomePolicy
 from iop_episodes.infrastructure.keys import IntegrityKey
 
 DEFAULT_STORE = "sqlite:///iop.db"
@@ -255,3 +259,24 @@ def integrity_key(explicit: IntegrityKey | str | None = None) -> IntegrityKey | 
 def witness_path(explicit: str | None = None) -> str | None:
     """Where checkpoints are appended outside the store: ``--witness`` or ``IOP_WITNESS``."""
     return explicit or os.environ.get("IOP_WITNESS") or None
+
+
+def take_home_policy(path: str | None = None) -> TakeHomePolicy:
+    """The policy in the JSON file named (or by ``IOP_TAKE_HOME_POLICY``), else the federal one."""
+    chosen = path or os.environ.get("IOP_TAKE_HOME_POLICY")
+    if not chosen:
+        return FEDERAL_TAKE_HOME_POLICY
+    return TakeHomePolicy.model_validate_json(Path(chosen).read_text(encoding="utf-8"))
+
+
+def rule_settings(
+    *, take_home_policy_path: str | None = None, max_session_minutes: int | None = None
+) -> RuleSettings:
+    """The program's rule settings from explicit values, then the environment."""
+    minutes = max_session_minutes or int(
+        os.environ.get("IOP_MAX_SESSION_MINUTES") or DEFAULT_MAX_SESSION_MINUTES
+    )
+    return RuleSettings(
+        max_session_minutes=minutes,
+        take_home_policy=take_home_policy(take_home_policy_path),
+    )

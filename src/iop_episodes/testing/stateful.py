@@ -2,7 +2,9 @@
 
 ``EpisodeMachine`` sends random valid and invalid commands for one episode
 through ``EpisodeService`` and predicts, from a deliberately simple model,
-which succeed and which error each one raises. After every step it checks
+which succeed and which error each one raises: late entries (before and
+after a discharge), take-home methadone by day of treatment, session and
+per-day limits, and Medicare recertification included. After every step it checks
 the invariants: weekly hours inside their level's band, nothing but
 aftercare and corrections after discharge, the episode rebuilt from the
 store (with and without snapshots) equal to the cached one, and every chain
@@ -42,7 +44,7 @@ from iop_episodes.domain import errors
 from iop_episodes.domain.catalog import AgeGroup, Level, band, level_for_hours
 from iop_episodes.domain.episode import Episode
 from iop_episodes.domain.state import EpisodeState
-from iop_episodes.domain.weeks import iso_week
+from iop_episodes.domain.weeks import iso_week, zone
 
 ROLES = (
     "counselor",
@@ -61,6 +63,7 @@ MAY = {
     "MedicationDispensed": {"nurse", "physician"},
     "ScreenResulted": {"nurse", "physician", "counselor"},
     "StepDown": {"counselor", "physician", "program_director", "scheduler"},
+    "Recertified": {"physician"},
     "Discharged": {"counselor", "physician", "program_director"},
     "AftercareScheduled": {"counselor", "physician", "program_director", "therapist"},
     "EntryCorrected": {
@@ -78,6 +81,19 @@ CORRECTABLE = {
     "AftercareScheduled",
 }
 TIMEZONE = "America/Chicago"
+AFTER_DISCHARGE = {"AftercareScheduled", "EntryCorrected", "Discharged"}
+MAX_SESSION_MINUTES = 720
+DAY_MINUTES = 24 * 60
+CARE = {"SessionAttended", "MedicationDispensed", "ScreenResulted", "StepDown", "Recertified"}
+
+
+def methadone_take_home_limit(day_of_treatment: int) -> int:
+    """42 CFR 8.12(i) (2024), written out again: 7 days' supply, 14 from day 15, 28 from 31."""
+    if day_of_treatment >= 31:
+        return 28
+    if day_of_treatment >= 15:
+        return 14
+    return 7
 
 
 def roles_favouring(role: str) -> st.SearchStrategy[str]:
@@ -99,9 +115,29 @@ class Model:
     hours: Decimal | None = None
     level: Level | None = None
     step_week: str | None = None
-    discharged: bool = False
+    discharged_at: datetime | None = None
+    medicare: bool = False
+    certified: list[date] = field(default_factory=list)
     entries: list[str] = field(default_factory=list)
     voided: set[int] = field(default_factory=set)
+    care: dict[int, tuple[datetime, str, int]] = field(default_factory=dict)
+    """version -> (occurred_at, type, minutes) of every care entry."""
+
+    @property
+    def discharged(self) -> bool:
+        return self.discharged_at is not None
+
+    def live_care(self) -> list[tuple[int, datetime, str, int]]:
+        return [(v, *entry) for v, entry in self.care.items() if v not in self.voided]
+
+    def minutes_on(self, day: date, *, besides: int | None = None) -> int:
+        return sum(
+            minutes
+            for version, at, kind, minutes in self.live_care()
+            if kind == "SessionAttended"
+            and version != besides
+            and at.astimezone(zone(TIMEZONE)).date() == day
+        )
 
 
 class EpisodeMachine(RuleBasedStateMachine):
@@ -119,10 +155,19 @@ class EpisodeMachine(RuleBasedStateMachine):
 
     # ---- running a command against its prediction -----------------------
 
-    def check(self, expected: type[Exception] | None, event_type: str, call: Any) -> None:
+    def check(
+        self,
+        expected: type[Exception] | None,
+        event_type: str,
+        call: Any,
+        care: tuple[datetime, int] | None = None,
+    ) -> None:
+        """Run the command; on success note it (and its time and minutes, for care)."""
         if expected is None:
             call()
             self.model.entries.append(event_type)
+            if care is not None:
+                self.model.care[len(self.model.entries)] = (care[0], event_type, care[1])
             return
         before = len(self.model.entries)
         try:
@@ -140,12 +185,11 @@ class EpisodeMachine(RuleBasedStateMachine):
             return errors.PermissionDenied
         if at > self.clock.now() + timedelta(minutes=5):
             return errors.OccurredInFuture
-        if self.model.discharged and event_type not in {
-            "AftercareScheduled",
-            "EntryCorrected",
-            "Discharged",
-        }:
-            return errors.EpisodeDischarged
+        if self.model.assessed_at is not None and at < self.model.assessed_at:
+            return errors.OccurredBeforeStart
+        discharged_at = self.model.discharged_at
+        if discharged_at is not None and event_type not in AFTER_DISCHARGE and at > discharged_at:
+            return errors.EpisodeDischarged  # late entries from before the discharge are fine
         return None
 
     def care_error(self, role: str, event_type: str, at: datetime) -> type[Exception] | None:
@@ -172,6 +216,7 @@ class EpisodeMachine(RuleBasedStateMachine):
         severe=st.booleans(),
         detox_at_intake=st.booleans(),
         planned=st.sampled_from([True, True, True, False]),
+        medicare=st.booleans(),
     )
     def assess(
         self,
@@ -179,6 +224,7 @@ class EpisodeMachine(RuleBasedStateMachine):
         severe: bool,  # noqa: FBT001
         detox_at_intake: bool,  # noqa: FBT001
         planned: bool,  # noqa: FBT001
+        medicare: bool,  # noqa: FBT001
     ) -> None:
         """Open the episode; most runs then plan at once so that care gets deep."""
         born = date(2011, 1, 1) if adolescent else date(1980, 1, 1)
@@ -189,7 +235,7 @@ class EpisodeMachine(RuleBasedStateMachine):
                 "client_ref": "MRN-SM-1",
                 "birth_date": born,
                 "entry_pathway": "primary_treatment",
-                "payer": "self_pay",
+                "payer": "medicare" if medicare else "self_pay",
                 "asam": {
                     "intoxication_withdrawal": 3 if severe else 1,
                     "biomedical": 0,
@@ -207,13 +253,14 @@ class EpisodeMachine(RuleBasedStateMachine):
             age_group=AgeGroup.ADOLESCENT if adolescent else AgeGroup.ADULT,
             severe=severe and not detox_at_intake,
             assessed_at=self.clock.now(),
+            medicare=medicare,
             entries=["Assessed"],
         )
         if planned:
             self.clock.advance(timedelta(hours=1))
             self.create_plan(hours="12", role="counselor", detox=True)
 
-    @rule(days=st.sampled_from([0, 0, 1, 2, 7, 9]), hours=st.integers(0, 23))
+    @rule(days=st.sampled_from([0, 0, 1, 2, 7, 9, 20]), hours=st.integers(0, 23))
     def time_passes(self, days: int, hours: int) -> None:
         self.clock.advance(timedelta(days=days, hours=hours))
 
@@ -227,8 +274,9 @@ class EpisodeMachine(RuleBasedStateMachine):
             **self.envelope(role, timedelta(0)),
             "weekly_hours": hours,
             "days_per_week": 3,
-            "medications": ["naltrexone"],
+            "medications": ["naltrexone", "methadone"],
             "detox_completed_on": date(2026, 10, 25) if detox else None,
+            "certifying_physician_id": "dr.fox" if self.model.medicare else None,
         }
         expected = self.common_error(role, "PlanCreated", command["occurred_at"])
         if expected is None:
@@ -238,16 +286,26 @@ class EpisodeMachine(RuleBasedStateMachine):
                 expected = errors.DetoxRequired
             elif not band(Level.INTENSIVE_OUTPATIENT, self.model.age_group).admits(Decimal(hours)):
                 expected = errors.HoursOutOfBand
+            elif self.model.medicare and Decimal(hours) < 9:
+                expected = errors.CertificationInvalid  # certified hours default to the plan's
         self.check(expected, "PlanCreated", lambda: self.service.create_plan(command))
         if expected is None:
+            if self.model.medicare:
+                self.model.certified = [self.local_day(command["occurred_at"])]
             self.model.plan_at = command["occurred_at"]
             self.model.hours = Decimal(hours)
             self.model.level = Level.INTENSIVE_OUTPATIENT
 
+    @staticmethod
+    def local_day(moment: datetime) -> date:
+        return moment.astimezone(zone(TIMEZONE)).date()
+
     @rule(
         role=roles_favouring("therapist"),
-        minutes=st.integers(5, 480),
-        offset=st.sampled_from([timedelta(0), timedelta(hours=-30), timedelta(minutes=10)]),
+        minutes=st.sampled_from([5, 60, 180, 480, 720, 721]),
+        offset=st.sampled_from(
+            [timedelta(0), timedelta(hours=-30), timedelta(days=-3), timedelta(minutes=10)]
+        ),
     )
     def record_session(self, role: str, minutes: int, offset: timedelta) -> None:
         command = {
@@ -255,31 +313,53 @@ class EpisodeMachine(RuleBasedStateMachine):
             "modality": "group",
             "minutes": minutes,
         }
-        expected = self.care_error(role, "SessionAttended", command["occurred_at"])
-        self.check(expected, "SessionAttended", lambda: self.service.record_session(command))
+        at = command["occurred_at"]
+        expected = self.care_error(role, "SessionAttended", at)
+        if expected is None and minutes > MAX_SESSION_MINUTES:
+            expected = errors.SessionTooLong
+        if expected is None and self.model.minutes_on(self.local_day(at)) + minutes > DAY_MINUTES:
+            expected = errors.DayOverbooked
+        self.check(
+            expected,
+            "SessionAttended",
+            lambda: self.service.record_session(command),
+            care=(at, minutes),
+        )
 
     @rule(
         role=roles_favouring("nurse"),
-        medication=st.sampled_from(["naltrexone", "disulfiram"]),
+        medication=st.sampled_from(["naltrexone", "disulfiram", "methadone"]),
+        take_home=st.sampled_from([0, 7, 8, 14, 15, 28, 29]),
     )
-    def dispense(self, role: str, medication: str) -> None:
+    def dispense(self, role: str, medication: str, take_home: int) -> None:
+        form = ("liquid", "mL") if medication == "methadone" else ("tablet", "tablet")
         command = {
             **self.envelope(role, timedelta(0)),
             "medication": medication,
-            "strength_mg": 50 if medication == "naltrexone" else 250,
-            "dose_form": "tablet",
-            "amount": 1,
-            "unit": "tablet",
+            "strength_mg": {"naltrexone": 50, "disulfiram": 250, "methadone": 10}[medication],
+            "dose_form": form[0],
+            "amount": 8 if medication == "methadone" else 1,
+            "unit": form[1],
             "route": "oral",
             "lot": "LOT-1",
+            "take_home_doses": take_home if medication == "methadone" else 0,
         }
-        expected = self.care_error(role, "MedicationDispensed", command["occurred_at"])
-        if expected is None and medication != "naltrexone":
+        at = command["occurred_at"]
+        expected = self.care_error(role, "MedicationDispensed", at)
+        if expected is None and medication == "disulfiram":
             expected = errors.MedicationNotInPlan
+        if expected is None and medication == "methadone":
+            assert self.model.plan_at is not None
+            day = (self.local_day(at) - self.local_day(self.model.plan_at)).days
+            if take_home > 28:
+                expected = errors.InvalidDose
+            elif take_home > methadone_take_home_limit(day):
+                expected = errors.TakeHomeLimitExceeded
         self.check(
             expected,
             "MedicationDispensed",
             lambda: self.service.dispense_medication(command),
+            care=(at, 0),
         )
 
     @rule(role=roles_favouring("nurse"), positive=st.booleans())
@@ -289,8 +369,11 @@ class EpisodeMachine(RuleBasedStateMachine):
             "panel": "5-panel",
             "results": {"cocaine": "positive" if positive else "negative"},
         }
-        expected = self.care_error(role, "ScreenResulted", command["occurred_at"])
-        self.check(expected, "ScreenResulted", lambda: self.service.record_screen(command))
+        at = command["occurred_at"]
+        expected = self.care_error(role, "ScreenResulted", at)
+        self.check(
+            expected, "ScreenResulted", lambda: self.service.record_screen(command), care=(at, 0)
+        )
 
     @rule(
         role=roles_favouring("physician"),
@@ -312,22 +395,49 @@ class EpisodeMachine(RuleBasedStateMachine):
                 expected = errors.StepDownNotLower
             elif week == self.model.step_week:
                 expected = errors.StepDownAlreadyThisWeek
-        self.check(expected, "StepDown", lambda: self.service.step_down(command))
+        self.check(expected, "StepDown", lambda: self.service.step_down(command), care=(at, 0))
         if expected is None:
             self.model.hours = Decimal(target)
             self.model.level = level_for_hours(Decimal(target), self.model.age_group)
             self.model.step_week = week
 
+    @rule(
+        role=roles_favouring("physician"),
+        days_ago=st.sampled_from([0, 2]),
+        hours=st.sampled_from(["9", "12", "6"]),
+    )
+    def recertify(self, role: str, days_ago: int, hours: str) -> None:
+        command = {
+            **self.envelope(role, timedelta(0)),
+            "physician_id": "dr.fox",
+            "certified_on": self.local_day(self.clock.now()) - timedelta(days=days_ago),
+            "certified_weekly_hours": hours,
+        }
+        at = command["occurred_at"]
+        expected = self.care_error(role, "Recertified", at)
+        if expected is None and not self.model.medicare:
+            expected = errors.CertificationInvalid
+        if expected is None and Decimal(hours) < 9:
+            expected = errors.CertificationInvalid
+        if expected is None and command["certified_on"] < self.model.certified[0]:
+            expected = errors.CertificationInvalid
+        self.check(expected, "Recertified", lambda: self.service.recertify(command), care=(at, 0))
+        if expected is None:
+            self.model.certified.append(command["certified_on"])
+
     @precondition(lambda self: len(self.model.entries) >= 12)  # let care happen first
     @rule(role=roles_favouring("program_director"), reason=st.integers(1, 7))
     def discharge(self, role: str, reason: int) -> None:
         command = {**self.envelope(role, timedelta(0)), "reason": reason}
-        expected = self.common_error(role, "Discharged", command["occurred_at"])
+        at = command["occurred_at"]
+        expected = self.common_error(role, "Discharged", at)
         if expected is None and self.model.discharged:
             expected = errors.AlreadyDischarged
+        if expected is None and any(when > at for _, when, _, _ in self.model.live_care()):
+            expected = errors.DischargeBeforeCare  # care recorded (a little ahead) after it
         self.check(expected, "Discharged", lambda: self.service.discharge(command))
         if expected is None:
-            self.model.discharged = True
+            self.model.discharged_at = at
 
     @rule(role=roles_favouring("counselor"))
     def aftercare(self, role: str) -> None:
@@ -367,9 +477,16 @@ class EpisodeMachine(RuleBasedStateMachine):
             expected = errors.CorrectionInvalid
         if expected is None and not void and target_type != "SessionAttended":
             expected = errors.CorrectionInvalid  # a session payload amends only sessions
+        if expected is None and not void:
+            at = self.model.care[target][0]
+            if self.model.minutes_on(self.local_day(at), besides=target) + 45 > DAY_MINUTES:
+                expected = errors.DayOverbooked
         self.check(expected, "EntryCorrected", lambda: self.service.correct_entry(command))
         if expected is None and void:
             self.model.voided.add(target)
+        elif expected is None:
+            at, kind, _ = self.model.care[target]
+            self.model.care[target] = (at, kind, 45)
 
     # ---- invariants --------------------------------------------------------
 
@@ -385,6 +502,11 @@ class EpisodeMachine(RuleBasedStateMachine):
         assert set(state.voided_versions) == self.model.voided
 
     @invariant()
+    def no_local_day_holds_more_than_24_hours(self) -> None:
+        days = {self.local_day(at) for _, at, _, _ in self.model.live_care()}
+        assert all(self.model.minutes_on(day) <= DAY_MINUTES for day in days)
+
+    @invariant()
     def weekly_hours_inside_their_level_band(self) -> None:
         if self.episode_id is None or self.model.level is None:
             return
@@ -394,12 +516,13 @@ class EpisodeMachine(RuleBasedStateMachine):
         assert band(state.level, state.age_group).admits(state.weekly_hours)
 
     @invariant()
-    def only_aftercare_and_corrections_after_discharge(self) -> None:
+    def nothing_but_aftercare_and_corrections_happened_after_discharge(self) -> None:
         if "Discharged" not in self.model.entries:
             return
-        stored = [type(e).__name__ for e in self.service.history(self.episode_id)]
-        after = stored[stored.index("Discharged") + 1 :]
-        assert set(after) <= {"AftercareScheduled", "EntryCorrected"}
+        history = list(self.service.history(self.episode_id))
+        discharged = next(e for e in history if type(e).__name__ == "Discharged")
+        after = {type(e).__name__ for e in history if e.occurred_at > discharged.occurred_at}
+        assert after <= {"AftercareScheduled", "EntryCorrected"}
 
     @invariant()
     def rebuilt_from_the_store_equals_the_live_episode(self) -> None:
