@@ -89,6 +89,8 @@ def assessed_row(event: Assessed) -> EpisodeRow:
         discharged_at=None,
         discharge_reason=None,
         version=event.originator_version,
+        client_ref=event.payload["client_ref"],
+        assessed_at=canonical_time(event.occurred_at),
     )
 
 

@@ -37,6 +37,10 @@ class EpisodeRow:
     discharged_at: str | None
     discharge_reason: int | None
     version: int
+    # Added after the first release: rows projected before it hold None here
+    # (readers then ask the store, see projections.episodes).
+    client_ref: str | None = None
+    assessed_at: str | None = None
 
 
 @dataclass(frozen=True)

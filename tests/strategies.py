@@ -153,3 +153,16 @@ json_values = st.recursive(
     max_leaves=30,
 )
 """Arbitrary JSON values (finite numbers), empty containers and awkward text included."""
+
+
+SPOOFING_CHARACTERS = (
+    "\n\r\t\x00\x1b\x85\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
+    "\u2066\u2067\u2068\u2069\u200e\u200f\U000e0001\\=+-@"
+)
+"""Line breaks, controls, bidi controls, a tag character, the backslash and formula starts."""
+
+
+def hostile_text() -> st.SearchStrategy[str]:
+    """Free text rich in what could forge, reorder or run: any character, spoofing ones often."""
+    pieces = st.one_of(st.sampled_from(SPOOFING_CHARACTERS), st.characters(), st.just("v9 "))
+    return st.lists(pieces, max_size=40).map("".join)

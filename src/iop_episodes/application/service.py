@@ -83,11 +83,15 @@ class EpisodeService(Application[UUID]):
         timezone: str | None = None,
         env: Mapping[str, str] | None = None,
         integrity_key: IntegrityKey | str | None = None,
+        check_key: bool = True,
     ) -> None:
         """``integrity_key`` (or ``IOP_INTEGRITY_KEY``) seals entries and snapshots.
 
         A key is adopted only by a store that holds no unsealed entry: a
         store written without a key is refused with one (``StoreKeyError``).
+        ``check_key=False`` opens an encrypted store without its cipher key, for
+        readers of what needs no key (the views' unsealed columns); its entries
+        then do not decode.
         """
         self.store = parse_store(store_url(store))
         try:
@@ -110,7 +114,8 @@ class EpisodeService(Application[UUID]):
             raise errors.StoreKeyError(
                 f"IOP_CIPHER_KEY is not a base64 AES key of 16, 24 or 32 bytes: {error}"
             ) from None
-        self._check_store_key()
+        if check_key:
+            self._check_store_key()
         self._stripes = [threading.Lock() for _ in range(64)]
         self._replaying: Repository[UUID] = Repository(self.events)  # no snapshots, no cache
 
