@@ -248,7 +248,7 @@ def _version(name: str, key: tuple[Any, ...], have: dict[Any, Any], want: dict[A
         return int(key[1])
     if name == "episodes":
         row = have.get(key) or want.get(key)
-        return int(row[-1]) if row else 0
+        return int(row[COLUMNS["episodes"].index("version")]) if row else 0
     return 0
 
 

@@ -54,8 +54,8 @@ def test_the_episodes_example_is_what_the_demo_prints(demo_store):
 
 
 def test_the_history_example_is_what_the_demo_prints(demo_store):
-    """The v21/v22 lines in the README are lines of the client's text history."""
-    shown = readme_block("v21   SessionAttended")
+    """The v22/v23 lines in the README are lines of the client's text history."""
+    shown = readme_block("v22   SessionAttended")
     printed = iop("audit", "history", "MRN-001-00021", "--store", demo_store).stdout.splitlines()
     start = printed.index(shown[0])
     assert printed[start : start + len(shown)] == shown

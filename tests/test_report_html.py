@@ -445,19 +445,25 @@ def test_the_report_file_is_readable_by_its_owner_only(tmp_path):
     assert out.stat().st_mode & 0o777 == 0o600
 
 
-def test_a_changed_entry_is_reported_failed_and_exits_1(tmp_path):
-    """A byte changed in a stored session: the report is written, says FAILED and names it."""
+def test_an_episode_with_a_changed_entry_gets_no_report(tmp_path):
+    """A byte changed in a late dose: the report is refused in one line naming the episode and
+    the version, exit 1, and no file is written."""
     url = f"sqlite:///{tmp_path / 'iop.db'}"
     clock = SimulatedClock(START)
     with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
         episode_id = eventful_episode(service, clock)
-    tamper.replace_text(url, episode_id, 3, '"minutes":240', '"minutes":250')
+        dose = max(
+            e.originator_version
+            for e in service.history(episode_id)
+            if e.type_name() == "MedicationDispensed"
+        )
+    tamper.replace_text(url, episode_id, dose, '"lot":"LOT-2603-07"', '"lot":"LOT-2603-08"')
     out = tmp_path / "report.html"
-    done = iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out), expect=1)
-    assert done.stdout.strip().endswith("verification FAILED")
-    page = out.read_text(encoding="utf-8")
-    assert '<span class="verdict-FAILED">FAILED</span>' in page
-    assert f"episode {episode_id} version 3: chain-mismatch" in page
+    refused = iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out), expect=1)
+    assert f"{episode_id} version {dose}" in refused.stderr.splitlines()[-1]
+    assert "Traceback" not in refused.stderr
+    assert refused.stdout == ""
+    assert not out.exists()
 
 
 def test_a_discharged_episode_names_its_teds_reason():
