@@ -1,9 +1,10 @@
-"""The auditor's tools: histories, exports, and verification that trusts nothing derived."""
+"""The auditor's tools: histories, JSON Lines, and verification that trusts nothing derived.
+
+The readable text and CSV exports are in ``projections.history_text``.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -25,7 +26,6 @@ from iop_episodes.audit.integrity import (
 from iop_episodes.domain.canonical import canonical_time
 from iop_episodes.domain.certification import lapsed_on
 from iop_episodes.domain.events import Assessed, EpisodeEvent, PlanCreated, Recertified
-from iop_episodes.domain.state import EpisodeState
 from iop_episodes.domain.values import Model
 from iop_episodes.domain.weeks import local
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
@@ -177,49 +177,6 @@ def to_jsonl(entries: Iterable[AuditEntry]) -> str:
     )
 
 
-def to_csv(entries: Iterable[AuditEntry]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(FIELDS)
-    for entry in entries:
-        record = entry.record()
-        record["payload"] = json.dumps(entry.payload, sort_keys=True, separators=(",", ":"))
-        record["corrected_by"] = " ".join(str(v) for v in entry.corrected_by)
-        writer.writerow(["" if record[name] is None else record[name] for name in FIELDS])
-    return buffer.getvalue()
-
-
-def to_text(entries: Sequence[AuditEntry], state: EpisodeState | None) -> str:
-    lines = []
-    if state is not None:
-        lines.append(
-            f"episode {state.episode_id}  version {state.version}  status {state.status}  "
-            f"level {state.level or '-'}  weekly hours {state.weekly_hours or '-'}"
-        )
-        lines.append(f"chain head {state.chain}")
-        lines.append("")
-    for entry in entries:
-        marks = []
-        if entry.late:
-            marks.append("LATE")
-        if entry.certification_lapsed:
-            marks.append("CERTIFICATION LAPSED")
-        if entry.corrects is not None:
-            marks.append(f"corrects v{entry.corrects}")
-        if entry.corrected_by:
-            marks.append("corrected by " + ", ".join(f"v{v}" for v in entry.corrected_by))
-        lines.append(
-            f"v{entry.version:<4} {entry.event_type:<20} occurred {entry.occurred_at}  "
-            f"recorded {entry.recorded_at}  by {entry.actor_id} ({entry.actor_role})"
-            + (f"  [{'; '.join(marks)}]" if marks else "")
-        )
-        summary = ", ".join(
-            f"{k}={v}" for k, v in entry.payload.items() if v not in ("", None, [], {})
-        )
-        lines.append(f"      {summary}")
-    return "\n".join(lines) + "\n"
-
-
 def verify(
     service: EpisodeService,
     views: EpisodeViews,
@@ -334,16 +291,13 @@ def _view_findings(live: Rows, rebuilt: Rows) -> list[Finding]:
     return sorted(findings, key=lambda f: (str(f.episode_id), f.version))
 
 
-EPISODE_VERSION_COLUMN = [column.name for column in fields(EpisodeRow)].index("version")
-
-
 def _version(name: str, key: tuple[Any, ...], have: dict[Any, Any], want: dict[Any, Any]) -> int:
     """The entry version a row stands for (0 for activity totals, which have none)."""
     if name in {"entries", "step_downs", "audit"}:
         return int(key[1])
     if name == "episodes":
         row = have.get(key) or want.get(key)
-        return int(row[EPISODE_VERSION_COLUMN]) if row else 0
+        return int(row[COLUMNS["episodes"].index("version")]) if row else 0
     return 0
 
 

@@ -10,7 +10,9 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
+from uuid import UUID
 
 from eventsourcing.persistence import DatabaseError
 
@@ -22,8 +24,13 @@ from iop_episodes.audit.integrity import Finding
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_decimal as plain  # 9.50 -> "9.5"
 from iop_episodes.domain.weeks import iso_week
-from projections import audit
+from projections import audit, history_text
+from projections.episodes import episodes_table, list_episodes, resolve_episode
+from projections.escaping import visible
 from projections.exports import cli as exports_cli
+from projections.localtime import checked_timezone, shown
+from projections.report import build_report
+from projections.report_html import render_report, write_whole
 from projections.runner import Status, ViewRunner, ViewsUntrusted, open_views, reading_views
 from projections.schedule import (
     EpisodeSchedule,
@@ -35,6 +42,8 @@ from projections.views import EpisodeViews, MemoryEpisodeViews
 from projections.worklist import RECERTIFY_WITHIN_DAYS, build_worklist, worklist_text
 
 EXIT_OK, EXIT_FAILED = 0, 1
+EPISODE_HELP = "an episode id, or a client reference that names one episode"
+TIMEZONE_HELP = "show times in this IANA timezone (default: the program's, $IOP_TIMEZONE)"
 
 
 def notice(text: str) -> None:
@@ -58,42 +67,58 @@ def _now() -> datetime:
 # ---- iop schedule ---------------------------------------------------------
 
 
+def _client_cell(client_ref: str | None, *, sealed: bool) -> str:
+    return "(sealed)" if sealed else visible(client_ref or "-")
+
+
 def schedule_table(rows: list[ProgramRow], week: str) -> str:
     """A compact table: one line per active client."""
     header = (
         f"hour schedule for {week}: {len(rows)} clients active during the week\n"
-        f"{'episode':<36}  {'level':>5}  {'target':>6}  {'attended':>8}  "
+        f"{'client':<16}  {'episode':<36}  {'level':>5}  {'target':>6}  {'attended':>8}  "
         f"{'compliance':>10}  {'sessions':>8}  {'doses':>5}  {'unexp+':>6}"
     )
     lines = [header]
     for row in rows:
         w = row.week
         lines.append(
-            f"{row.episode_id:<36}  {row.level:>5}  {plain(w.target_hours):>6}  "
+            f"{_client_cell(row.client_ref, sealed=row.client_ref_sealed):<16}  "
+            f"{visible(row.episode_id):<36}  {visible(row.level):>5}  {plain(w.target_hours):>6}  "
             f"{plain(w.attended_hours):>8}  {w.compliance:>10.0%}  {w.sessions:>8}  "
             f"{w.doses_dispensed:>5}  {w.unexpected_positive_screens:>6}"
         )
     return "\n".join(lines)
 
 
-def episode_text(schedule: EpisodeSchedule) -> str:
+def episode_text(schedule: EpisodeSchedule, timezone: str) -> str:
     plan = ", ".join(f"{k} {plain(v)}" for k, v in schedule.plan_modality_hours.items())
     hours = (
         f"weekly hours {schedule.weekly_hours or '-'} (plan {schedule.plan_weekly_hours or '-'})"
     )
+    client = _client_cell(schedule.client_ref, sealed=schedule.client_ref_sealed)
     lines = [
-        f"episode {schedule.episode_id}  {schedule.status}  level {schedule.level or '-'}  {hours}",
+        (
+            f"episode {visible(schedule.episode_id)}  client {client}  {visible(schedule.status)}  "
+            f"level {visible(schedule.level or '-')}  {hours}"
+        ),
         "plan by modality: " + (plan or "-"),
-        f"plan started {schedule.plan_started_at or '-'}",
+        f"plan started {shown(schedule.plan_started_at, timezone)}"
+        + (
+            f"  discharged {shown(schedule.discharged_at, timezone)}"
+            if schedule.discharged_at
+            else ""
+        ),
     ]
     lines.extend(
-        f"step-down v{step.version} {step.week}: {plain(step.from_hours)} -> "
-        f"{plain(step.to_hours)} hours (level {step.to_level}) by {step.decided_by} "
-        f"({step.decided_by_role}{', ' + step.policy if step.policy else ''}): {step.reason}"
+        f"step-down v{step.version} {visible(step.week)} ({shown(step.occurred_at, timezone)}): "
+        f"{plain(step.from_hours)} -> {plain(step.to_hours)} hours (level "
+        f"{visible(step.to_level)}) by {visible(step.decided_by)} "
+        f"({visible(step.decided_by_role)}{', ' + visible(step.policy) if step.policy else ''}): "
+        f"{visible(step.reason)}"
         for step in schedule.taper
     )
     lines.extend(
-        f"{week.week}  target {plain(week.target_hours):>5}  attended "
+        f"{visible(week.week)}  target {plain(week.target_hours):>5}  attended "
         f"{plain(week.attended_hours):>5}  {week.compliance:>5.0%}  sessions {week.sessions}"
         f"  doses {week.doses_dispensed}  negative {week.negative_screens}  unexpected+ "
         f"{week.unexpected_positive_screens}{'  (partial week)' if week.partial else ''}"
@@ -102,14 +127,26 @@ def episode_text(schedule: EpisodeSchedule) -> str:
     return "\n".join(lines)
 
 
+def _display_timezone(args: argparse.Namespace, service: EpisodeService) -> str:
+    """--timezone if given (checked), else the program's timezone."""
+    if not args.timezone:
+        return service.program_timezone
+    try:
+        return checked_timezone(args.timezone)
+    except ValueError as error:
+        raise problems.UsageProblem(str(error)) from None
+
+
 def cmd_schedule(args: argparse.Namespace) -> int:
     with _reading(args) as service:
+        timezone = _display_timezone(args, service)
         views = _views_for_reading(service)
         if args.episode:
-            found = episode_schedule(views, str(args.episode), _now())
+            episode_id = resolve_episode(service, views, args.episode)
+            found = episode_schedule(views, str(episode_id), _now(), timezone)
             if found is None:
                 raise errors.EpisodeNotFound(f"no episode {args.episode}: see iop episodes")
-            print(found.model_dump_json(indent=2) if args.json else episode_text(found))
+            print(found.model_dump_json(indent=2) if args.json else episode_text(found, timezone))
             return EXIT_OK
         week = args.week or iso_week(_now(), service.program_timezone)
         rows = program_schedule(views, week, args.level)
@@ -117,6 +154,41 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
         else:
             print(schedule_table(rows, week))
+    return EXIT_OK
+
+
+# ---- iop episodes -----------------------------------------------------------------
+
+
+def _listing_service(args: argparse.Namespace) -> tuple[EpisodeService, bool]:
+    """The store, and whether it is encrypted and no key was given (then entries stay sealed)."""
+    try:
+        return _reading(args), False
+    except errors.StoreKeyError:
+        service = EpisodeService(args.store, read_only=True, check_key=False)
+        if service.mapper.cipher is not None:  # a key was given, and it is the wrong one
+            service.close()
+            raise
+        return service, True
+
+
+def cmd_episodes(args: argparse.Namespace) -> int:
+    service, keyless = _listing_service(args)
+    with service:
+        timezone = _display_timezone(args, service)
+        if keyless:
+            notice(
+                "the store is encrypted and IOP_CIPHER_KEY is not set: client references "
+                "are sealed and the views are listed as they stand (not caught up)"
+            )
+            views = _views_as_they_stand(service)
+        else:
+            views = _views_for_reading(service)
+        found = list_episodes(service, views, timezone, client=args.client, status=args.status)
+    if args.json:
+        print(json.dumps([listing.model_dump(mode="json") for listing in found], indent=2))
+    else:
+        print(episodes_table(found, timezone))
     return EXIT_OK
 
 
@@ -134,20 +206,36 @@ def _check_version(service: EpisodeService, episode_id: Any, version: int | None
 
 
 def cmd_audit_history(args: argparse.Namespace) -> int:
-    episode_id = args.episode
-    as_of = args.as_of
     with _reading(args) as service:
-        _check_version(service, episode_id, args.version)
-        state = service.episode(episode_id, version=args.version, as_of=as_of)
+        timezone = _display_timezone(args, service)
         views = _views_for_reading(service)
+        episode_id = resolve_episode(service, views, args.episode)
+        _check_version(service, episode_id, args.version)
+        state = service.episode(episode_id, version=args.version, as_of=args.as_of)
         entries = audit.history(views, str(episode_id), version=state.version)
     if args.format == "jsonl":
         sys.stdout.write(audit.to_jsonl(entries))
     elif args.format == "csv":
-        sys.stdout.write(audit.to_csv(entries))
+        sys.stdout.write(history_text.to_csv(entries, state.client_ref, timezone))
     else:
-        sys.stdout.write(audit.to_text(entries, state))
+        sys.stdout.write(history_text.to_text(entries, state, timezone))
     return EXIT_OK
+
+
+def cmd_audit_report(args: argparse.Namespace) -> int:
+    with _reading(args) as service:
+        timezone = _display_timezone(args, service)
+        episode_id = resolve_episode(service, _views_for_reading(service), args.episode)
+        report = build_report(service, episode_id, as_of=args.as_of, timezone=timezone, now=_now())
+    try:
+        write_whole(Path(args.out), render_report(report))
+    except OSError as error:
+        raise problems.UsageProblem(f"--out {args.out}: {error.strerror}") from None
+    print(
+        f"audit report for episode {episode_id} (version {report.summary.version}) "
+        f"written to {args.out}; verification {report.verification.verdict}"
+    )
+    return EXIT_OK if report.verification.verdict == "ok" else EXIT_FAILED
 
 
 class FindingOutput(Output):
@@ -193,14 +281,23 @@ def _views_as_they_stand(service: EpisodeService) -> EpisodeViews:
     return views
 
 
+def _resolved(service: EpisodeService, references: list[str]) -> list[UUID]:
+    """Episode ids for ids or client references, found apart from the views being verified."""
+    if not references:
+        return []
+    found = MemoryEpisodeViews()
+    ViewRunner(service, found).catch_up()
+    return [resolve_episode(service, found, reference) for reference in references]
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Verify without catching up first: the views are checked as they stand."""
     if (args.witness is None) != (args.pubkey is None):
         raise problems.UsageProblem("audit verify: --witness and --pubkey go together")
     with _reading(args) as service:
-        result = audit.verify_all(
-            service, _views_as_they_stand(service), args.episodes or None, jobs=args.jobs
-        )
+        views = _views_as_they_stand(service)
+        only = _resolved(service, args.episodes) or None
+        result = audit.verify_all(service, views, only, jobs=args.jobs)
         try:  # the witness's checkpoints, when asked for
             attested = (
                 None
@@ -434,6 +531,18 @@ JSON_MODELS: dict[str, type[Output]] = {
 """Each read-side command's ``--json`` shape, for ``iop schema``."""
 
 
+def register_episodes(commands: Any) -> None:
+    episodes = commands.add_parser("episodes", help="find clients: episodes by client reference")
+    arguments.add_store(episodes)
+    episodes.add_argument("--client", metavar="REF", help="only this client reference")
+    episodes.add_argument(
+        "--status", choices=["assessed", "active", "discharged"], help="only this status"
+    )
+    episodes.add_argument("--timezone", metavar="TZ", help=TIMEZONE_HELP)
+    arguments.add_json(episodes)
+    episodes.set_defaults(handler=cmd_episodes)
+
+
 def register(commands: Any) -> None:
     register_worklist(commands)
     schedule = commands.add_parser("schedule", help="current hour schedules")
@@ -442,18 +551,22 @@ def register(commands: Any) -> None:
         "--week", type=arguments.iso_week, help="ISO week such as 2026-W48 (default: this week)"
     )
     schedule.add_argument(
-        "--episode", type=arguments.episode_id, help="one episode's schedule, taper and weeks"
+        "--episode", help="one episode's schedule, taper and weeks (episode id or client reference)"
     )
     schedule.add_argument("--level", choices=["2.1", "1"], help="only clients at this level")
     arguments.add_json(schedule)
+    schedule.add_argument("--timezone", help=TIMEZONE_HELP)
     schedule.set_defaults(handler=cmd_schedule)
+
+    register_episodes(commands)
 
     audit_commands = commands.add_parser("audit", help="auditor's tools").add_subparsers(
         dest="audit_command", required=True, metavar="ACTION", help="what to check or show"
     )
     hist = audit_commands.add_parser("history", help="an episode's entries in order")
-    hist.add_argument("episode", type=arguments.episode_id, help="the episode id")
+    hist.add_argument("episode", help=EPISODE_HELP)
     arguments.add_store(hist)
+    hist.add_argument("--timezone", help=TIMEZONE_HELP)
     when = hist.add_mutually_exclusive_group()
     when.add_argument(
         "--as-of",
@@ -469,11 +582,24 @@ def register(commands: Any) -> None:
     )
     hist.set_defaults(handler=cmd_audit_history)
 
+    report = audit_commands.add_parser("report", help="a self-contained HTML report to hand over")
+    report.add_argument("episode", help=EPISODE_HELP)
+    arguments.add_store(report)
+    report.add_argument(
+        "--as-of",
+        type=arguments.moment,
+        metavar="TIME",
+        help="as recorded at this ISO 8601 time with offset",
+    )
+    report.add_argument("--timezone", metavar="TZ", help=TIMEZONE_HELP)
+    report.add_argument("--out", required=True, metavar="FILE.html", help="the HTML file to write")
+    report.set_defaults(handler=cmd_audit_report)
+
     verify = audit_commands.add_parser(
         "verify", help="entries, seals, snapshots, tracking and every view row"
     )
     verify.add_argument(
-        "episodes", nargs="*", type=arguments.episode_id, help="episode ids (default: all)"
+        "episodes", nargs="*", help="episode ids or client references (default: all)"
     )
     arguments.add_store(verify)
     arguments.add_json(verify)

@@ -8,7 +8,14 @@ from typing import Any
 
 from eventsourcing.postgres import PostgresTrackingRecorder
 
-from projections.sql import Cursor, Dialect, SqlQueries, create_statements
+from projections.sql import (
+    Cursor,
+    Dialect,
+    SqlQueries,
+    added_column_statements,
+    clear_statements,
+    create_statements,
+)
 from projections.views import SqlViewsMixin
 
 
@@ -32,6 +39,23 @@ class PostgresEpisodeViews(PostgresTrackingRecorder, SqlViewsMixin):
         with self.datastore.transaction(commit=True) as cursor:
             for statement in create_statements(self.dialect):
                 cursor.execute(statement)
+            # Looked up first: ALTER TABLE locks the table even when it changes nothing.
+            cursor.execute(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = %s",
+                (self.datastore.schema,),
+            )
+            existing: dict[str, set[str]] = {}
+            for record in cursor.fetchall():
+                name = record["table_name"].removeprefix("iop_")
+                existing.setdefault(name, set()).add(record["column_name"])
+            added = added_column_statements(self.dialect, existing)
+            for statement in added:
+                cursor.execute(statement)
+            if added:  # rows projected before hold no value there: project everything again
+                for statement in clear_statements(self.dialect):
+                    cursor.execute(statement)
+                cursor.execute(*self._delete_tracking_statement())
 
     @contextmanager
     def _transaction(self, *, commit: bool) -> Iterator[Cursor]:

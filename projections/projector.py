@@ -92,6 +92,8 @@ def assessed_row(event: Assessed) -> EpisodeRow:
         discharge_reason=None,
         version=event.originator_version,
         payer=event.payload["payer"],
+        client_ref=event.payload["client_ref"],
+        assessed_at=canonical_time(event.occurred_at),
     )
 
 

@@ -41,6 +41,10 @@ class EpisodeRow:
     screens_per_week: int = 0
     aftercare: int = 0  # aftercare entries scheduled
     payer: str = ""
+    # Added after the first release: rows projected before it hold None here
+    # (readers then ask the store, see projections.episodes).
+    client_ref: str | None = None
+    assessed_at: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ from iop_episodes.domain.certification import lapsed_on
 from iop_episodes.domain.payloads import WeekEvidence
 from iop_episodes.domain.policy import EpisodeStanding, hours_from_minutes, week_target
 from iop_episodes.domain.values import Model
-from iop_episodes.domain.weeks import iso_week, local, next_week, previous_weeks, week_start
+from iop_episodes.domain.weeks import iso_week, local, next_week, previous_weeks, week_start, zone
 from projections.rows import EpisodeRow, StepDownRow
+from projections.sealing import still_sealed
 from projections.views import Activity, EpisodeViews
 
 LOG = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class WeekSchedule(Model):
 
 class TaperStep(Model):
     version: int
-    occurred_at: str
+    occurred_at: datetime
     week: str
     from_hours: Number
     to_hours: Number
@@ -74,14 +75,17 @@ class TaperStep(Model):
 
 class EpisodeSchedule(Model):
     episode_id: str
+    client_ref: str | None
+    """None when the view holds none yet, or it is sealed and no key was given."""
+    client_ref_sealed: bool
     status: str
     age_group: str
     level: str | None
     weekly_hours: Number | None
     plan_weekly_hours: Number | None
     plan_modality_hours: dict[str, Number]
-    plan_started_at: str | None
-    discharged_at: str | None
+    plan_started_at: datetime | None
+    discharged_at: datetime | None
     taper: list[TaperStep]
     weeks: list[WeekSchedule]
 
@@ -90,6 +94,8 @@ class ProgramRow(Model):
     """One active client's line in the program's schedule for a week."""
 
     episode_id: str
+    client_ref: str | None
+    client_ref_sealed: bool
     level: str
     age_group: str
     weekly_hours: Number
@@ -176,12 +182,32 @@ def weeks_between(first: str, last: str) -> list[str]:
     return weeks
 
 
-def episode_schedule(views: EpisodeViews, episode_id: str, now: datetime) -> EpisodeSchedule | None:
-    """One episode's schedule, taper and every week from plan start to now or discharge."""
+def _local(text: str | None, timezone: str) -> datetime | None:
+    """A stored time in ``timezone``, to the second."""
+    if text is None:
+        return None
+    return datetime.fromisoformat(text).astimezone(zone(timezone)).replace(microsecond=0)
+
+
+def _client(row: EpisodeRow) -> tuple[str | None, bool]:
+    sealed = still_sealed(row.client_ref)
+    return (None if sealed else row.client_ref), sealed
+
+
+def episode_schedule(
+    views: EpisodeViews, episode_id: str, now: datetime, timezone: str | None = None
+) -> EpisodeSchedule | None:
+    """One episode's schedule, taper and every week from plan start to now or discharge.
+
+    Weeks are the program's ISO weeks; times are shown in ``timezone``
+    (default: the program's).
+    """
     rows = views.episodes([episode_id])
     if not rows:
         return None
     row = rows[0]
+    shown_in = timezone or row.program_timezone
+    client_ref, sealed = _client(row)
     steps = views.step_downs(episode_id)
     weeks: list[WeekSchedule] = []
     if row.plan_started_at is not None:
@@ -198,23 +224,25 @@ def episode_schedule(views: EpisodeViews, episode_id: str, now: datetime) -> Epi
         ]
     return EpisodeSchedule(
         episode_id=row.episode_id,
+        client_ref=client_ref,
+        client_ref_sealed=sealed,
         status=row.status,
         age_group=row.age_group,
         level=row.level,
         weekly_hours=Decimal(row.weekly_hours) if row.weekly_hours else None,
         plan_weekly_hours=Decimal(row.plan_weekly_hours) if row.plan_weekly_hours else None,
         plan_modality_hours={k: Decimal(v) for k, v in json.loads(row.modality_hours).items()},
-        plan_started_at=row.plan_started_at,
-        discharged_at=row.discharged_at,
-        taper=[_taper_step(step) for step in steps],
+        plan_started_at=_local(row.plan_started_at, shown_in),
+        discharged_at=_local(row.discharged_at, shown_in),
+        taper=[_taper_step(step, shown_in) for step in steps],
         weeks=weeks,
     )
 
 
-def _taper_step(step: StepDownRow) -> TaperStep:
+def _taper_step(step: StepDownRow, timezone: str) -> TaperStep:
     return TaperStep(
         version=step.version,
-        occurred_at=step.occurred_at,
+        occurred_at=_local(step.occurred_at, timezone),
         week=step.week,
         from_hours=Decimal(step.from_hours),
         to_hours=Decimal(step.to_hours),
@@ -264,9 +292,12 @@ def program_schedule(
         except (ValueError, ArithmeticError):
             LOG.exception("hour schedule: episode %s left out, its data is bad", row.episode_id)
             continue
+        client_ref, sealed = _client(row)
         rows.append(
             ProgramRow(
                 episode_id=row.episode_id,
+                client_ref=client_ref,
+                client_ref_sealed=sealed,
                 level=current_level,
                 age_group=row.age_group,
                 weekly_hours=schedule.target_hours,

@@ -75,7 +75,8 @@ def create_statements(dialect: Dialect) -> list[str]:
             plan_started_at TEXT, last_change_at TEXT, discharged_at TEXT,
             discharge_reason INTEGER, version INTEGER NOT NULL,
             certifications TEXT NOT NULL, screens_per_week INTEGER NOT NULL,
-            aftercare INTEGER NOT NULL, payer TEXT NOT NULL)""",
+            aftercare INTEGER NOT NULL, payer TEXT NOT NULL, client_ref TEXT,
+            assessed_at TEXT)""",
         """CREATE TABLE IF NOT EXISTS {entries} (
             episode_id TEXT NOT NULL, version INTEGER NOT NULL, week TEXT NOT NULL,
             item TEXT NOT NULL, minutes INTEGER NOT NULL, voided INTEGER NOT NULL,
@@ -97,6 +98,20 @@ def create_statements(dialect: Dialect) -> list[str]:
             PRIMARY KEY (episode_id, version))""",
     ]
     return [dialect.sql(statement) for statement in statements]
+
+
+ADDED_COLUMNS = {"episodes": ("client_ref", "assessed_at")}
+"""Columns added after a table's first release: old tables gain them, NULL in old rows."""
+
+
+def added_column_statements(dialect: Dialect, existing: dict[str, set[str]]) -> list[str]:
+    """``ALTER TABLE`` for each added column a table of ``existing`` lacks."""
+    return [
+        dialect.sql(f"ALTER TABLE {{{table}}} ADD COLUMN {column} TEXT")
+        for table, columns in ADDED_COLUMNS.items()
+        for column in columns
+        if column not in existing.get(table, {column})
+    ]
 
 
 def _columns(row_type: type[Any]) -> list[str]:
@@ -160,7 +175,8 @@ ADD_ACTIVITY = (
 
 
 def _row(row_type: type[Any], record: Any) -> Any:
-    values = {name: record[name] for name in _columns(row_type)}
+    present = set(record.keys())  # a table older than its added columns lacks them
+    values = {name: record[name] for name in _columns(row_type) if name in present}
     for column in fields(row_type):
         if column.type == "bool":
             values[column.name] = bool(values[column.name])

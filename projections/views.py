@@ -25,10 +25,12 @@ from projections.projector import project
 from projections.rows import AuditRow, EntryRow, EpisodeRow, StepDownRow
 from projections.sealing import Sealer
 from projections.sql import (
+    ADDED_COLUMNS,
     Cursor,
     Dialect,
     SqlQueries,
     SqlViewTransaction,
+    added_column_statements,
     clear_statements,
     create_statements,
     drop_statements,
@@ -247,6 +249,21 @@ class SQLiteEpisodeViews(SQLiteTrackingRecorder, SqlViewsMixin):
             *super().construct_create_table_statements(),
             *create_statements(self.dialect),
         ]
+
+    def create_table(self) -> None:
+        super().create_table()
+        with self.datastore.transaction(commit=True) as cursor:
+            existing = {}
+            for table in ADDED_COLUMNS:
+                cursor.execute(f"PRAGMA table_info({self.dialect.table(table)})")
+                existing[table] = {record["name"] for record in cursor.fetchall()}
+            added = added_column_statements(self.dialect, existing)
+            for statement in added:
+                cursor.execute(statement)
+            if added:  # rows projected before hold no value there: project everything again
+                for statement in clear_statements(self.dialect):
+                    cursor.execute(statement)
+                cursor.execute(*self._delete_tracking_statement())
 
     @contextmanager
     def _transaction(self, *, commit: bool) -> Iterator[Cursor]:

@@ -206,3 +206,16 @@ def _history(drawn: tuple[Any, ...]) -> list[ClinicalEvent]:
     if discharged:
         history.append(ClinicalEvent("discharge", 40, 12, {}))
     return sorted(history, key=lambda event: (event.day, event.hour, event.kind))
+
+
+SPOOFING_CHARACTERS = (
+    "\n\r\t\x00\x1b\x85\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
+    "\u2066\u2067\u2068\u2069\u200e\u200f\U000e0001\\=+-@"
+)
+"""Line breaks, controls, bidi controls, a tag character, the backslash and formula starts."""
+
+
+def hostile_text() -> st.SearchStrategy[str]:
+    """Free text rich in what could forge, reorder or run: any character, spoofing ones often."""
+    pieces = st.one_of(st.sampled_from(SPOOFING_CHARACTERS), st.characters(), st.just("v9 "))
+    return st.lists(pieces, max_size=40).map("".join)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import timedelta
 
@@ -99,15 +97,6 @@ def test_jsonl_export_has_one_object_per_entry_in_a_stable_field_order(service, 
     lines = audit.to_jsonl(audit.history(runner.views, str(episode_id))).splitlines()
     assert len(lines) == 5
     assert all(list(json.loads(line)) == list(FIELDS) for line in lines)
-
-
-def test_csv_export_has_a_header_and_a_row_per_entry(service, clock):
-    """The CSV carries the same fields, payload as canonical JSON."""
-    episode_id, runner = corrected_history(service, clock)
-    rows = list(csv.reader(io.StringIO(audit.to_csv(audit.history(runner.views, str(episode_id))))))
-    assert rows[0] == list(FIELDS)
-    assert len(rows) == 6
-    assert json.loads(rows[3][-1])["minutes"] == 180
 
 
 @given(history=histories(clients=2, max_steps=25))

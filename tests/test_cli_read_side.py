@@ -152,7 +152,7 @@ def test_history_exports(demo_url):
     text = iop("audit", "history", episode_id, "--store", demo_url, "--version", "2")
     assert "version 2" in text.stdout.splitlines()[0]
     csv_text = iop("audit", "history", episode_id, "--store", demo_url, "--format", "csv")
-    assert csv_text.stdout.splitlines()[0].startswith("episode_id,version,event_type")
+    assert csv_text.stdout.splitlines()[0].startswith("episode_id,client_ref,version,event_type")
     naive = iop(
         "audit",
         "history",

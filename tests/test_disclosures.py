@@ -19,7 +19,7 @@ from iop_episodes.audit.integrity import notifications, verify_store
 from iop_episodes.domain import errors
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, stored_count
-from projections import audit
+from projections import audit, history_text
 from projections.exports import (
     export_audit_report,
     export_fhir,
@@ -443,8 +443,12 @@ def test_an_audit_report_is_the_audit_history_and_one_disclosure(service, clock,
     runner = ViewRunner(service)
     runner.catch_up()
     entries = audit.history(runner.views, str(episode))
-    expected = audit.to_jsonl(entries) if output == "jsonl" else audit.to_csv(entries)
-    assert data == expected.encode("ascii")
+    expected = (
+        audit.to_jsonl(entries)
+        if output == "jsonl"
+        else history_text.to_csv(entries, "MRN-0001", service.program_timezone)
+    )
+    assert data == expected.encode("utf-8")
     (payload,) = disclosed(service)
     assert payload["format"] == f"audit-report-{output}"
     assert payload["sha256"] == hashlib.sha256(data).hexdigest()

@@ -16,7 +16,7 @@ from iop_episodes.audit.integrity import episode_ids
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_json
 from iop_episodes.domain.catalog import ExportFormat, RecordScope
-from projections import audit
+from projections import audit, history_text
 from projections.exports import codes, teds
 from projections.exports.disclosure import Basis, Disclosing, check_discloser, record, select
 from projections.exports.fhir import build_bundle
@@ -210,10 +210,15 @@ def export_audit_report(
     selected = select(service, [episode_id], disclosing)
     if episode_id in selected.refused:
         raise selected.refused[episode_id]
-    rows = [audit_row(event, str(episode_id)) for event in selected.histories[episode_id]]
-    entries = audit.linked(rows, audit.coverage_of(selected.histories[episode_id]))
-    text = audit.to_jsonl(entries) if output == "jsonl" else audit.to_csv(entries)
-    data = text.encode("ascii")
+    history = selected.histories[episode_id]
+    rows = [audit_row(event, str(episode_id)) for event in history]
+    entries = audit.linked(rows, audit.coverage_of(history))
+    if output == "jsonl":
+        text = audit.to_jsonl(entries)
+    else:  # the readable CSV, local times in the program's timezone, as iop audit history
+        client_ref = str(history[0].payload["client_ref"])
+        text = history_text.to_csv(entries, client_ref, service.program_timezone)
+    data = text.encode("utf-8")
     export_format = ExportFormat(f"audit-report-{output}")
     record(service, disclosing, selected, export_format=export_format, data=data)
     return data

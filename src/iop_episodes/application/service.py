@@ -109,6 +109,7 @@ class EpisodeService(Application[UUID]):
         read_only: bool = False,
         create: bool = True,
         rules: RuleSettings | None = None,
+        check_key: bool = True,
     ) -> None:
         """``integrity_key`` (or ``IOP_INTEGRITY_KEY``) seals entries and snapshots.
 
@@ -117,6 +118,9 @@ class EpisodeService(Application[UUID]):
         ``read_only`` opens an existing, non-empty store and never writes to
         it; without ``create``, the store must exist (its tables made by an
         earlier service) but may be empty, and no table is created.
+        ``check_key=False`` opens an encrypted store without its cipher key, for
+        readers of what needs no key (the views' unsealed columns); its entries
+        then do not decode.
         """
         try:
             self.store = parse_store(store_url(store), read_only=read_only, create=create)
@@ -158,7 +162,8 @@ class EpisodeService(Application[UUID]):
             ) from None
         if read_only or not create:
             self._check_store_holds_events(empty_ok=not read_only)
-        self._check_store_key()
+        if check_key:
+            self._check_store_key()
         self._stripes = [threading.Lock() for _ in range(64)]
         self._replaying: Repository[UUID] = Repository(self.events)  # no snapshots, no cache
 
