@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -13,26 +14,51 @@ from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit.integrity import verify_store
 from iop_episodes.domain import errors
+from iop_episodes.domain.permissions import ALLOWED_ROLES
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, stored_count
 from projections import audit
 from projections.runner import ViewRunner
 
 ROLES = ["counselor", "therapist", "nurse", "physician", "program_director", "scheduler", "auditor"]
-# The specification, written out: who may record what.
-MAY = {
-    "assess": {"counselor", "therapist", "physician"},
-    "create_plan": {"counselor", "physician", "program_director"},
-    "record_session": {"counselor", "therapist", "physician"},
-    "dispense_medication": {"nurse", "physician"},
-    "record_screen": {"nurse", "physician", "counselor"},
-    "step_down": {"counselor", "physician", "program_director", "scheduler"},
-    "discharge": {"counselor", "physician", "program_director"},
-    "schedule_aftercare": {"counselor", "therapist", "physician", "program_director"},
-    "correct_entry": {"counselor", "therapist", "nurse", "physician", "program_director"},
-    "record_consent": {"counselor", "physician", "program_director"},
-    "revoke_consent": {"counselor", "physician", "program_director"},
+README = Path(__file__).parent.parent / "README.md"
+ENTRY_OF = {
+    "assess": "Assessed",
+    "create_plan": "PlanCreated",
+    "record_session": "SessionAttended",
+    "dispense_medication": "MedicationDispensed",
+    "record_screen": "ScreenResulted",
+    "step_down": "StepDown",
+    "discharge": "Discharged",
+    "schedule_aftercare": "AftercareScheduled",
+    "correct_entry": "EntryCorrected",
+    "record_consent": "ConsentRecorded",
+    "revoke_consent": "ConsentRevoked",
 }
+
+
+def readme_roles() -> dict[str, set[str]]:
+    """The README's "Who may record what" table: entry type -> roles (the specification)."""
+    section = README.read_text().split("### Who may record what", 1)[1].split("\n\n", 2)[1]
+    table: dict[str, set[str]] = {}
+    for line in section.splitlines()[2:]:
+        entries, roles = (cell.strip() for cell in line.strip("|").split("|"))
+        if entries.startswith("Disclosed"):
+            continue  # exports: tests/test_disclosures.py checks those rows
+        for entry in entries.split(", "):
+            table[entry] = set(roles.split(", "))
+    return table
+
+
+MAY = {method: readme_roles()[entry] for method, entry in ENTRY_OF.items()}
+
+
+def test_the_domain_grants_what_the_readme_says() -> None:
+    """Every entry type's roles in the domain are the README's, and every type is listed."""
+    granted = {entry: {str(role) for role in roles} for entry, roles in ALLOWED_ROLES.items()}
+    listed = readme_roles()
+    assert {entry: granted[entry] for entry in listed} == listed
+    assert set(granted) - set(listed) <= {"Disclosed"}
 
 
 def command_for(method: str, service: EpisodeService, clock: SimulatedClock) -> dict[str, Any]:

@@ -8,14 +8,18 @@ per-day limits, and Medicare recertification included. After every step it check
 the invariants: weekly hours inside their level's band, nothing but
 aftercare and corrections after discharge, the episode rebuilt from the
 store (with and without snapshots) equal to the cached one, and every chain
-verifying. Embedders can run it against their own store::
+verifying. Each step says what it sent and expected with hypothesis's
+``note()``, so a failure reads as a story. The machine takes its store in
+``__init__``; embedders run it against their own store::
 
+    from hypothesis.stateful import run_state_machine_as_test
     from iop_episodes.testing.stateful import EpisodeMachine
 
-    class OnMyStore(EpisodeMachine):
-        store_url = "postgresql://postgres@127.0.0.1:5432/test?schema=mine"
+    def test_on_my_store():
+        url = "postgresql://postgres@127.0.0.1:5432/test?schema=mine"
+        run_state_machine_as_test(lambda: EpisodeMachine(url))
 
-    TestOnMyStore = OnMyStore.TestCase
+(``EpisodeMachine.TestCase`` runs it in memory.)
 
 Needs the ``hypothesis`` package (the ``dev`` extra installs it).
 """
@@ -25,9 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 from eventsourcing.application import Repository
+from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -43,6 +48,7 @@ from iop_episodes.audit.integrity import verify_episode
 from iop_episodes.domain import errors
 from iop_episodes.domain.catalog import AgeGroup, Level, band, level_for_hours
 from iop_episodes.domain.episode import Episode
+from iop_episodes.domain.permissions import ALLOWED_ROLES
 from iop_episodes.domain.state import EpisodeState
 from iop_episodes.domain.weeks import iso_week, zone
 
@@ -55,25 +61,7 @@ ROLES = (
     "scheduler",
     "auditor",
 )
-# The specification of who records what, written out again on purpose.
-MAY = {
-    "Assessed": {"counselor", "therapist", "physician"},
-    "PlanCreated": {"counselor", "physician", "program_director"},
-    "SessionAttended": {"counselor", "therapist", "physician"},
-    "MedicationDispensed": {"nurse", "physician"},
-    "ScreenResulted": {"nurse", "physician", "counselor"},
-    "StepDown": {"counselor", "physician", "program_director", "scheduler"},
-    "Recertified": {"physician"},
-    "Discharged": {"counselor", "physician", "program_director"},
-    "AftercareScheduled": {"counselor", "physician", "program_director", "therapist"},
-    "EntryCorrected": {
-        "counselor",
-        "therapist",
-        "physician",
-        "nurse",
-        "program_director",
-    },
-}
+MAY = ALLOWED_ROLES  # the domain's table; tests/test_roles.py checks it against the README
 CORRECTABLE = {
     "SessionAttended",
     "MedicationDispensed",
@@ -141,12 +129,12 @@ class Model:
 
 
 class EpisodeMachine(RuleBasedStateMachine):
-    store_url: ClassVar[str] = "memory://"
+    """The real service on ``store_url`` against the model; each run opens one new episode."""
 
-    def __init__(self) -> None:
+    def __init__(self, store_url: str = "memory://") -> None:
         super().__init__()
         self.clock = SimulatedClock(START)
-        self.service = EpisodeService(self.store_url, clock=self.clock, timezone=TIMEZONE)
+        self.service = EpisodeService(store_url, clock=self.clock, timezone=TIMEZONE)
         self.model = Model()
         self.episode_id: Any = None
 
@@ -163,6 +151,7 @@ class EpisodeMachine(RuleBasedStateMachine):
         care: tuple[datetime, int] | None = None,
     ) -> None:
         """Run the command; on success note it (and its time and minutes, for care)."""
+        note(f"{event_type}: expect {'success' if expected is None else expected.__name__}")
         if expected is None:
             call()
             self.model.entries.append(event_type)
