@@ -507,18 +507,18 @@ def b3(folder: Path, reps: int) -> Figure:
 
 
 def demo_store(url: str, clients: int, weeks: int) -> None:
-    from iop_episodes.entrypoints.demo import demo_clock, run_demo  # noqa: PLC0415
+    from iop_episodes.entrypoints.demo import ProgramSimulation, demo_clock  # noqa: PLC0415
 
     clock = demo_clock()
     with EpisodeService(url, clock=clock) as service:
-        run_demo(
+        ProgramSimulation(
             service,
             clock,
             clients=clients,
             weeks=weeks,
             seed=5,
             candidates=ScheduleCandidates(service),
-        )
+        ).run()
 
 
 def b4(path: Path, reps: int) -> Figure:

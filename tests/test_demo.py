@@ -10,7 +10,7 @@ import pytest
 
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit.integrity import store_digest, verify_store
-from iop_episodes.entrypoints.demo import demo_clock, run_demo
+from iop_episodes.entrypoints.demo import ProgramSimulation, demo_clock
 from projections.candidates import ScheduleCandidates
 from tests.cli import iop
 
@@ -18,14 +18,14 @@ from tests.cli import iop
 def digest_of(clients: int, weeks: int, seed: int) -> str:
     clock = demo_clock()
     with EpisodeService("memory://", clock=clock) as service:
-        run_demo(
+        ProgramSimulation(
             service,
             clock,
             clients=clients,
             weeks=weeks,
             seed=seed,
             candidates=ScheduleCandidates(service),
-        )
+        ).run()
         return store_digest(service)
 
 
@@ -43,9 +43,9 @@ def test_another_seed_gives_another_digest():
 def program() -> tuple[EpisodeService, Counter[str]]:
     clock = demo_clock()
     service = EpisodeService("memory://", clock=clock)
-    result = run_demo(
+    result = ProgramSimulation(
         service, clock, clients=40, weeks=14, seed=11, candidates=ScheduleCandidates(service)
-    )
+    ).run()
     return service, result.events_by_type
 
 

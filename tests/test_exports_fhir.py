@@ -10,7 +10,7 @@ import pytest
 
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
-from iop_episodes.entrypoints.demo import demo_clock, run_demo
+from iop_episodes.entrypoints.demo import ProgramSimulation, demo_clock
 from iop_episodes.testing import factories
 from projections.candidates import ScheduleCandidates
 from projections.exports import codes, export_fhir, export_fhir_many, fhir_bundle, serialize
@@ -266,7 +266,9 @@ def test_every_resource_of_a_demo_store_export_validates():
     """A demo program's whole export, on an exception, validates resource by resource."""
     clock = demo_clock()
     service = EpisodeService("memory://", clock=clock)
-    run_demo(service, clock, clients=16, weeks=10, seed=5, candidates=ScheduleCandidates(service))
+    ProgramSimulation(
+        service, clock, clients=16, weeks=10, seed=5, candidates=ScheduleCandidates(service)
+    ).run()
     export = export_fhir_many(
         service,
         list(episode_histories(service)),

@@ -17,7 +17,7 @@ from iop_episodes.application.stepdown import EpisodeOutcome, SweepSummary, run_
 from iop_episodes.audit.checkpoints import NoIntegrityKey, make_checkpoint
 from iop_episodes.audit.commands import configured_key, configured_witness
 from iop_episodes.audit.integrity import Finding, store_digest, verify_store
-from iop_episodes.entrypoints.demo import demo_clock, not_demo_data, run_demo
+from iop_episodes.entrypoints.demo import ProgramSimulation, demo_clock, not_demo_data
 from iop_episodes.entrypoints.extensions import candidate_source, load_extensions
 from iop_episodes.entrypoints.scheduler import DEFAULT_CRON, parse_cron, run_scheduler
 from iop_episodes.infrastructure.settings import store_url
@@ -219,7 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
         started = time.perf_counter()
         with progress_bar("simulating weeks") as progress:
-            result = run_demo(
+            result = ProgramSimulation(
                 service,
                 clock,
                 clients=args.clients,
@@ -227,7 +227,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 candidates=candidate_source(service),
                 progress=progress,
-            )
+            ).run()
         elapsed = time.perf_counter() - started
         after = [extension.after_demo(service, clock.now()) for extension in load_extensions()]
         findings = verify_store(service)

@@ -609,29 +609,6 @@ def _active_during(state: EpisodeState, week: str) -> bool:
     return state.discharged_at is None or iso_week(state.discharged_at, timezone) >= week
 
 
-def run_demo(
-    service: EpisodeService,
-    clock: SimulatedClock,
-    *,
-    clients: int,
-    weeks: int,
-    seed: int,
-    candidates: CandidateSource | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> DemoResult:
-    """Simulate; ``candidates`` (the hour schedule's) lets the step-down job run."""
-    simulation = ProgramSimulation(
-        service,
-        clock,
-        clients=clients,
-        weeks=weeks,
-        seed=seed,
-        candidates=candidates,
-        progress=progress,
-    )
-    return simulation.run()
-
-
 def demo_clock() -> SimulatedClock:
     return SimulatedClock(datetime.combine(START_MONDAY, time(0), tzinfo=UTC))
 
