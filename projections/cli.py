@@ -20,7 +20,7 @@ from iop_episodes.application import arguments, problems
 from iop_episodes.application.output import Output, print_json, progress_bar
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit import commands as attestation
-from iop_episodes.audit.integrity import Finding
+from iop_episodes.audit.integrity import FindingOutput
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_decimal as plain  # 9.50 -> "9.5"
 from iop_episodes.domain.weeks import iso_week
@@ -236,24 +236,6 @@ def cmd_audit_report(args: argparse.Namespace) -> int:
         f"written to {args.out}; verification {report.verification.verdict}"
     )
     return EXIT_OK if report.verification.verdict == "ok" else EXIT_FAILED
-
-
-class FindingOutput(Output):
-    """One thing wrong with a stored history or the views."""
-
-    episode_id: str
-    version: int
-    problem: str
-    detail: str
-
-    @classmethod
-    def of(cls, finding: Finding) -> FindingOutput:
-        return cls(
-            episode_id=str(finding.episode_id),
-            version=finding.version,
-            problem=finding.problem,
-            detail=finding.detail,
-        )
 
 
 class VerifyReport(Output):

@@ -26,6 +26,7 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
+from iop_episodes.application.output import Output
 from iop_episodes.audit.shards import Shard, in_processes
 from iop_episodes.domain.canonical import (
     BODY_START,
@@ -124,6 +125,25 @@ ENTRY_PROBLEMS = frozenset(
         "unknown-episode",
     }
 )
+
+
+
+class FindingOutput(Output):
+    """One thing wrong with a stored history or the views."""
+
+    episode_id: str
+    version: int
+    problem: str
+    detail: str
+
+    @classmethod
+    def of(cls, finding: Finding) -> FindingOutput:
+        return cls(
+            episode_id=str(finding.episode_id),
+            version=finding.version,
+            problem=finding.problem,
+            detail=finding.detail,
+        )
 
 
 def plaintext(service: EpisodeService, record: StoredEvent) -> bytes:

@@ -16,7 +16,7 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.stepdown import EpisodeOutcome, SweepSummary, run_stepdown_sweep
 from iop_episodes.audit.checkpoints import NoIntegrityKey, make_checkpoint
 from iop_episodes.audit.commands import configured_key, configured_witness
-from iop_episodes.audit.integrity import Finding, store_digest, verify_store
+from iop_episodes.audit.integrity import FindingOutput, store_digest, verify_store
 from iop_episodes.entrypoints.demo import ProgramSimulation, demo_clock, not_demo_data
 from iop_episodes.entrypoints.extensions import candidate_source, load_extensions
 from iop_episodes.entrypoints.scheduler import DEFAULT_CRON, parse_cron, run_scheduler
@@ -25,24 +25,6 @@ from iop_episodes.infrastructure.settings import store_url
 EXIT_OK, EXIT_FINDING = 0, 1
 
 # ---- JSON shapes ------------------------------------------------------------
-
-
-class FindingOutput(Output):
-    """One thing wrong with a stored history."""
-
-    episode_id: str
-    version: int
-    problem: str
-    detail: str
-
-    @classmethod
-    def of(cls, finding: Finding) -> FindingOutput:
-        return cls(
-            episode_id=str(finding.episode_id),
-            version=finding.version,
-            problem=finding.problem,
-            detail=finding.detail,
-        )
 
 
 class DemoReport(Output):
