@@ -34,7 +34,7 @@ def test_the_demo_counts_agree_with_its_schedule(tmp_path):
     assert summary is not None
     assert table is not None
     assert (summary[2], summary[1]) == (table[1], table[2])
-    rows = [line for line in done.stdout.splitlines() if re.match(r"[0-9a-f]{8}-", line)]
+    rows = [line for line in done.stdout.splitlines() if re.match(r"MRN-\d{3}-\d{5} ", line)]
     assert len(rows) == int(table[2])
 
 

@@ -127,7 +127,6 @@ ENTRY_PROBLEMS = frozenset(
 )
 
 
-
 class FindingOutput(Output):
     """One thing wrong with a stored history or the views."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -314,7 +315,16 @@ def cron_expression(text: str) -> str:
     return text
 
 
+def _stop_before_start(signum: int, frame: object) -> None:
+    del signum, frame
+    raise SystemExit(EXIT_OK)
+
+
 def cmd_scheduler(args: argparse.Namespace) -> int:
+    # Stopped while still starting (nothing swept yet): a clean exit, not a kill.
+    # run_scheduler installs the handler that finishes the episode being swept.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop_before_start)
     try:
         key = configured_key()
     except NoIntegrityKey as error:
