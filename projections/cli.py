@@ -41,7 +41,7 @@ from projections.schedule import (
 from projections.views import EpisodeViews, MemoryEpisodeViews
 from projections.worklist import RECERTIFY_WITHIN_DAYS, build_worklist, worklist_text
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED = problems.EXIT_OK, problems.EXIT_FINDING
 EPISODE_HELP = "an episode id, or a client reference that names one episode"
 TIMEZONE_HELP = "show times in this IANA timezone (default: the program's, $IOP_TIMEZONE)"
 

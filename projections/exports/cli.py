@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from iop_episodes.application import arguments
+from iop_episodes.application import arguments, problems
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
 from iop_episodes.domain.catalog import DisclosureException
 from projections.exports import accounting, api, codes
 from projections.exports.disclosure import EXCEPTIONS, actor_of
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED = problems.EXIT_OK, problems.EXIT_FINDING
+EXIT_USAGE = problems.EXIT_USAGE
 
 
 def _disclosure_options(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from iop_episodes.domain import errors
 
+EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_STORE, EXIT_INTEGRITY, EXIT_BUG = 0, 1, 2, 3, 4, 70
+"""``iop``'s exit codes (README, "Exit codes and errors"): written here once."""
+
 
 class Problem(errors.EpisodeError):
     """A failure the command reports in one line, with what to do about it."""

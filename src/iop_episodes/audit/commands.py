@@ -24,7 +24,7 @@ from iop_episodes.audit.witness import Witness, WitnessMissing
 from iop_episodes.infrastructure.keys import IntegrityKey, IntegrityKeyError
 from iop_episodes.infrastructure.settings import integrity_key, witness_path
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED = problems.EXIT_OK, problems.EXIT_FINDING
 
 
 def configured_key() -> IntegrityKey:

@@ -29,7 +29,9 @@ from iop_episodes.domain import errors
 from iop_episodes.entrypoints import commands
 from iop_episodes.entrypoints.extensions import load_extensions
 
-EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_STORE, EXIT_INTEGRITY, EXIT_BUG = 0, 1, 2, 3, 4, 70
+EXIT_OK, EXIT_FINDING = problems.EXIT_OK, problems.EXIT_FINDING
+EXIT_USAGE, EXIT_STORE = problems.EXIT_USAGE, problems.EXIT_STORE
+EXIT_INTEGRITY, EXIT_BUG = problems.EXIT_INTEGRITY, problems.EXIT_BUG
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (problems.UsageProblem, EXIT_USAGE),

@@ -23,7 +23,7 @@ from iop_episodes.entrypoints.extensions import candidate_source, load_extension
 from iop_episodes.entrypoints.scheduler import DEFAULT_CRON, parse_cron, run_scheduler
 from iop_episodes.infrastructure.settings import store_url
 
-EXIT_OK, EXIT_FINDING = 0, 1
+EXIT_OK, EXIT_FINDING = problems.EXIT_OK, problems.EXIT_FINDING
 
 # ---- JSON shapes ------------------------------------------------------------
 
