@@ -15,6 +15,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from eventsourcing.persistence import DatabaseError
+from pydantic import BaseModel
 
 from iop_episodes.application import arguments, problems
 from iop_episodes.application.output import Output, print_json, progress_bar
@@ -25,7 +26,7 @@ from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_decimal as plain  # 9.50 -> "9.5"
 from iop_episodes.domain.weeks import iso_week
 from projections import audit, history_text
-from projections.episodes import episodes_table, list_episodes, resolve_episode
+from projections.episodes import EpisodeList, episodes_table, list_episodes, resolve_episode
 from projections.escaping import visible
 from projections.exports import cli as exports_cli
 from projections.localtime import checked_timezone, shown
@@ -35,11 +36,12 @@ from projections.runner import Status, ViewRunner, ViewsUntrusted, open_views, r
 from projections.schedule import (
     EpisodeSchedule,
     ProgramRow,
+    ProgramSchedule,
     episode_schedule,
     program_schedule,
 )
 from projections.views import EpisodeViews, MemoryEpisodeViews
-from projections.worklist import RECERTIFY_WITHIN_DAYS, build_worklist, worklist_text
+from projections.worklist import RECERTIFY_WITHIN_DAYS, Worklist, build_worklist, worklist_text
 
 EXIT_OK, EXIT_FAILED = problems.EXIT_OK, problems.EXIT_FINDING
 EPISODE_HELP = "an episode id, or a client reference that names one episode"
@@ -504,11 +506,14 @@ def cmd_projections(args: argparse.Namespace) -> int:
     return cmd_projections_work(args)
 
 
-JSON_MODELS: dict[str, type[Output]] = {
+JSON_MODELS: dict[str, type[BaseModel]] = {
     "audit verify": VerifyReport,
     "projections status": ProjectionStatus,
     "projections catch-up": ProjectionWork,
     "projections rebuild": ProjectionWork,
+    "episodes": EpisodeList,
+    "schedule": ProgramSchedule,
+    "worklist": Worklist,
 }
 """Each read-side command's ``--json`` shape, for ``iop schema``."""
 

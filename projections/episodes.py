@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import PlainSerializer
+from pydantic import PlainSerializer, RootModel
 
 from iop_episodes.application import problems
 from iop_episodes.application.service import EpisodeService
@@ -173,3 +173,7 @@ def episodes_table(listings: list[EpisodeListing], timezone: str) -> str:
             f"{shown(e.discharged_at, timezone):<22}  {e.episode_id}"
         )
     return "\n".join(lines)
+
+
+class EpisodeList(RootModel[list[EpisodeListing]]):
+    """``iop episodes --json``: one object per episode."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from iop_episodes.application.output import Output, progress_bar
+from pydantic import BaseModel
+
+from iop_episodes.application.output import progress_bar
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.stepdown import CandidateSource
 from iop_episodes.domain.weeks import iso_week
@@ -22,7 +24,7 @@ class ReadSide:
     def candidates(self, service: EpisodeService) -> CandidateSource:
         return ScheduleCandidates(service)
 
-    def json_models(self) -> dict[str, type[Output]]:
+    def json_models(self) -> dict[str, type[BaseModel]]:
         return dict(cli.JSON_MODELS)
 
     def after_demo(self, service: EpisodeService, now: datetime) -> str:

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from pydantic import RootModel
+
 from iop_episodes.application.output import Number
 from iop_episodes.domain.catalog import Level
 from iop_episodes.domain.certification import lapsed_on
@@ -346,3 +348,7 @@ def step_down_candidates(
         )
         candidates.append((row.episode_id, standing, evidence))
     return candidates
+
+
+class ProgramSchedule(RootModel[list[ProgramRow]]):
+    """``iop schedule --json`` (without ``--episode``): one object per client in the week."""

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, PlainSerializer, WithJsonSchema
 
 from iop_episodes.domain.values import Model
 
@@ -43,7 +43,7 @@ def print_json(output: Output) -> None:
     print(output.model_dump_json(indent=2))
 
 
-def schema_of(model: type[Output]) -> dict[str, Any]:
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON Schema of a command's output, as it is serialized."""
     return model.model_json_schema(mode="serialization")
 

@@ -21,10 +21,10 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
 from eventsourcing.persistence import IntegrityError, MapperDeserialisationError, PersistenceError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from iop_episodes.application import problems
-from iop_episodes.application.output import Output, schema_of
+from iop_episodes.application.output import schema_of
 from iop_episodes.domain import errors
 from iop_episodes.entrypoints import commands
 from iop_episodes.entrypoints.extensions import load_extensions
@@ -76,7 +76,7 @@ def package_version() -> str:
         return "unknown"
 
 
-def json_models() -> dict[str, type[Output]]:
+def json_models() -> dict[str, type[BaseModel]]:
     """Every command's JSON shape: the write side's and each extension's."""
     models = dict(commands.JSON_MODELS)
     for extension in load_extensions():

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from pydantic import BaseModel
+
 from iop_episodes.application import arguments, problems
 from iop_episodes.application.output import Number, Output, print_json, progress_bar
 from iop_episodes.application.service import EpisodeService
@@ -142,7 +144,7 @@ class SweepReport(Output):
         )
 
 
-JSON_MODELS: dict[str, type[Output]] = {
+JSON_MODELS: dict[str, type[BaseModel]] = {
     "demo": DemoReport,
     "stepdown run": SweepReport,
 }

@@ -12,7 +12,8 @@ from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from iop_episodes.application.output import Output
+from pydantic import BaseModel
+
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.stepdown import CandidateSource
 
@@ -32,7 +33,7 @@ class Extension(Protocol):
         """Text to print after the demo's summary, before its digest line."""
         ...
 
-    def json_models(self) -> Mapping[str, type[Output]]:
+    def json_models(self) -> Mapping[str, type[BaseModel]]:
         """Each of its commands' ``--json`` shapes, by command name, for ``iop schema``."""
         ...
 
