@@ -21,6 +21,7 @@ from iop_episodes.application import arguments, problems
 from iop_episodes.application.output import Output, print_json, progress_bar
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit import commands as attestation
+from iop_episodes.audit.checkpoints import covering_checkpoint
 from iop_episodes.audit.integrity import FindingOutput
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_decimal as plain  # 9.50 -> "9.5"
@@ -30,7 +31,7 @@ from projections.episodes import EpisodeList, episodes_table, list_episodes, res
 from projections.escaping import visible
 from projections.exports import cli as exports_cli
 from projections.localtime import checked_timezone, shown
-from projections.report import build_report
+from projections.report import CheckpointRef, build_report
 from projections.report_html import render_report, write_whole
 from projections.runner import Status, ViewRunner, ViewsUntrusted, open_views, reading_views
 from projections.schedule import (
@@ -228,7 +229,15 @@ def cmd_audit_report(args: argparse.Namespace) -> int:
     with _reading(args) as service:
         timezone = _display_timezone(args, service)
         episode_id = resolve_episode(service, _views_for_reading(service), args.episode)
-        report = build_report(service, episode_id, as_of=args.as_of, timezone=timezone, now=_now())
+        covered = covering_checkpoint(service, episode_id)
+        report = build_report(
+            service,
+            episode_id,
+            as_of=args.as_of,
+            timezone=timezone,
+            now=_now(),
+            checkpoint=None if covered is None else CheckpointRef.of(covered),
+        )
     try:
         write_whole(Path(args.out), render_report(report))
     except OSError as error:

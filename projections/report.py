@@ -17,6 +17,7 @@ from uuid import UUID
 from eventsourcing.persistence import Tracking
 
 from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.checkpoints import Checkpoint
 from iop_episodes.audit.integrity import verify_records
 from iop_episodes.domain.values import Model
 from iop_episodes.domain.weeks import zone
@@ -58,6 +59,15 @@ class CheckpointRef(Model):
     root_hash: str
     made_at: datetime
     key_id: str
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint) -> CheckpointRef:
+        return cls(
+            log_size=checkpoint.size,
+            root_hash=checkpoint.root,
+            made_at=datetime.fromisoformat(checkpoint.time),
+            key_id=checkpoint.key_id,
+        )
 
 
 class EpisodeSummary(Model):

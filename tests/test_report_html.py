@@ -28,6 +28,7 @@ from tests import tamper
 from tests.cli import iop
 from tests.conftest import START
 from tests.reports import HOSTILE_NOTE, eventful_episode
+from tests.sealing import TEST_KEY_TEXT
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_FLAGS = (
@@ -484,3 +485,24 @@ def test_a_time_that_is_not_iso_8601_is_a_usage_error_naming_as_of(tmp_path):
     assert "--as-of" in done.stderr
     assert not out.exists()
     assert not (tmp_path / "iop.db").exists()
+
+
+def test_the_report_names_the_checkpoint_that_covers_the_episode(tmp_path, monkeypatch):
+    """With a checkpoint made after the entries, the report names its log size and root."""
+    monkeypatch.setenv("IOP_INTEGRITY_KEY", TEST_KEY_TEXT)
+    monkeypatch.delenv("IOP_WITNESS", raising=False)
+    url = f"sqlite:///{tmp_path / 'iop.db'}"
+    clock = SimulatedClock(START)
+    with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
+        eventful_episode(service, clock)
+    out = tmp_path / "before.html"
+    iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out))
+    assert "Checkpoint: none given for this report." in out.read_text(encoding="utf-8")
+    made = iop("audit", "checkpoint", "--store", url).stdout
+    size = re.search(r"size (\d+)", made)
+    assert size is not None
+    out = tmp_path / "after.html"
+    iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out))
+    assert f"Covered by the checkpoint of log size {size[1]}, root" in out.read_text(
+        encoding="utf-8"
+    )

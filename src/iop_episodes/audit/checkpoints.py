@@ -250,3 +250,23 @@ class _Admission:
 def stored_checkpoints(service: EpisodeService) -> Sequence[str]:
     """The checkpoint lines the store itself holds (signed, so checked like a witness's)."""
     return tables_for(service.store, service).checkpoints()
+
+
+def covering_checkpoint(service: EpisodeService, episode_id: UUID) -> Checkpoint | None:
+    """The store's latest checkpoint when it covers every entry of the episode, else None.
+
+    A checkpoint of log size n covers the first n entries in log order; the
+    episode is covered when its last entry is among them. The line is read
+    from the store and not checked here: ``iop audit verify --witness`` does that.
+    """
+    lines = stored_checkpoints(service)
+    if not lines:
+        return None
+    latest = Checkpoint.model_validate_json(lines[-1])
+    index, last = 0, None
+    for page in log_pages(service.recorder):
+        for episode, *_ in page:
+            if UUID(episode) == episode_id:
+                last = index
+            index += 1
+    return latest if last is not None and last < latest.size else None
