@@ -218,6 +218,67 @@ def test_every_role_against_every_disclosure_basis(service, clock, basis):
             assert len(disclosed(service)) == before, (basis, role)
 
 
+def on_basis(episode: UUID, at: object, basis: str, role: str) -> dict[str, object]:
+    """A write-side disclosure of versions 1-4 of ``consenting``'s episode on ``basis``."""
+    command = factories.disclosure(
+        episode, at, to_version=4, actor={"id": f"x.{role}", "role": role}
+    )
+    command["command_id"] = f"{basis}-{role}"
+    if basis == "consent":
+        (record,) = command["records"]
+        command.update(
+            basis="consent",
+            exception=None,
+            recipient="County EHR",
+            purpose="treatment",
+            records=[{**record, "consent_version": 4}],
+        )
+    else:
+        command["exception"] = basis
+    return command
+
+
+@pytest.mark.parametrize("basis", sorted(MAY_DISCLOSE))
+def test_record_disclosure_checks_every_role_against_every_basis(service, clock, basis):
+    """On the write side the README's table holds for each role and basis pair."""
+    episode = consenting(service, clock)
+    for role in ROLES:
+        command = on_basis(episode, clock.now(), basis, role)
+        before = stored_count(service)
+        if role in MAY_DISCLOSE[basis]:
+            service.record_disclosure(command)
+            assert stored_count(service) == before + 1, (basis, role)
+        else:
+            with pytest.raises(errors.PermissionDenied) as refused:
+                service.record_disclosure(command)
+            assert refused.value.field == "actor.role"
+            assert stored_count(service) == before, (basis, role)
+
+
+@pytest.mark.parametrize("role", ["auditor", "program_director"])
+def test_a_consent_basis_naming_an_exception_is_refused(service, clock, role):
+    """basis consent with an exception set fails validation at exception and stores nothing."""
+    episode = consenting(service, clock)
+    command = on_basis(episode, clock.now(), "consent", role)
+    command["exception"] = "audit-and-evaluation"
+    before = stored_count(service)
+    with pytest.raises(ValidationError) as refused:
+        service.record_disclosure(command)
+    assert refused.value.errors()[0]["loc"] == ("exception",)
+    assert stored_count(service) == before
+
+
+def test_an_exception_basis_must_name_its_exception(service, clock):
+    """basis exception without an exception fails validation at exception and stores nothing."""
+    episode = consenting(service, clock)
+    command = {**on_basis(episode, clock.now(), "research", "program_director"), "exception": None}
+    before = stored_count(service)
+    with pytest.raises(ValidationError) as refused:
+        service.record_disclosure(command)
+    assert refused.value.errors()[0]["loc"] == ("exception",)
+    assert stored_count(service) == before
+
+
 def test_a_basis_must_be_exactly_one_known_exception_or_consent(service, clock):
     """Neither, both, or an unknown exception name is refused naming the field."""
     episode = consenting(service, clock)

@@ -135,7 +135,7 @@ def consent_in_force(
 
 def require_discloser(cmd: commands.RecordDisclosure) -> None:
     """Who may disclose depends on the basis (a consent, or which exception)."""
-    basis = cmd.basis if cmd.exception is None else str(cmd.exception)
+    basis = "consent" if cmd.basis == "consent" else str(cmd.exception)
     allowed = DISCLOSURE_ROLES[basis]
     if cmd.actor.role not in allowed:
         raise errors.PermissionDenied(

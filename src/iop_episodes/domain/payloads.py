@@ -252,13 +252,27 @@ class Disclosed(Model):
     recipient: Label
     purpose: Label
     basis: Literal["consent", "exception"]
-    exception: DisclosureException | None = None
+    exception: DisclosureException | None = Field(default=None, validate_default=True)
     format: ExportFormat
     scope: Scopes
     records: Annotated[tuple[DisclosedRecords, ...], Field(min_length=1)]
     checkpoint: Reference | None = None
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     size_bytes: Annotated[int, Field(ge=0)]
+
+    @field_validator("exception")
+    @classmethod
+    def _exception_only_under_an_exception_basis(
+        cls, exception: DisclosureException | None, info: ValidationInfo
+    ) -> DisclosureException | None:
+        basis = info.data.get("basis")
+        if basis == "consent" and exception is not None:
+            msg = "a disclosure on consent names no exception"
+            raise ValueError(msg)
+        if basis == "exception" and exception is None:
+            msg = "a disclosure under an exception names the exception"
+            raise ValueError(msg)
+        return exception
 
     @field_validator("records")
     @classmethod
@@ -272,8 +286,5 @@ class Disclosed(Model):
             raise ValueError(msg)
         if basis == "exception" and any(with_consent):
             msg = "a disclosure under an exception names no consent_version"
-            raise ValueError(msg)
-        if basis == "exception" and info.data.get("exception") is None:
-            msg = "a disclosure under an exception names the exception"
             raise ValueError(msg)
         return records

@@ -166,3 +166,34 @@ def revocation(episode_id: UUID, at: datetime, **overrides: Any) -> dict[str, An
         "reason": "The client withdrew consent in writing.",
         **overrides,
     }
+
+
+def disclosure(
+    episode_id: UUID, at: datetime, *, to_version: int, **overrides: Any
+) -> dict[str, Any]:
+    """A disclosure of an episode's versions 1 to ``to_version`` under audit and evaluation.
+
+    Its scope is assessment and sessions, as ``active_episode`` and a session hold.
+    """
+    return {
+        "actor": DIRECTOR,
+        "occurred_at": at,
+        "command_id": f"disclosure-{episode_id}-{to_version}",
+        "recipient": "State",
+        "purpose": "audit",
+        "basis": "exception",
+        "exception": "audit-and-evaluation",
+        "format": "fhir-r4-collection",
+        "scope": ["admission_discharge", "sessions"],
+        "records": [
+            {
+                "episode_id": episode_id,
+                "client_ref": "MRN-0001",
+                "from_version": 1,
+                "to_version": to_version,
+            }
+        ],
+        "sha256": "0" * 64,
+        "size_bytes": 1,
+        **overrides,
+    }
