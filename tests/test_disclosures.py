@@ -18,7 +18,7 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit.integrity import notifications, verify_store
 from iop_episodes.domain import errors
 from iop_episodes.testing import factories
-from iop_episodes.testing.helpers import active_episode, stored_count
+from iop_episodes.testing.helpers import active_episode, open_episode, stored_count
 from projections import audit, history_text
 from projections.exports import (
     export_audit_report,
@@ -305,7 +305,7 @@ def test_the_write_side_rechecks_the_consent_a_disclosure_names(service, clock):
         "purpose": "treatment",
         "basis": "consent",
         "format": "fhir-r4-collection",
-        "scope": ["sessions"],
+        "scope": ["admission_discharge", "sessions"],
         "records": [{**record, "consent_version": 3}],
         "sha256": "0" * 64,
         "size_bytes": 1,
@@ -320,6 +320,79 @@ def test_the_write_side_rechecks_the_consent_a_disclosure_names(service, clock):
             {**command, "records": [{**record, "consent_version": 4}], "size_bytes": 2}
         )
     assert len(disclosed(service)) == 1
+
+
+@pytest.mark.parametrize(
+    ("scope", "export_format"),
+    [
+        (["admission_discharge"], "fhir-r4-collection"),
+        (["admission_discharge", "medications", "sessions"], "fhir-r4-collection"),
+        (["admission_discharge", "sessions"], "teds-admissions-csv"),
+    ],
+)
+def test_a_disclosure_scope_must_be_the_kinds_of_record_it_sends(
+    service, clock, scope, export_format
+):
+    """A scope narrower or wider than the range's entries (TEDS: admission only) is refused."""
+    episode = consenting(service, clock)
+    command = on_basis(episode, clock.now(), "consent", "physician")
+    before = stored_count(service)
+    with pytest.raises(errors.DisclosureRefused) as refused:
+        service.record_disclosure({**command, "scope": scope, "format": export_format})
+    assert type(refused.value) is errors.DisclosureRefused
+    assert refused.value.field == "scope"
+    assert stored_count(service) == before
+
+
+def test_a_teds_disclosure_needs_only_admission_and_discharge_consent(service, clock):
+    """TEDS sends admission and discharge data, so a consent for just that is its basis."""
+    episode = consenting(service, clock, scope=["admission_discharge"])
+    command = on_basis(episode, clock.now(), "consent", "physician")
+    receipt = service.record_disclosure(
+        {**command, "scope": ["admission_discharge"], "format": "teds-admissions-csv"}
+    )
+    assert receipt.version == 1
+
+
+def test_a_disclosure_must_name_the_episodes_own_client(service, clock):
+    """A client_ref not the episode's would hide it from that client's accounting: refused."""
+    episode = consenting(service, clock)
+    command = factories.disclosure(episode, clock.now(), to_version=4)
+    (record,) = command["records"]
+    before = stored_count(service)
+    with pytest.raises(errors.DisclosureRefused) as refused:
+        service.record_disclosure({**command, "records": [{**record, "client_ref": "MRN-9999"}]})
+    assert refused.value.field == "records"
+    assert "MRN-0001" in str(refused.value)
+    assert stored_count(service) == before
+    receipt = service.record_disclosure(command)
+    listed = [row.disclosure_id for row in disclosures(service, client="MRN-0001")]
+    assert listed == [str(receipt.episode_id)]
+
+
+@pytest.mark.parametrize(("first", "last"), [(1, 5), (3, 2), (0, 4)])
+def test_a_disclosure_range_must_lie_within_the_episode(service, clock, first, last):
+    """Versions past the episode's last, reversed or before 1 are refused; nothing is stored."""
+    episode = consenting(service, clock)
+    command = factories.disclosure(episode, clock.now(), to_version=4)
+    (record,) = command["records"]
+    before = stored_count(service)
+    with pytest.raises((errors.DisclosureRefused, ValidationError)):
+        service.record_disclosure(
+            {**command, "records": [{**record, "from_version": first, "to_version": last}]}
+        )
+    assert stored_count(service) == before
+
+
+def test_each_episodes_consent_is_checked_against_its_own_records(service, clock):
+    """An episode without sessions leaves on a consent for admission data beside one with."""
+    with_sessions = consenting(service, clock)
+    without = open_episode(service, clock, client_ref="MRN-0002")
+    service.record_consent(factories.consent(without, clock.now(), scope=["admission_discharge"]))
+    export = export_fhir_many(service, [with_sessions, without], consent=True, **TO_EHR)
+    assert (sorted(export.bundles), export.refused) == (sorted([with_sessions, without]), {})
+    (payload,) = disclosed(service)
+    assert payload["scope"] == ["admission_discharge", "sessions"]
 
 
 def test_disclosures_are_chained_verified_and_ignored_by_the_views(sqlite_url, clock):

@@ -29,7 +29,14 @@ from eventsourcing.persistence import (
 from iop_episodes.application import problems
 from iop_episodes.application.clock import Clock, SystemClock
 from iop_episodes.domain import commands, errors
-from iop_episodes.domain.disclosure import ConsentTerms, Disclosure, consent_in_force
+from iop_episodes.domain.catalog import RecordScope
+from iop_episodes.domain.disclosure import (
+    ConsentTerms,
+    Disclosure,
+    check_records,
+    consent_in_force,
+    require_scope,
+)
 from iop_episodes.domain.episode import TIMELINE, Episode, Receipt
 from iop_episodes.domain.events import EpisodeEvent
 from iop_episodes.domain.evidence import standing_of, weeks_of
@@ -261,31 +268,35 @@ class EpisodeService(Application[UUID]):
     def record_disclosure(self, cmd: commands.RecordDisclosure | Mapping[str, Any]) -> Receipt:
         """Record one export as a Disclosure, after checking its basis is in force.
 
-        Every record's range must exist, and on consent its consent must still
-        allow this recipient, purpose and scope; otherwise nothing is stored.
+        Every record's range must exist and name its episode's client, the
+        scope must be the kinds of record the ranges hold, and on consent each
+        episode's consent must still allow this recipient, purpose and its
+        kinds of record; otherwise nothing is stored.
         The same ``command_id`` again returns the first receipt.
         """
         command = _validated(commands.RecordDisclosure, cmd)
+        held: set[RecordScope] = set()
         for record in command.records:
-            state = self.episode(record.episode_id)
-            if record.to_version > state.version or record.from_version > record.to_version:
-                raise errors.DisclosureRefused(
-                    f"episode {record.episode_id} has versions 1 to {state.version}; "
-                    f"cannot disclose {record.from_version} to {record.to_version}",
-                    field="records",
-                )
+            needed = check_records(
+                record,
+                command.format,
+                client_ref=self.episode(record.episode_id).client_ref,
+                history=list(self.history(record.episode_id)),
+            )
+            held |= needed
             if record.consent_version is not None:
                 in_force = self.consent_for(
                     record.episode_id,
                     recipient=command.recipient,
                     purpose=command.purpose,
-                    needed=[str(scope) for scope in command.scope],
+                    needed=[str(scope) for scope in needed],
                 )
                 if in_force != record.consent_version:
                     raise errors.NoConsentInForce(
                         f"episode {record.episode_id}: the consent in force is at version "
                         f"{in_force}, not {record.consent_version}"
                     )
+        require_scope(command, held)
         disclosure = Disclosure.record(command, now=self.clock.now())
         try:
             self.events.put(disclosure.collect_events())

@@ -19,14 +19,14 @@ from eventsourcing.domain import Aggregate
 
 from iop_episodes.domain import errors, events
 from iop_episodes.domain.canonical import chain_seed
-from iop_episodes.domain.catalog import RecordScope
+from iop_episodes.domain.catalog import ExportFormat, RecordScope
 from iop_episodes.domain.episode import _entry, _require_not_future
 from iop_episodes.domain.permissions import DISCLOSURE_ROLES
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
-    from iop_episodes.domain import commands
+    from iop_episodes.domain import commands, payloads
 
 DISCLOSURE_NAMESPACE = UUID("3c1d9a52-7e0b-5f4a-8d26-1b9e4f7a0c63")
 """uuid5 namespace of disclosure ids, derived from the export's command_id."""
@@ -51,6 +51,62 @@ def scope_of(entry_types: Iterable[str], corrected_types: Iterable[str] = ()) ->
     return {
         SCOPE_OF_ENTRY[name] for name in (*entry_types, *corrected_types) if name in SCOPE_OF_ENTRY
     }
+
+
+ADMISSION_DISCHARGE_ONLY = frozenset(
+    {
+        ExportFormat.TEDS_ADMISSIONS_CSV,
+        ExportFormat.TEDS_ADMISSIONS_JSON,
+        ExportFormat.TEDS_DISCHARGES_CSV,
+        ExportFormat.TEDS_DISCHARGES_JSON,
+    }
+)
+"""Formats that carry only admission and discharge data; the others carry every entry sent."""
+
+
+def check_records(
+    record: payloads.DisclosedRecords,
+    export_format: ExportFormat,
+    *,
+    client_ref: str,
+    history: Sequence[events.EpisodeEvent],
+) -> frozenset[RecordScope]:
+    """The kinds of record one episode's range holds, once the range and client are its own.
+
+    ``history`` is the episode's entries in version order and ``client_ref``
+    its client's: the accounting lists a disclosure under the client it names.
+    """
+    if record.client_ref != client_ref:
+        raise errors.DisclosureRefused(
+            f"episode {record.episode_id} is client {client_ref!r}, not {record.client_ref!r}",
+            field="records",
+        )
+    if not 1 <= record.from_version <= record.to_version <= len(history):
+        raise errors.DisclosureRefused(
+            f"episode {record.episode_id} has versions 1 to {len(history)}; "
+            f"cannot disclose {record.from_version} to {record.to_version}",
+            field="records",
+        )
+    if export_format in ADMISSION_DISCHARGE_ONLY:
+        return frozenset({RecordScope.ADMISSION_DISCHARGE})
+    sent = history[record.from_version - 1 : record.to_version]
+    corrected = [
+        history[int(entry.payload["target_version"]) - 1].type_name()
+        for entry in sent
+        if entry.type_name() == "EntryCorrected"
+    ]
+    return frozenset(scope_of((entry.type_name() for entry in sent), corrected))
+
+
+def require_scope(cmd: commands.RecordDisclosure, needed: Iterable[RecordScope]) -> None:
+    """A disclosure's scope is exactly the kinds of record its ranges hold."""
+    held = frozenset(needed)
+    if cmd.scope != held:
+        raise errors.DisclosureRefused(
+            f"scope {', '.join(sorted(cmd.scope))} is not the kinds of record disclosed "
+            f"({', '.join(sorted(held))})",
+            field="scope",
+        )
 
 
 def normalized(text: str) -> str:
