@@ -12,8 +12,9 @@ from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.entrypoints.demo import ProgramSimulation, demo_clock
 from iop_episodes.testing import factories
+from projections import exports
 from projections.candidates import ScheduleCandidates
-from projections.exports import codes, export_fhir, export_fhir_many, fhir_bundle, serialize
+from projections.exports import codes, export_fhir, export_fhir_many, fhir, serialize
 from projections.exports.api import episode_histories
 from tests.exports_scenario import PHYSICIAN, START, scenario
 from tests.fhir_r4 import validate
@@ -30,6 +31,11 @@ def scenario_store() -> tuple[EpisodeService, Any]:
     clock = SimulatedClock(START)
     service = EpisodeService("memory://", clock=clock, timezone="America/New_York")
     return service, scenario(service, clock)
+
+
+def fhir_bundle(service: EpisodeService, episode: Any, **options: Any) -> dict[str, Any]:
+    """The episode's bundle from the internal builder, no disclosure recorded."""
+    return fhir.build_bundle(episode, list(service.history(episode)), **options)
 
 
 def resources(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -326,3 +332,18 @@ def test_amended_voided_and_invalid_screens(service, clock):
     ]
     assert "valueCodeableConcept" not in observations[2]
     assert code_of(observations[2]["dataAbsentReason"]) == (codes.DATA_ABSENT_REASON, "error")
+
+
+def test_the_package_offers_no_bundle_without_its_disclosure():
+    """projections.exports names only disclosing exports and their results, no bare builder."""
+    assert sorted(exports.__all__) == [
+        "Export",
+        "FhirExport",
+        "TedsExport",
+        "export_audit_report",
+        "export_fhir",
+        "export_fhir_many",
+        "export_teds",
+        "serialize",
+    ]
+    assert not hasattr(fhir, "fhir_bundle")

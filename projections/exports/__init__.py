@@ -10,7 +10,6 @@ from projections.exports.api import (
     export_teds,
     serialize,
 )
-from projections.exports.fhir import fhir_bundle
 
 __all__ = [
     "Export",
@@ -20,6 +19,5 @@ __all__ = [
     "export_fhir",
     "export_fhir_many",
     "export_teds",
-    "fhir_bundle",
     "serialize",
 ]

@@ -5,6 +5,9 @@ not from the views, so what leaves the program is what the chain covers.
 Every id is a uuid5 of the episode id, the resource kind and the entry
 version, and the bundle serializes canonically, so the same history always
 gives the same bytes. Codes and URLs are in ``codes`` and docs/fhir.md.
+
+Internal to the exports: a bundle leaves the program only through
+``api.export_fhir``, which records its disclosure.
 """
 
 from __future__ import annotations
@@ -23,25 +26,12 @@ from projections.exports import codes as c
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from iop_episodes.application.service import EpisodeService
     from iop_episodes.domain.events import EpisodeEvent
 
 FHIR_NAMESPACE = UUID("9a4e2c71-5b3d-5f08-b6e1-0d7c3a9f4e25")
 """uuid5 namespace of every exported resource id."""
 
 Resource = dict[str, Any]
-
-
-def fhir_bundle(
-    service: EpisodeService,
-    episode_id: UUID,
-    *,
-    transaction: bool = False,
-    patient_system: str = c.CLIENT_REF_SYSTEM,
-) -> Resource:
-    """The episode as a Bundle (``collection``, or ``transaction`` with conditional updates)."""
-    history = list(service.history(episode_id))
-    return build_bundle(episode_id, history, transaction=transaction, patient_system=patient_system)
 
 
 def build_bundle(
@@ -51,6 +41,7 @@ def build_bundle(
     transaction: bool = False,
     patient_system: str = c.CLIENT_REF_SYSTEM,
 ) -> Resource:
+    """The history as a Bundle (``collection``, or ``transaction`` with conditional updates)."""
     builder = _Builder(episode_id, history, patient_system)
     resources = builder.resources()
     last = history[-1]
