@@ -26,7 +26,7 @@ from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, advance
 from tests import tamper
 from tests.conftest import START
-from tests.sealing import OTHER_KEY, TEST_KEY, seal_rows
+from tests.sealing import OTHER_KEY, TEST_KEY, seal_rows, strip_seal
 
 KEYS = {TEST_KEY.key_id: TEST_KEY.public_key}
 SQLITE_ONLY = pytest.mark.parametrize("sealed", ["sqlite"], indirect=True)  # no backend SQL
@@ -40,7 +40,8 @@ class Sealed:
     witness: Witness
 
     def service(self) -> EpisodeService:
-        return EpisodeService(self.url, clock=self.clock)
+        """A service with the key (without it, a sealed store refuses every write)."""
+        return EpisodeService(self.url, clock=self.clock, integrity_key=TEST_KEY)
 
     def add_sessions(self, count: int) -> None:
         with self.service() as service:
@@ -66,7 +67,7 @@ def sealed(request: pytest.FixtureRequest, tmp_path: Path) -> Sealed:
     fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     url = str(request.getfixturevalue(fixture))
     clock = SimulatedClock(START)
-    with EpisodeService(url, clock=clock) as service:
+    with EpisodeService(url, clock=clock, integrity_key=TEST_KEY) as service:
         episodes = [active_episode(service, clock) for _ in range(3)]
     store = Sealed(url, clock, episodes, Witness.at(str(tmp_path / "witness.jsonl")))
     store.add_sessions(3)
@@ -144,7 +145,7 @@ def test_rechaining_checkpointed_history_is_detected(sealed: Sealed) -> None:
     """A consistently re-linked episode verifies as a chain but not against the witness."""
     sealed.checkpoint()
     rechain(sealed.url, sealed.episodes[1], 2, '"weekly_hours":"12"', '"weekly_hours":"15"')
-    with sealed.service() as service:
+    with EpisodeService(sealed.url, clock=sealed.clock) as service:  # no key: links only
         assert verify_store(service) == []  # the chain alone cannot tell
     attestation = sealed.attest()
     assert problems(attestation) == ["root-mismatch"]
@@ -202,6 +203,8 @@ def test_an_unsealed_entry_is_not_signed_in(sealed: Sealed) -> None:
         service.record_session(
             factories.session(sealed.episodes[0], advance(sealed.clock, hours=1))
         )
+    strip_seal(sealed.url, tamper.key(sealed.url, sealed.episodes[0]), 4)
+    with sealed.service() as service:
         made = make_checkpoint(service, TEST_KEY, sealed.witness)
     assert made.checkpoint.size == 9
     assert made.refused is not None
@@ -216,6 +219,7 @@ def test_an_entry_sealed_by_another_key_is_not_signed_in(sealed: Sealed) -> None
         service.record_session(
             factories.session(sealed.episodes[2], advance(sealed.clock, hours=1))
         )
+    strip_seal(sealed.url, tamper.key(sealed.url, sealed.episodes[2]), 4)
     seal_rows(sealed.url, OTHER_KEY)
     with sealed.service() as service:
         made = make_checkpoint(service, TEST_KEY, sealed.witness)

@@ -13,6 +13,7 @@ import pytest
 
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.integrity import notifications
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import BODY_START, SEAL_MEMBER, next_link, split_sealed
 from iop_episodes.infrastructure.keys import IntegrityKey
@@ -68,6 +69,32 @@ def test_a_keyed_service_refuses_a_store_written_without_a_key(sqlite_url, clock
         ten_entries(service, clock)
     with pytest.raises(errors.StoreKeyError, match="adopted only by a new store"):
         EpisodeService(sqlite_url, clock=clock, integrity_key=KEY)
+
+
+def test_a_service_without_a_key_reads_a_sealed_store_but_writes_nothing(sqlite_url, clock):
+    """No key on a sealed store: reads go on; a command and an assessment raise StoreKeyError."""
+    with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
+        episode_id = ten_entries(service, clock)
+    rows = tamper.event_rows(sqlite_url, episode_id)
+    with EpisodeService(sqlite_url, clock=clock) as unkeyed:
+        assert unkeyed.episode(episode_id).version == 10
+        with pytest.raises(errors.StoreKeyError, match="IOP_INTEGRITY_KEY is not set"):
+            unkeyed.record_session(factories.session(episode_id, advance(clock, days=1)))
+        with pytest.raises(errors.StoreKeyError, match="IOP_INTEGRITY_KEY is not set"):
+            unkeyed.assess(factories.assessment(clock.now()))
+        assert sum(1 for _ in notifications(unkeyed)) == 10
+    assert tamper.event_rows(sqlite_url, episode_id) == rows
+    with EpisodeService(sqlite_url, clock=clock, integrity_key=KEY) as service:
+        assert service.episode(episode_id).version == 10
+
+
+def test_a_service_without_a_key_writes_to_an_unsealed_store(sqlite_url, clock):
+    """The refusal is for sealed stores only: a store written without a key takes more."""
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        episode_id = ten_entries(service, clock)
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        service.record_session(factories.session(episode_id, advance(clock, days=1)))
+        assert service.episode(episode_id).version == 11
 
 
 def test_another_key_is_refused_at_start_up(sqlite_url, clock):

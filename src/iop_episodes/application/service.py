@@ -120,14 +120,15 @@ class EpisodeService(Application[UUID]):
     ) -> None:
         """``integrity_key`` (or ``IOP_INTEGRITY_KEY``) seals entries and snapshots.
 
-        A key is adopted only by a store that holds no unsealed entry: a
-        store written without a key is refused with one (``StoreKeyError``).
-        ``read_only`` opens an existing, non-empty store and never writes to
-        it; without ``create``, the store must exist (its tables made by an
-        earlier service) but may be empty, and no table is created.
-        ``check_key=False`` opens an encrypted store without its cipher key, for
-        readers of what needs no key (the views' unsealed columns); its entries
-        then do not decode.
+        A key is adopted only by a new store: a store written without a key is
+        refused with one (``StoreKeyError``). Without a key, a sealed store is
+        read and verified, but every write is refused (``StoreKeyError``), so
+        no unsealed entry ever enters it. ``read_only`` opens an existing,
+        non-empty store and never writes to it; without ``create``, the store
+        must exist (its tables made by an earlier service) but may be empty,
+        and no table is created. ``check_key=False`` opens an encrypted store
+        without its cipher key, for readers of what needs no key (the views'
+        unsealed columns); its entries then do not decode.
         """
         try:
             self.store = parse_store(store_url(store), read_only=read_only, create=create)
@@ -447,7 +448,10 @@ class EpisodeService(Application[UUID]):
             )
 
     def _check_store_key(self) -> None:
-        """Fail at start-up, not mid-command, when the key cannot read the store."""
+        """Fail at start-up, not mid-command, when the key cannot read the store.
+
+        Without a key on a sealed store, reading goes on and writing is refused.
+        """
         first = self.recorder.select_notifications(None, 1)
         if not first:
             return
@@ -455,9 +459,9 @@ class EpisodeService(Application[UUID]):
             self.mapper.to_domain_event(first[0])
         except errors.EntryIntegrityError as error:
             raise errors.StoreKeyError(
-                f"store {self.store.url} cannot be opened with IOP_INTEGRITY_KEY as set: "
-                f"{error}. A key is adopted only by a new store (one whose entries are "
-                "all sealed); check the key, or open this store without one"
+                f"store {self.store.display} cannot be opened with IOP_INTEGRITY_KEY as set: "
+                f"{error}. A key is adopted only by a new store: a store written without "
+                "a key opens without one, a sealed store only with its own key"
             ) from None
         except MapperDeserialisationError as error:
             protected = "with" if self.mapper.cipher else "without"
@@ -466,6 +470,12 @@ class EpisodeService(Application[UUID]):
                 f"as set: the first stored event does not decode ({_first_line(error)}); "
                 "set IOP_CIPHER_KEY to the key the store was written with"
             ) from None
+        if self.integrity_key is None and self.mapper.carries_seal(first[0]):
+            self.mapper.writes_refused = (
+                f"store {self.store.display} is sealed and IOP_INTEGRITY_KEY is not set: "
+                "it can be read and verified, but nothing is written to it without "
+                "its integrity key"
+            )
 
     def _execute(
         self,

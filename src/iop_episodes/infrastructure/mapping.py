@@ -40,7 +40,7 @@ from iop_episodes.domain.canonical import (
 )
 from iop_episodes.domain.disclosure import Disclosure
 from iop_episodes.domain.episode import Episode
-from iop_episodes.domain.errors import EntryIntegrityError
+from iop_episodes.domain.errors import EntryIntegrityError, StoreKeyError
 from iop_episodes.domain.events import EVENT_TYPES, Disclosed, EpisodeEvent
 from iop_episodes.infrastructure.compat import construct_event
 from iop_episodes.infrastructure.keys import IntegrityKey
@@ -88,8 +88,14 @@ def seal_problem(stored: bytes, key: IntegrityKey) -> str | None:
 
 class EpisodeMapper(Mapper[UUID]):
     integrity_key: IntegrityKey | None = None  # set by the service that holds it
+    writes_refused: str | None = None
+    """Why no entry or snapshot may be written (a service without the key of a sealed store)."""
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        if self.writes_refused is not None and isinstance(
+            domain_event, (EpisodeEvent, Episode.Snapshot)
+        ):
+            raise StoreKeyError(self.writes_refused)
         if isinstance(domain_event, Episode.Snapshot):
             return self._snapshot_row(domain_event)
         if not isinstance(domain_event, EpisodeEvent):
@@ -230,6 +236,13 @@ class EpisodeMapper(Mapper[UUID]):
         """An entry the first release stored: the library's transcoding decodes it."""
         event = super().to_domain_event(stored_event)
         return construct_event(type(event), {**vars(event), "stored_form": stored})
+
+    def carries_seal(self, stored_event: StoredEvent) -> bool:
+        """Whether a stored row is an entry with a seal, whatever the key."""
+        if stored_event.topic not in CLASSES:
+            return False
+        stored = self.plaintext(stored_event.state)
+        return not is_format1(stored) and split_sealed(stored)[1] is not None
 
     def plaintext(self, state: bytes) -> bytes:
         """A row's state as the domain wrote it: decrypted, then decompressed."""
