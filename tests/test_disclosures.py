@@ -34,6 +34,7 @@ from tests.exports_scenario import PHYSICIAN, START, scenario
 
 TO_EHR = {"recipient": "County EHR", "purpose": "treatment", "actor": PHYSICIAN}
 AUDITOR = {"id": "au.hill", "role": "auditor"}
+AUDIT = {"recipient": "State", "purpose": "audit", "actor": AUDITOR}
 ROLES = ["counselor", "therapist", "nurse", "physician", "program_director", "scheduler", "auditor"]
 MAY_DISCLOSE = {
     "consent": {"physician", "program_director"},
@@ -558,6 +559,28 @@ def test_a_disclosure_of_an_episode_id_is_not_an_episode(service, clock):
     (row,) = disclosures(service)
     with pytest.raises(errors.EpisodeNotFound):
         service.episode(UUID(row.disclosure_id))
+
+
+@pytest.mark.parametrize("export", ["fhir", "fhir-many", "audit-report"])
+@pytest.mark.parametrize("odd_id", ["unknown", "disclosure"])
+def test_exporting_an_id_that_is_no_episode_raises_episode_not_found(
+    service, clock, export, odd_id
+):
+    """An unknown id, or a disclosure's, is EpisodeNotFound naming it; nothing is recorded."""
+    episode = consenting(service, clock)
+    first = export_fhir_many(service, [episode], exception="audit-and-evaluation", **AUDIT)
+    assert first.disclosure is not None
+    wanted = UUID(int=7) if odd_id == "unknown" else first.disclosure.episode_id
+    before = stored_count(service)
+    how = {"exception": "audit-and-evaluation", **AUDIT}
+    calls = {
+        "fhir": lambda: export_fhir(service, wanted, **how),
+        "fhir-many": lambda: export_fhir_many(service, [episode, wanted], **how),
+        "audit-report": lambda: export_audit_report(service, wanted, **how),
+    }
+    with pytest.raises(errors.EpisodeNotFound, match=f"no episode {wanted}"):
+        calls[export]()
+    assert stored_count(service) == before
 
 
 @pytest.mark.parametrize("output", ["jsonl", "csv"])

@@ -99,6 +99,14 @@ def _entry_types(history: list[EpisodeEvent]) -> tuple[list[str], list[str]]:
     return names, corrected
 
 
+def episode_history(service: EpisodeService, episode_id: UUID) -> list[EpisodeEvent]:
+    """The episode's verified entries; an unknown id or a disclosure's is ``EpisodeNotFound``."""
+    history = list(service.history(episode_id))
+    if not history or history[0].type_name() != "Assessed":
+        raise errors.EpisodeNotFound(f"no episode {episode_id}: nothing to export")
+    return history
+
+
 def select(
     service: EpisodeService,
     episode_ids: Iterable[UUID],
@@ -107,10 +115,13 @@ def select(
     histories: Callable[[UUID], list[EpisodeEvent]] | None = None,
     needed: Callable[[list[EpisodeEvent]], Iterable[str]] | None = None,
 ) -> Selected:
-    """Load each episode's entries and find its basis; refusals are collected, not raised."""
+    """Load each episode's entries and find its basis; refusals are collected, not raised.
+
+    An id that is no episode raises ``EpisodeNotFound`` before anything is recorded.
+    """
     selected = Selected()
     for episode_id in episode_ids:
-        history = histories(episode_id) if histories else list(service.history(episode_id))
+        history = histories(episode_id) if histories else episode_history(service, episode_id)
         consent_version = None
         if disclosing.basis.consent:
             scope = needed(history) if needed else _scope([history])
