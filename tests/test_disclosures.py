@@ -396,6 +396,20 @@ def test_each_episodes_consent_is_checked_against_its_own_records(service, clock
     assert payload["scope"] == ["admission_discharge", "sessions"]
 
 
+def test_a_retried_disclosure_returns_its_first_receipt_after_a_revocation(service, clock):
+    """The same command_id once its consent is revoked: the first receipt, nothing stored."""
+    episode = consenting(service, clock)
+    command = on_basis(episode, clock.now(), "consent", "physician")
+    first = service.record_disclosure(command)
+    service.revoke_consent(factories.revocation(episode, clock.now(), consent_version=4))
+    before = stored_count(service)
+    again = service.record_disclosure(command)
+    assert (again.episode_id, again.version, again.replayed) == (first.episode_id, 1, True)
+    assert stored_count(service) == before
+    with pytest.raises(errors.ConsentWithdrawn):
+        service.record_disclosure({**command, "command_id": "after-revocation"})
+
+
 def test_disclosures_are_chained_verified_and_ignored_by_the_views(sqlite_url, clock):
     """A disclosure verifies like an episode, a changed byte is found, the views skip it."""
     with EpisodeService(sqlite_url, clock=clock) as service:

@@ -35,6 +35,7 @@ from iop_episodes.domain.disclosure import (
     Disclosure,
     check_records,
     consent_in_force,
+    disclosure_id,
     require_scope,
 )
 from iop_episodes.domain.episode import TIMELINE, Episode, Receipt
@@ -252,19 +253,8 @@ class EpisodeService(Application[UUID]):
         Raises a ``DisclosureRefused`` subclass naming why none is.
         """
         with self._locked([episode_id]):
-            episode = self._load(episode_id)
-            if self._evict_if_stale(episode):
-                episode = self._load(episode_id)
-        now = self.clock.now()
-        return consent_in_force(
-            (ConsentTerms.of(version, terms) for version, terms in episode.consents),
-            episode.revoked_consents,
-            recipient=recipient,
-            purpose=purpose,
-            needed=needed,
-            on=local(now, episode.program_timezone).date(),
-            now=now,
-        )
+            episode = self._current(episode_id)
+        return self._consent_in_force(episode, recipient, purpose, needed)
 
     def record_disclosure(self, cmd: commands.RecordDisclosure | Mapping[str, Any]) -> Receipt:
         """Record one export as a Disclosure, after checking its basis is in force.
@@ -272,44 +262,26 @@ class EpisodeService(Application[UUID]):
         Every record's range must exist and name its episode's client, the
         scope must be the kinds of record the ranges hold, and on consent each
         episode's consent must still allow this recipient, purpose and its
-        kinds of record; otherwise nothing is stored.
-        The same ``command_id`` again returns the first receipt.
+        kinds of record; otherwise nothing is stored. The same ``command_id``
+        again returns the first receipt, even once that consent is revoked.
+        The checks and the write hold the episodes' locks, so a revocation in
+        this process lands before or after them, never between.
         """
         command = _validated(commands.RecordDisclosure, cmd)
-        held: set[RecordScope] = set()
-        for record in command.records:
-            needed = check_records(
-                record,
-                command.format,
-                client_ref=self.episode(record.episode_id).client_ref,
-                history=list(self.history(record.episode_id)),
-            )
-            held |= needed
-            if record.consent_version is not None:
-                in_force = self.consent_for(
-                    record.episode_id,
-                    recipient=command.recipient,
-                    purpose=command.purpose,
-                    needed=[str(scope) for scope in needed],
-                )
-                if in_force != record.consent_version:
-                    raise errors.NoConsentInForce(
-                        f"episode {record.episode_id}: the consent in force is at version "
-                        f"{in_force}, not {record.consent_version}"
-                    )
-        require_scope(command, held)
-        disclosure = Disclosure.record(command, now=self.clock.now())
-        try:
-            self.events.put(disclosure.collect_events())
-        except IntegrityError:
-            existing = self.history(disclosure.id)
-            first = next(iter(existing))
-            if first.command_digest != command.digest():
-                raise errors.IdempotencyKeyReused(
-                    f"command_id {command.command_id!r} already recorded disclosure "
-                    f"{disclosure.id} with different content"
-                ) from None
-            return Receipt(disclosure.id, 1, replayed=True)
+        identity = disclosure_id(command.command_id)
+        replayed = self._replayed_disclosure(identity, command)
+        if replayed is not None:
+            return replayed
+        with self._locked(record.episode_id for record in command.records):
+            self._check_disclosed(command)
+            disclosure = Disclosure.record(command, now=self.clock.now())
+            try:
+                self.events.put(disclosure.collect_events())
+            except IntegrityError:
+                replayed = self._replayed_disclosure(identity, command)
+                if replayed is None:
+                    raise
+                return replayed
         return Receipt(disclosure.id, disclosure.version)
 
     def record_roster(
@@ -446,6 +418,65 @@ class EpisodeService(Application[UUID]):
                 f"store {self.store.display} holds no events: check --store, or record "
                 "some first (iop demo fills an empty store)"
             )
+
+    def _current(self, episode_id: UUID) -> Episode:
+        """The episode as the store has it now (a stale cached copy is reloaded)."""
+        episode = self._load(episode_id)
+        if self._evict_if_stale(episode):
+            episode = self._load(episode_id)
+        return episode
+
+    def _consent_in_force(
+        self, episode: Episode, recipient: str, purpose: str, needed: Iterable[str]
+    ) -> int:
+        now = self.clock.now()
+        return consent_in_force(
+            (ConsentTerms.of(version, terms) for version, terms in episode.consents),
+            episode.revoked_consents,
+            recipient=recipient,
+            purpose=purpose,
+            needed=needed,
+            on=local(now, episode.program_timezone).date(),
+            now=now,
+        )
+
+    def _check_disclosed(self, command: commands.RecordDisclosure) -> None:
+        """Each record against its episode's entries and consent, the scope against them all."""
+        held: set[RecordScope] = set()
+        for record in command.records:
+            episode = self._current(record.episode_id)
+            needed = check_records(
+                record,
+                command.format,
+                client_ref=episode.client_ref,
+                history=list(self.history(record.episode_id)),
+            )
+            held |= needed
+            if record.consent_version is None:
+                continue
+            in_force = self._consent_in_force(
+                episode, command.recipient, command.purpose, [str(kind) for kind in needed]
+            )
+            if in_force != record.consent_version:
+                raise errors.NoConsentInForce(
+                    f"episode {record.episode_id}: the consent in force is at version "
+                    f"{in_force}, not {record.consent_version}"
+                )
+        require_scope(command, held)
+
+    def _replayed_disclosure(
+        self, identity: UUID, command: commands.RecordDisclosure
+    ) -> Receipt | None:
+        """The first receipt of a disclosure already recorded under this command_id, if any."""
+        first = next(self.history(identity), None)
+        if first is None:
+            return None
+        if first.command_digest != command.digest():
+            raise errors.IdempotencyKeyReused(
+                f"command_id {command.command_id!r} already recorded disclosure "
+                f"{identity} with different content"
+            )
+        return Receipt(identity, 1, replayed=True)
 
     def _check_store_key(self) -> None:
         """Fail at start-up, not mid-command, when the key cannot read the store.
