@@ -16,9 +16,11 @@ from iop_episodes.audit.integrity import episode_ids
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_json
 from iop_episodes.domain.catalog import ExportFormat, RecordScope
+from iop_episodes.domain.commands import Actor
+from iop_episodes.domain.disclosure import require_discloser
 from projections import audit, history_text
 from projections.exports import codes, teds
-from projections.exports.disclosure import Basis, Disclosing, check_discloser, record, select
+from projections.exports.disclosure import Disclosing, basis_of, record, select
 from projections.exports.fhir import build_bundle
 from projections.projector import audit_row
 
@@ -63,8 +65,8 @@ def _disclosing(
     exception: str | None,
     command_id: str | None,
 ) -> Disclosing:
-    basis = Basis.of(consent=consent, exception=exception)
-    check_discloser(actor, basis)
+    basis = basis_of(consent=consent, exception=exception)
+    require_discloser(Actor.model_validate(actor), basis)
     if command_id is None:
         return Disclosing(recipient, purpose, actor, basis)
     return Disclosing(recipient, purpose, actor, basis, command_id)

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
 
+from pydantic import ValidationError
+
 from iop_episodes.domain import errors
 from iop_episodes.domain.catalog import DisclosureException, ExportFormat
 from iop_episodes.domain.disclosure import scope_of
-from iop_episodes.domain.permissions import DISCLOSURE_ROLES
+from iop_episodes.domain.payloads import DisclosureBasis
 
 if TYPE_CHECKING:
     from iop_episodes.application.service import EpisodeService
@@ -34,29 +36,18 @@ EXCEPTIONS = {
 }
 
 
-@dataclass(frozen=True)
-class Basis:
-    """A consent in force (per episode) or one named exception."""
-
-    consent: bool
-    exception: DisclosureException | None
-
-    @classmethod
-    def of(cls, *, consent: bool, exception: str | None) -> Basis:
-        if consent == (exception is not None):
-            raise errors.DisclosureRefused(
-                "name exactly one basis: consent=True or exception=NAME", field="basis"
-            )
-        if exception is None:
-            return cls(consent=True, exception=None)
-        try:
-            named = DisclosureException(exception)
-        except ValueError:
-            known = ", ".join(str(name) for name in DisclosureException)
-            raise errors.DisclosureRefused(
-                f"exception {exception!r} is not one of {known}", field="exception"
-            ) from None
-        return cls(consent=False, exception=named)
+def basis_of(*, consent: bool, exception: str | None) -> DisclosureBasis:
+    """The one basis a caller names (``consent=True`` or ``exception=NAME``), validated."""
+    if consent == (exception is not None):
+        raise errors.DisclosureRefused(
+            "name exactly one basis: consent=True or exception=NAME", field="basis"
+        )
+    try:
+        return DisclosureBasis(basis="consent" if consent else "exception", exception=exception)
+    except ValidationError as error:
+        raise errors.DisclosureRefused(
+            f"exception {exception!r}: {error.errors()[0]['msg']}", field="exception"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -66,7 +57,7 @@ class Disclosing:
     recipient: str
     purpose: str
     actor: Mapping[str, str]
-    basis: Basis
+    basis: DisclosureBasis
     command_id: str = field(default_factory=lambda: f"export:{uuid4()}")
 
 
@@ -123,7 +114,7 @@ def select(
     for episode_id in episode_ids:
         history = histories(episode_id) if histories else episode_history(service, episode_id)
         consent_version = None
-        if disclosing.basis.consent:
+        if disclosing.basis.basis == "consent":
             scope = needed(history) if needed else _scope([history])
             try:
                 consent_version = service.consent_for(
@@ -169,7 +160,7 @@ def record(
             "command_id": disclosing.command_id,
             "recipient": disclosing.recipient,
             "purpose": disclosing.purpose,
-            "basis": "consent" if basis.consent else "exception",
+            "basis": basis.basis,
             "exception": None if basis.exception is None else str(basis.exception),
             "format": str(export_format),
             "scope": sorted(scope) if scope is not None else selected.scope(),
@@ -197,14 +188,3 @@ def actor_of(text: str) -> dict[str, str]:
         msg = f"--as needs ID:ROLE, such as dr.lee:physician, got {text!r}"
         raise ValueError(msg)
     return {"id": actor_id, "role": role}
-
-
-def check_discloser(actor: Mapping[str, str], basis: Basis) -> None:
-    """Refuse a role that may not disclose on this basis before anything is read."""
-    name = "consent" if basis.exception is None else str(basis.exception)
-    allowed = DISCLOSURE_ROLES[name]
-    if actor.get("role") not in {str(role) for role in allowed}:
-        raise errors.PermissionDenied(
-            f"role {actor.get('role')} (actor {actor.get('id')}) may not disclose on basis "
-            f"{name}; allowed roles: {', '.join(sorted(allowed))}"
-        )

@@ -189,14 +189,14 @@ def consent_in_force(
     raise min(refusals, key=lambda refusal: order.index(type(refusal)))
 
 
-def require_discloser(cmd: commands.RecordDisclosure) -> None:
+def require_discloser(actor: commands.Actor, basis: payloads.DisclosureBasis) -> None:
     """Who may disclose depends on the basis (a consent, or which exception)."""
-    basis = "consent" if cmd.basis == "consent" else str(cmd.exception)
-    allowed = DISCLOSURE_ROLES[basis]
-    if cmd.actor.role not in allowed:
+    name = "consent" if basis.basis == "consent" else str(basis.exception)
+    allowed = DISCLOSURE_ROLES[name]
+    if actor.role not in allowed:
         raise errors.PermissionDenied(
-            f"role {cmd.actor.role} (actor {cmd.actor.id}) may not disclose on basis "
-            f"{basis}; allowed roles: {', '.join(sorted(allowed))}"
+            f"role {actor.role} (actor {actor.id}) may not disclose on basis "
+            f"{name}; allowed roles: {', '.join(sorted(allowed))}"
         )
 
 
@@ -215,7 +215,7 @@ class Disclosure(Aggregate):
 
     @classmethod
     def record(cls, cmd: commands.RecordDisclosure, *, now: datetime) -> Disclosure:
-        require_discloser(cmd)
+        require_discloser(cmd.actor, cmd)
         _require_not_future(cmd.occurred_at, now)
         identity = disclosure_id(cmd.command_id)
         received = cmd.as_received()

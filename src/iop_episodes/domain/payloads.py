@@ -246,19 +246,11 @@ class DisclosedRecords(Model):
     consent_version: Annotated[int, Field(ge=1)] | None = None
 
 
-class Disclosed(Model):
-    """Who received what, why, on what basis, and a digest of exactly the bytes sent."""
+class DisclosureBasis(Model):
+    """A disclosure's basis: a consent in force, or the one Part 2 exception it names."""
 
-    recipient: Label
-    purpose: Label
     basis: Literal["consent", "exception"]
     exception: DisclosureException | None = Field(default=None, validate_default=True)
-    format: ExportFormat
-    scope: Scopes
-    records: Annotated[tuple[DisclosedRecords, ...], Field(min_length=1)]
-    checkpoint: Reference | None = None
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    size_bytes: Annotated[int, Field(ge=0)]
 
     @field_validator("exception")
     @classmethod
@@ -273,6 +265,19 @@ class Disclosed(Model):
             msg = "a disclosure under an exception names the exception"
             raise ValueError(msg)
         return exception
+
+
+class Disclosed(DisclosureBasis):
+    """Who received what, why, on what basis, and a digest of exactly the bytes sent."""
+
+    recipient: Label
+    purpose: Label
+    format: ExportFormat
+    scope: Scopes
+    records: Annotated[tuple[DisclosedRecords, ...], Field(min_length=1)]
+    checkpoint: Reference | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    size_bytes: Annotated[int, Field(ge=0)]
 
     @field_validator("records")
     @classmethod
