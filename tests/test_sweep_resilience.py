@@ -14,7 +14,8 @@ from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.stepdown import run_stepdown_sweep
 from iop_episodes.domain import commands, events
-from iop_episodes.domain.episode import Episode, _entry
+from iop_episodes.domain.entries import entry_fields
+from iop_episodes.domain.episode import Episode
 from iop_episodes.entrypoints.cli import main
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import due_program
@@ -43,7 +44,7 @@ def poison(service: EpisodeService, episode_id: UUID, clock: SimulatedClock) -> 
         received = command.as_received()
         episode.trigger_event(
             events.SessionAttended,
-            **_entry(
+            **entry_fields(
                 events.SessionAttended,
                 episode_id=episode_id,
                 version=episode.version + 1,

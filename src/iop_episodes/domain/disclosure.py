@@ -18,9 +18,8 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from iop_episodes.domain import errors, events
-from iop_episodes.domain.canonical import chain_seed
 from iop_episodes.domain.catalog import ExportFormat, RecordScope
-from iop_episodes.domain.episode import _entry, _require_not_future
+from iop_episodes.domain.entries import first_entry, require_not_future
 from iop_episodes.domain.permissions import DISCLOSURE_ROLES
 
 if TYPE_CHECKING:
@@ -216,20 +215,8 @@ class Disclosure(Aggregate):
     @classmethod
     def record(cls, cmd: commands.RecordDisclosure, *, now: datetime) -> Disclosure:
         require_discloser(cmd.actor, cmd)
-        _require_not_future(cmd.occurred_at, now)
+        require_not_future(cmd.occurred_at, now)
         identity = disclosure_id(cmd.command_id)
-        received = cmd.as_received()
         return cls._create(
-            events.Disclosed,
-            id=identity,
-            **_entry(
-                events.Disclosed,
-                episode_id=identity,
-                version=cls.INITIAL_VERSION,
-                previous=chain_seed(identity),
-                cmd=cmd,
-                received=received,
-                payload=cmd.payload_json(received),
-                now=now,
-            ),
+            events.Disclosed, id=identity, **first_entry(events.Disclosed, identity, cmd, now)
         )

@@ -9,7 +9,7 @@ raises an ``EpisodeRuleError`` before anything changes. A command whose
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
@@ -19,13 +19,7 @@ from eventsourcing.domain import Snapshot as LibrarySnapshot
 from pydantic import ValidationError
 
 from iop_episodes.domain import commands, errors, events, payloads
-from iop_episodes.domain.canonical import (
-    canonical_time,
-    chain_seed,
-    entry_bytes,
-    next_link,
-    stored_form,
-)
+from iop_episodes.domain.canonical import canonical_time
 from iop_episodes.domain.catalog import (
     MAX_TAKE_HOME_DOSES,
     MEDICATIONS,
@@ -38,6 +32,7 @@ from iop_episodes.domain.catalog import (
     level_for_hours,
 )
 from iop_episodes.domain.certification import MEDICARE_MIN_CERTIFIED_HOURS
+from iop_episodes.domain.entries import entry_fields, first_entry, require_not_future
 from iop_episodes.domain.permissions import ALLOWED_ROLES, may_record
 from iop_episodes.domain.rules import DEFAULT_RULES, MINUTES_PER_LOCAL_DAY, RuleSettings
 from iop_episodes.domain.weeks import age_on, iso_week, local
@@ -46,9 +41,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from iop_episodes.domain.values import Model
-
-CLOCK_SKEW = timedelta(minutes=5)
-"""How far in the future an ``occurred_at`` may lie: clocks disagree a little."""
 
 MIN_AGE, MAX_AGE = 12, 120
 
@@ -155,7 +147,7 @@ class Episode(Aggregate):
                 field="program_timezone",
             )
         _require_role(cmd, "Assessed")
-        _require_not_future(cmd.occurred_at, now)
+        require_not_future(cmd.occurred_at, now)
         local_day = local(cmd.occurred_at, program_timezone).date()
         age = age_on(cmd.birth_date, local_day)
         if not MIN_AGE <= age <= MAX_AGE:
@@ -168,20 +160,8 @@ class Episode(Aggregate):
                 f"detox_completed_on {cmd.detox_completed_on} is after the assessment "
                 f"on {local_day}: detox is completed before IOP begins"
             )
-        received = cmd.as_received()
         return cls._create(
-            events.Assessed,
-            id=episode_id,
-            **_entry(
-                events.Assessed,
-                episode_id=episode_id,
-                version=cls.INITIAL_VERSION,
-                previous=chain_seed(episode_id),
-                cmd=cmd,
-                received=received,
-                payload=cmd.payload_json(received),
-                now=now,
-            ),
+            events.Assessed, id=episode_id, **first_entry(events.Assessed, episode_id, cmd, now)
         )
 
     # ---- commands --------------------------------------------------------
@@ -309,7 +289,7 @@ class Episode(Aggregate):
                 )
             return Receipt(self.id, int(version), replayed=True)
         _require_role(cmd, event_type)
-        _require_not_future(cmd.occurred_at, now)
+        require_not_future(cmd.occurred_at, now)
         self._require_after(cmd.occurred_at, self.assessed_at, "the assessment")
         discharged_at = self.discharged_at
         if (
@@ -326,7 +306,7 @@ class Episode(Aggregate):
         payload = cmd.payload_json(received) if stored is None else stored.model_dump(mode="json")
         self.trigger_event(
             event_class,
-            **_entry(
+            **entry_fields(
                 event_class,
                 episode_id=self.id,
                 version=self.version + 1,
@@ -610,58 +590,12 @@ def _require_certified_hours(hours: Decimal) -> None:
         )
 
 
-def _entry(
-    event_class: type[events.EpisodeEvent],
-    *,
-    episode_id: UUID,
-    version: int,
-    previous: str,
-    cmd: commands.Command,
-    received: dict[str, Any],
-    payload: dict[str, Any],
-    now: datetime,
-) -> dict[str, Any]:
-    """An event's fields: the entry, its chain link and its stored form, from one dump."""
-    digest = cmd.digest(received) if cmd.command_id is not None else None
-    canonical = entry_bytes(
-        episode_id=episode_id,
-        version=version,
-        event_type=event_class.type_name(),
-        class_version=getattr(event_class, "class_version", 1),
-        recorded_at=canonical_time(now),
-        occurred_at=received["occurred_at"],
-        actor=received["actor"],
-        command_id=cmd.command_id,
-        command_digest=digest,
-        payload=payload,
-    )
-    link = next_link(previous, canonical)
-    return {
-        "timestamp": now,
-        "occurred_at": cmd.occurred_at,
-        "actor": received["actor"],
-        "command_id": cmd.command_id,
-        "command_digest": digest,
-        "payload": payload,
-        "chain": link,
-        "stored_form": stored_form(link, canonical),
-    }
-
-
 def _require_role(cmd: commands.Command, event_type: str) -> None:
     if not may_record(cmd.actor.role, event_type):
         allowed = ", ".join(sorted(ALLOWED_ROLES[event_type]))
         raise errors.PermissionDenied(
             f"role {cmd.actor.role} (actor {cmd.actor.id}) may not record "
             f"{event_type}; allowed roles: {allowed}"
-        )
-
-
-def _require_not_future(moment: datetime, now: datetime) -> None:
-    if moment > now + CLOCK_SKEW:
-        raise errors.OccurredInFuture(
-            f"occurred_at {canonical_time(moment)} is later than now "
-            f"({canonical_time(now)}) plus the {CLOCK_SKEW} clock-skew tolerance"
         )
 
 
