@@ -429,6 +429,21 @@ def test_disclosures_are_chained_verified_and_ignored_by_the_views(sqlite_url, c
     ]
 
 
+def test_the_accounting_refuses_a_disclosure_whose_entry_does_not_verify(sqlite_url, clock):
+    """An edited Disclosed entry raises EntryIntegrityError naming it; it is never listed."""
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        episode = consenting(service, clock)
+        export_fhir(service, episode, consent=True, command_id="export-8", **TO_EHR)
+        (row,) = disclosures(service)
+    tamper.replace_text(sqlite_url, UUID(row.disclosure_id), 1, "County EHR", "County EHX")
+    with (
+        EpisodeService(sqlite_url, clock=clock) as service,
+        pytest.raises(errors.EntryIntegrityError) as refused,
+    ):
+        disclosures(service)
+    assert (str(refused.value.episode_id), refused.value.version) == (row.disclosure_id, 1)
+
+
 def test_the_accounting_lists_a_clients_disclosures_and_no_one_elses(service, clock):
     """--client keeps only that client's records; --since drops older disclosures."""
     mine = consenting(service, clock, expires_on=date(2030, 1, 1))

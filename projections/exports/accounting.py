@@ -1,9 +1,15 @@
-"""The accounting of disclosures (42 CFR Part 2): every Disclosure entry, read from the store."""
+"""The accounting of disclosures (42 CFR Part 2): every Disclosure entry, read from the store.
+
+Each entry is read through ``service.history``, so its link (and seal, with a
+key) is checked: a forged disclosure raises ``EntryIntegrityError`` rather
+than being listed.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
@@ -50,12 +56,16 @@ def three_years_before(today: date) -> date:
 def disclosures(
     service: EpisodeService, *, client: str | None = None, since: datetime | None = None
 ) -> list[DisclosureRow]:
-    """Every disclosure recorded at or after ``since`` (of ``client``'s records), oldest first."""
+    """Every disclosure recorded at or after ``since`` (of ``client``'s records), oldest first.
+
+    Raises ``EntryIntegrityError`` naming the disclosure whose entry does not verify.
+    """
     rows = []
     for notification in notifications(service):
         if notification.topic != DISCLOSED_TOPIC:
             continue
-        event = service.mapper.to_domain_event(notification)
+        identity = UUID(str(notification.originator_id))
+        event = next(service.history(identity))  # its link (and seal) checked
         payload = event.payload
         if since is not None and event.occurred_at < since:
             continue
