@@ -541,6 +541,30 @@ def test_cli_exports_consenting_episodes_names_the_rest_and_accounts_for_it(tmp_
     assert [len(row["records"]) for row in one_client] == [1]
 
 
+def test_cli_teds_on_consent_writes_the_consenting_records_and_names_the_rest(tmp_path: Path):
+    """--consent: the file holds the consenting episode's records; the other is named, exit 1."""
+    url = f"sqlite:///{tmp_path / 'iop.db'}"
+    clock = SimulatedClock(START)
+    with EpisodeService(url, clock=clock) as service:
+        scenario(service, clock)
+        silent = active_episode(service, clock)
+    out = tmp_path / "teds.csv"
+    done = iop(
+        "export", "teds", "--admissions", "--from", "2026-01-01", "--to", "2026-12-31",
+        "--out", str(out), "--consent", "--as", "dr.lee:physician",
+        "--recipient", "County EHR", "--purpose", "treatment", "--store", url,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"episode {silent}" in done.stderr
+    with EpisodeService(url) as service:
+        (row,) = disclosures(service)
+    summary = done.stderr.splitlines()[-1]
+    assert summary == (
+        f"iop export teds: 2 records exported, 1 episodes refused; disclosure {row.disclosure_id}"
+    )
+    assert len(out.read_text().splitlines()) == 3
+
+
 @pytest.mark.slow
 def test_cli_since_keeps_episodes_recorded_since_then(tmp_path: Path):
     """--since after every entry exports nothing and records no disclosure; before, all."""

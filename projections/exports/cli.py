@@ -79,26 +79,35 @@ def cmd_export_fhir(args: argparse.Namespace) -> int:
             return EXIT_FAILED
     if export.bundles:  # a refused export writes nothing at all
         _write_bundles(export, args.out)
-    for refusal in export.refused.values():
-        print(_named(refusal, "export fhir"), file=sys.stderr)
-    disclosure = export.disclosure.episode_id if export.disclosure else "none"
-    print(
-        f"iop export fhir: {len(export.bundles)} bundles exported, {len(export.refused)} "
-        f"refused; disclosure {disclosure}",
-        file=sys.stderr,
-    )
-    return EXIT_FAILED if export.refused else EXIT_OK
+    return _summary("export fhir", export, f"{len(export.bundles)} bundles", "refused")
 
 
 def _write_bundles(export: api.FhirExport, out: str) -> None:
     if out == "-":
-        sys.stdout.buffer.write(export.data)
-        sys.stdout.flush()
+        _to_stdout(export.data)
         return
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     for episode_id, bundle in export.bundles.items():
         (folder / f"{episode_id}.json").write_bytes(api.serialize(bundle))
+
+
+def _to_stdout(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+def _summary(command: str, export: api.Export, exported: str, refused: str) -> int:
+    """Name each refusal and the disclosure on stderr; exit 1 when anything was refused."""
+    for refusal in export.refused.values():
+        print(_named(refusal, command), file=sys.stderr)
+    disclosure = export.disclosure.episode_id if export.disclosure else "none"
+    print(
+        f"iop {command}: {exported} exported, {len(export.refused)} {refused}; "
+        f"disclosure {disclosure}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if export.refused else EXIT_OK
 
 
 def cmd_export_teds(args: argparse.Namespace) -> int:
@@ -124,20 +133,8 @@ def cmd_export_teds(args: argparse.Namespace) -> int:
             print(_named(error, "export teds"), file=sys.stderr)
             return EXIT_FAILED
     if export.data:
-        if args.out == "-":
-            sys.stdout.buffer.write(export.data)
-            sys.stdout.flush()
-        else:
-            Path(args.out).write_bytes(export.data)
-    for refusal in export.refused.values():
-        print(_named(refusal, "export teds"), file=sys.stderr)
-    disclosure = export.disclosure.episode_id if export.disclosure else "none"
-    print(
-        f"iop export teds: {len(export.records)} records exported, {len(export.refused)} "
-        f"episodes refused; disclosure {disclosure}",
-        file=sys.stderr,
-    )
-    return EXIT_FAILED if export.refused else EXIT_OK
+        _write_file(export.data, args.out)
+    return _summary("export teds", export, f"{len(export.records)} records", "episodes refused")
 
 
 def cmd_export_audit_report(args: argparse.Namespace) -> int:
@@ -156,12 +153,16 @@ def cmd_export_audit_report(args: argparse.Namespace) -> int:
         except (errors.EpisodeRuleError, errors.EpisodeNotFound) as error:
             print(f"iop export audit-report: refused: {error}", file=sys.stderr)
             return EXIT_FAILED
-    if args.out == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    else:
-        Path(args.out).write_bytes(data)
+    _write_file(data, args.out)
     return EXIT_OK
+
+
+def _write_file(data: bytes, out: str) -> None:
+    """The export to the file ``out``, or to stdout for ``-``."""
+    if out == "-":
+        _to_stdout(data)
+    else:
+        Path(out).write_bytes(data)
 
 
 def cmd_audit_disclosures(args: argparse.Namespace) -> int:
