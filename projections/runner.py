@@ -44,6 +44,8 @@ from projections.wakeup import wakeup_for
 
 LOG = logging.getLogger(__name__)
 BATCH = 500
+REBUILD_BATCH = 5000
+"""A rebuild projects bigger batches: fewer transactions and commits over the whole log."""
 CREATE_ATTEMPTS = 5
 Progress = Callable[[int, int], None]
 
@@ -195,7 +197,8 @@ class ViewRunner:
     def rebuild(self, progress: Progress | None = None) -> int:
         """Forget the views and project the whole log again."""
         self.views.reset()
-        return self.catch_up(progress)
+        batch = max(self.batch_size, REBUILD_BATCH)
+        return ViewRunner(self.service, self.views, batch_size=batch).catch_up(progress)
 
     def rebuild_online(self, progress: Progress | None = None) -> int:
         """Rebuild the views beside the live ones while writes go on, then switch at once.

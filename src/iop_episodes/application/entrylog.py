@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from iop_episodes.domain import errors
 from iop_episodes.infrastructure.rawlog import rows_after
@@ -37,11 +38,13 @@ def entries_after(service: EpisodeService, after: int, limit: int) -> EntryPage 
     if not rows:
         return None
     decode = service.mapper.decode_row
+    ids: dict[str, UUID] = {}  # a page holds many entries of each episode: one UUID each
     entries: list[EpisodeEvent] = []
     refused: list[errors.EntryIntegrityError] = []
     for episode_key, version, topic, state, _ in rows:
+        episode_id = ids.get(episode_key) or ids.setdefault(episode_key, UUID(episode_key))
         try:
-            entries.append(decode(episode_key, version, topic, state))
+            entries.append(decode(episode_id, version, topic, state))
         except errors.EntryIntegrityError as error:
             refused.append(error)
     return EntryPage(rows[-1][4], len(rows), entries, refused)
