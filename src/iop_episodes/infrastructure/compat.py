@@ -30,6 +30,15 @@ touches a private name of the library.
    ``channel_name`` in every transaction that inserts events (its own
    subscriptions LISTEN on it); a projection runner LISTENs on one of the
    datastore's pooled connections to wake as soon as events commit.
+7. ``insert_immediately``: the library's SQLite application recorder writes
+   each event with its own ``execute`` inside three nested context managers
+   and a deferred ``BEGIN``. A command or roster instead takes one of the
+   datastore's pooled connections (its lock timeout, WAL mode and
+   reader-writer interlock unchanged), begins ``IMMEDIATE``, inserts every
+   row with one ``executemany`` of the recorder's own statement and commits,
+   through a subclass of the library's ``SQLiteTransaction`` so its rollback
+   and its mapping of ``sqlite3`` errors to the library's (``IntegrityError``
+   above all: conflicts and retries depend on it) hold.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
@@ -48,6 +57,7 @@ from eventsourcing.sqlite import (
     SQLiteConnectionPool,
     SQLiteCursor,
     SQLiteDatastore,
+    SQLiteTransaction,
 )
 
 STATEMENT_CACHE = 128
@@ -176,3 +186,34 @@ def listening_for_inserts(recorder: Any) -> Iterator[Any | None]:
         finally:
             with suppress(Exception):  # a lost connection has nothing to unlisten
                 connection.execute("UNLISTEN *")
+
+
+# ---- 7: one lean SQLite write transaction -----------------------------------
+
+
+class ImmediateTransaction(SQLiteTransaction):
+    """The library's transaction (commit, rollback, error mapping), begun IMMEDIATE."""
+
+    def __enter__(self) -> SQLiteCursor:
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")  # waits out the lock timeout, as an INSERT would
+        except sqlite3.Error as error:
+            self.__exit__(type(error), error, error.__traceback__)  # raises the library's error
+            raise  # unreachable: __exit__ re-raised it mapped
+        return cursor
+
+
+def insert_immediately(
+    datastore: SQLiteDatastore, statement: str, rows: Sequence[tuple[Any, ...]]
+) -> int:
+    """Insert ``rows`` with ``statement`` in one IMMEDIATE transaction; the last rowid."""
+    with (
+        datastore.get_connection(commit=True) as connection,
+        ImmediateTransaction(connection, commit=True) as cursor,
+        cursor as raw,
+    ):
+        raw.executemany(statement, rows)
+        raw.execute("SELECT last_insert_rowid()")
+        last: int = raw.fetchone()[0]
+    return last
