@@ -224,6 +224,8 @@ def test_a_lean_insert_of_a_taken_version_raises_the_librarys_integrity_error(
         recorder.insert_events([_row(1, UUID(int=2)), _row(2)])
     assert not isinstance(raised.value, sqlite3.Error)
     assert [e.originator_version for e in recorder.select_events(UUID(int=2))] == []
+    with pytest.raises(IntegrityError):  # a single row takes a path of its own
+        recorder.insert_events([_row(2)])
     assert recorder.insert_events([_row(3), _row(1, UUID(int=2))]) == [3, 4]
     assert [n.id for n in recorder.select_notifications(1, 10)] == [1, 2, 3, 4]
 

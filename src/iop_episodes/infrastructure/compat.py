@@ -35,7 +35,8 @@ touches a private name of the library.
    and a deferred ``BEGIN``. A command or roster instead takes one of the
    datastore's pooled connections (its lock timeout, WAL mode and
    reader-writer interlock unchanged), begins ``IMMEDIATE``, inserts every
-   row with one ``executemany`` of the recorder's own statement and commits,
+   row with one ``executemany`` of the recorder's own statement (one
+   ``execute`` for a single row) and commits,
    through a subclass of the library's ``SQLiteTransaction`` so its rollback
    and its mapping of ``sqlite3`` errors to the library's (``IntegrityError``
    above all: conflicts and retries depend on it) hold.
@@ -213,7 +214,11 @@ def insert_immediately(
         ImmediateTransaction(connection, commit=True) as cursor,
         cursor as raw,
     ):
-        raw.executemany(statement, rows)
-        raw.execute("SELECT last_insert_rowid()")
-        last: int = raw.fetchone()[0]
+        if len(rows) == 1:  # a single command: its rowid comes without another statement
+            raw.execute(statement, rows[0])
+            last: int = raw.lastrowid or 0
+        else:  # executemany leaves lastrowid unset
+            raw.executemany(statement, rows)
+            raw.execute("SELECT last_insert_rowid()")
+            last = raw.fetchone()[0]
     return last
