@@ -16,7 +16,7 @@ from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import split_sealed
 from iop_episodes.entrypoints.demo import demo_clock, run_demo
 from projections.candidates import ScheduleCandidates
-from projections.runner import ViewRunner
+from projections.runner import REBUILD_BATCH, ViewRunner
 from projections.views import EpisodeViews
 from tests import tamper
 from tests.conftest import require_postgres
@@ -127,3 +127,20 @@ def test_views_from_plain_rows_equal_views_from_notifications_in_memory():
         shadow.project(events, Tracking(shadow.upstream, page[-1].id), 0)
         assert rows_way == shadow.dump()
         assert len(rows_way["audit"]) == len(page)
+
+
+def test_a_rebuild_projects_in_batches_of_at_least_5000_events(sqlite_url):
+    """A runner of 10-event batches catches up page by page but rebuilds in one batch here."""
+    clock = demo_clock()
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        demo(service, clock)
+        head = service.recorder.max_notification_id() or 0
+        assert 50 < head < REBUILD_BATCH
+        runner = ViewRunner(service, batch_size=10)
+        pages: list[int] = []
+        runner.rebuild(lambda position, _: pages.append(position))
+        assert pages == [head]
+        runner.views.reset()
+        pages.clear()
+        assert runner.catch_up(lambda position, _: pages.append(position)) == head
+        assert len(pages) == -(-head // 10)
