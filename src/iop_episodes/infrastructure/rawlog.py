@@ -16,7 +16,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder
 
-from iop_episodes.infrastructure.compat import plain_sqlite_cursor
+from iop_episodes.infrastructure.compat import from_postgres, plain_sqlite_cursor
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import ApplicationRecorder, Notification
@@ -49,7 +49,7 @@ def log_pages(
     """
     if isinstance(recorder, SQLiteApplicationRecorder):
         return _sqlite_pages(recorder, page, shard, after)
-    if type(recorder).__module__ == "eventsourcing.postgres":  # psycopg is an optional extra
+    if from_postgres(recorder):  # psycopg is an optional extra
         postgres = cast("PostgresApplicationRecorder", recorder)
         return _postgres_pages(postgres, page, shard, after)
     return _recorder_pages(recorder, page, shard, after)  # in memory: nothing to save around it
@@ -131,7 +131,7 @@ def rows_after(recorder: ApplicationRecorder, after: int, limit: int) -> list[Ro
     """Up to ``limit`` stored events that follow log position ``after``, in log order."""
     if isinstance(recorder, SQLiteApplicationRecorder):
         return _sqlite_rows(recorder, after, limit, EVERYTHING)
-    if type(recorder).__module__ == "eventsourcing.postgres":
+    if from_postgres(recorder):
         return _postgres_rows_after(
             cast("PostgresApplicationRecorder", recorder), after, limit, EVERYTHING
         )
@@ -179,7 +179,7 @@ def every_row(recorder: Any, episode_ids: Iterable[str]) -> Iterator[StoredEvent
         with recorder.datastore.transaction(commit=False) as cursor:
             cursor.execute(query)
             rows = [(UUID(hex=r[0]), r[1], r[2], bytes(r[3])) for r in cursor.fetchall()]
-    elif type(recorder).__module__ == "eventsourcing.postgres":
+    elif from_postgres(recorder):
         rows = _postgres_rows(recorder)
     else:
         for episode_id in episode_ids:
