@@ -14,7 +14,7 @@ from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import split_sealed
-from iop_episodes.entrypoints.demo import demo_clock, run_demo
+from iop_episodes.entrypoints.demo import ProgramSimulation, demo_clock
 from projections.candidates import ScheduleCandidates
 from projections.runner import REBUILD_BATCH, ViewRunner
 from projections.views import EpisodeViews
@@ -28,7 +28,8 @@ SESSION_TOPIC = "iop_episodes.domain.events:SessionAttended"
 
 
 def demo(service: EpisodeService, clock: SimulatedClock) -> None:
-    run_demo(service, clock, clients=6, weeks=3, seed=5, candidates=ScheduleCandidates(service))
+    candidates = ScheduleCandidates(service)
+    ProgramSimulation(service, clock, clients=6, weeks=3, seed=5, candidates=candidates).run()
 
 
 def add_format1_episode(service: EpisodeService) -> None:
