@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -23,7 +23,6 @@ from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     InternalError,
-    Notification,
     OperationalError,
     PersistenceError,
     Tracking,
@@ -31,9 +30,8 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment
 
+from iop_episodes.application.entrylog import EntryPage, entries_after
 from iop_episodes.application.service import EpisodeService
-from iop_episodes.domain import errors
-from iop_episodes.domain.events import EpisodeEvent
 from projections.sealing import Sealer
 from projections.views import (
     EpisodeViews,
@@ -46,6 +44,8 @@ from projections.wakeup import wakeup_for
 
 LOG = logging.getLogger(__name__)
 BATCH = 500
+REBUILD_BATCH = 5000
+"""A rebuild projects bigger batches: fewer transactions and commits over the whole log."""
 CREATE_ATTEMPTS = 5
 Progress = Callable[[int, int], None]
 
@@ -167,12 +167,11 @@ class ViewRunner:
             )
         while True:
             after = self.views.position()
-            page = self.service.recorder.select_notifications(after + 1, self.batch_size)
-            if not page:
+            page = self._page_after(after)
+            if page is None:
                 return done
-            batch = self._verified(page)
             try:
-                self.views.project(batch, Tracking(self.views.upstream, page[-1].id), after)
+                self.views.project(page.entries, Tracking(self.views.upstream, page.end), after)
             except ViewsMoved:
                 continue  # another runner projected these; carry on from where it got
             except (IntegrityError, sqlite3.IntegrityError, KeyError) as error:
@@ -180,30 +179,26 @@ class ViewRunner:
                     f"the views already hold entries after their tracked position {after} "
                     f"({type(error).__name__}): the position was moved back"
                 ) from error
-            done += len(page)
+            done += page.read
             if progress is not None:
-                progress(page[-1].id, max(head, page[-1].id))
+                progress(page.end, max(head, page.end))
 
-    def _verified(self, page: Sequence[Notification]) -> list[EpisodeEvent]:
-        """The page's entries, less any whose seal does not hold: logged, never projected.
+    def _page_after(self, after: int) -> EntryPage | None:
+        """The entries after ``after``, less any whose seal does not hold: logged, never projected.
 
         Skipping keeps the views (and the step-down job that reads them)
         going for every other episode; ``iop audit verify`` names the entry.
         """
-        batch = []
-        for notification in page:
-            try:
-                event = self.service.mapper.to_domain_event(notification)
-            except errors.EntryIntegrityError as error:
-                LOG.warning("not projected: %s", error)
-                continue
-            batch.append(cast("EpisodeEvent", event))
-        return batch
+        page = entries_after(self.service, after, self.batch_size)
+        for refused in page.refused if page is not None else ():
+            LOG.warning("not projected: %s", refused)
+        return page
 
     def rebuild(self, progress: Progress | None = None) -> int:
         """Forget the views and project the whole log again."""
         self.views.reset()
-        return self.catch_up(progress)
+        batch = max(self.batch_size, REBUILD_BATCH)
+        return ViewRunner(self.service, self.views, batch_size=batch).catch_up(progress)
 
     def rebuild_online(self, progress: Progress | None = None) -> int:
         """Rebuild the views beside the live ones while writes go on, then switch at once.
@@ -222,15 +217,11 @@ class ViewRunner:
             done = 0
             while True:
                 after = shadow.position_in(cursor)
-                page = self.service.recorder.select_notifications(after + 1, self.batch_size)
-                if not page:
+                page = self._page_after(after)
+                if page is None:
                     return done
-                batch = [
-                    cast("EpisodeEvent", self.service.mapper.to_domain_event(notification))
-                    for notification in page
-                ]
-                shadow.project_in(cursor, batch, Tracking(shadow.upstream, page[-1].id), after)
-                done += len(page)
+                shadow.project_in(cursor, page.entries, Tracking(shadow.upstream, page.end), after)
+                done += page.read
 
         return built + self.views.switch_to(shadow, finish)
 

@@ -60,6 +60,8 @@ with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
         service.record_session(factories.session(ids[n % len(ids)], clock.now(), minutes=60))
         done.append((service.recorder.max_notification_id(), time.monotonic()))
         n += 1
+        if n % len(ids) == 0:  # an hour's session each, then the next hour: no day overbooked
+            clock.advance(timedelta(hours=1))
 print(json.dumps(done))
 """
 

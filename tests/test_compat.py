@@ -7,18 +7,24 @@ item from the library's new code before anything else.
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from copy import deepcopy
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     DatetimeAsISO,
+    IntegrityError,
     JSONTranscoder,
     Mapper,
+    OperationalError,
+    StoredEvent,
     Tracking,
     UUIDAsHex,
 )
@@ -33,8 +39,10 @@ from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import commands
 from iop_episodes.domain.episode import Episode
 from iop_episodes.infrastructure import compat
+from iop_episodes.infrastructure.postgres import CopyingPostgresApplicationRecorder
+from iop_episodes.infrastructure.sqlite import LeanSQLiteApplicationRecorder
 from iop_episodes.testing import factories
-from tests.conftest import START
+from tests.conftest import START, require_postgres
 
 
 def test_the_library_still_creates_sqlite_connections_as_the_caching_pool_copies() -> None:
@@ -193,3 +201,94 @@ def test_stores_without_notifications_give_no_listening_connection(tmp_path: Pat
     for url in (f"sqlite:///{tmp_path / 'n.db'}", "memory://"):
         with EpisodeService(url) as service, compat.listening_for_inserts(service.recorder) as c:
             assert c is None
+
+
+def _application_recorder(tmp_path: Path, lock_timeout: int | None = None) -> Any:
+    datastore = SQLiteDatastore(str(tmp_path / "lean.db"), lock_timeout=lock_timeout)
+    recorder = LeanSQLiteApplicationRecorder(datastore)
+    recorder.create_table()
+    return recorder
+
+
+FIRST_ID = UUID(int=1)
+
+
+def _row(version: int, originator_id: UUID = FIRST_ID) -> StoredEvent:
+    return StoredEvent(originator_id, version, "t", b"{}")
+
+
+def test_a_lean_insert_of_a_taken_version_raises_the_librarys_integrity_error(
+    tmp_path: Path,
+) -> None:
+    """Item 7: a unique violation is the library's IntegrityError and the batch rolls back."""
+    recorder = _application_recorder(tmp_path)
+    assert recorder.insert_events([_row(1), _row(2)]) == [1, 2]
+    with pytest.raises(IntegrityError) as raised:
+        recorder.insert_events([_row(1, UUID(int=2)), _row(2)])
+    assert not isinstance(raised.value, sqlite3.Error)
+    assert [e.originator_version for e in recorder.select_events(UUID(int=2))] == []
+    with pytest.raises(IntegrityError):  # a single row takes a path of its own
+        recorder.insert_events([_row(2)])
+    assert recorder.insert_events([_row(3), _row(1, UUID(int=2))]) == [3, 4]
+    assert [n.id for n in recorder.select_notifications(1, 10)] == [1, 2, 3, 4]
+
+
+def test_a_lean_insert_waits_out_the_lock_timeout_then_raises_the_librarys_error(
+    tmp_path: Path,
+) -> None:
+    """Item 7: BEGIN IMMEDIATE on a locked store waits the datastore's timeout, then fails."""
+    recorder = _application_recorder(tmp_path, lock_timeout=1)
+    holder = sqlite3.connect(tmp_path / "lean.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with pytest.raises(OperationalError) as raised:
+        recorder.insert_events([_row(1)])
+    assert time.monotonic() - started >= 0.9
+    assert not isinstance(raised.value, sqlite3.Error)
+    holder.rollback()
+    assert recorder.insert_events([_row(1)]) == [1]
+    holder.close()
+
+
+def test_the_sqlite_store_writes_through_the_lean_recorder(tmp_path: Path) -> None:
+    """Item 7: the service's SQLite recorder is the lean one, on the library's datastore."""
+    with EpisodeService(f"sqlite:///{tmp_path / 's.db'}") as service:
+        assert isinstance(service.recorder, LeanSQLiteApplicationRecorder)
+        assert isinstance(service.recorder.datastore.pool, compat.StatementCachingPool)
+
+
+@pytest.mark.postgres
+def test_a_copy_of_a_taken_version_raises_the_librarys_integrity_error(postgres_url: str) -> None:
+    """Item 8: COPY returns the rows' log positions; a unique violation rolls the batch back."""
+    require_postgres()
+    with EpisodeService(postgres_url) as service:
+        recorder = service.recorder
+        assert isinstance(recorder, CopyingPostgresApplicationRecorder)
+        assert recorder.insert_events([_row(1), _row(2)]) == [1, 2]
+        with pytest.raises(IntegrityError) as raised:
+            recorder.insert_events([_row(1, UUID(int=2)), _row(2)])
+        assert not isinstance(raised.value, psycopg.Error)
+        assert recorder.select_events(UUID(int=2)) == []
+        positions = recorder.insert_events([_row(3), _row(1, UUID(int=2))])
+        assert positions == [n.id for n in recorder.select_notifications(3, 10)]
+        stored = [(n.originator_version, n.state) for n in recorder.select_notifications(1, 10)]
+        assert stored == [(1, b"{}"), (2, b"{}"), (3, b"{}"), (1, b"{}")]
+
+
+@pytest.mark.postgres
+def test_a_copy_waits_for_the_table_lock_as_the_librarys_insert_does(postgres_url: str) -> None:
+    """Item 8: a COPY behind another writer's table lock commits after it, in log order."""
+    require_postgres()
+    with EpisodeService(postgres_url) as service:
+        recorder = service.recorder
+        recorder.insert_events([_row(1)])
+        with recorder.datastore.get_connection() as holder, holder.transaction():
+            for statement in recorder.lock_table_statements:
+                holder.execute(statement)
+            done: list[Any] = []
+            writer = threading.Thread(target=lambda: done.append(recorder.insert_events([_row(2)])))
+            writer.start()
+            writer.join(0.5)
+            assert done == [], "the COPY did not wait for the table lock"
+        writer.join(10)
+        assert done == [[2]]

@@ -36,7 +36,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
             "sqlite:///var/iop.db",
             "iop_episodes.infrastructure.sqlite:StatementCachingSQLiteFactory",
         ),
-        ("postgresql://postgres@127.0.0.1:5432/test", "eventsourcing.postgres"),
+        (
+            "postgresql://postgres@127.0.0.1:5432/test",
+            "iop_episodes.infrastructure.postgres:CopyingPostgresFactory",
+        ),
     ],
 )
 def test_store_url_selects_the_backend(url, module):

@@ -7,12 +7,14 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import MAX_ATTEMPTS, EpisodeService
 from iop_episodes.audit.integrity import verify_episode
 from iop_episodes.domain import errors
 from iop_episodes.domain.commands import Actor, RecordSession
+from iop_episodes.infrastructure.mapping import SNAPSHOT_TOPIC
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, advance, open_episode, stored_count
 from tests.conftest import START
@@ -214,6 +216,52 @@ def test_unknown_episode_is_reported(service):
     """Reading an episode that does not exist raises EpisodeNotFound."""
     with pytest.raises(errors.EpisodeNotFound):
         service.episode(UUID(int=7))
+
+
+def roster_to_version_20(service: EpisodeService, clock: SimulatedClock, episodes: int) -> list:
+    """Active episodes (version 2), then one roster that takes each to version 20."""
+    episode_ids = [active_episode(service, clock) for _ in range(episodes)]
+    now = advance(clock, hours=1)
+    service.record_roster(
+        [factories.session(e, now, minutes=30) for e in episode_ids for _ in range(18)]
+    )
+    return episode_ids
+
+
+def snapshot_versions(service: EpisodeService, episode_id: UUID) -> list[int]:
+    assert service.snapshots is not None
+    return [s.originator_version for s in service.snapshots.get(episode_id)]
+
+
+def test_every_snapshot_a_roster_makes_due_is_stored(sqlite_url):
+    """A roster taking twelve episodes past their 20th entry snapshots each at version 20."""
+    clock = SimulatedClock(START)
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        episode_ids = roster_to_version_20(service, clock, 12)
+        assert [snapshot_versions(service, e) for e in episode_ids] == [[20]] * 12
+    with EpisodeService(sqlite_url, clock=clock) as fresh:
+        assert {fresh.episode(e).version for e in episode_ids} == {20}
+
+
+def test_a_snapshot_that_cannot_be_written_costs_only_its_own_episode(sqlite_url, caplog):
+    """The roster is stored, the other episodes are snapshotted, the blocked one replays."""
+    clock = SimulatedClock(START)
+    with EpisodeService(sqlite_url, clock=clock) as service:
+        assert service.snapshots is not None
+        blocked = active_episode(service, clock)
+        service.snapshots.recorder.insert_events(  # a row where its snapshot would go
+            [StoredEvent(blocked, 20, SNAPSHOT_TOPIC, b"not a snapshot")]
+        )
+        others = [active_episode(service, clock) for _ in range(3)]
+        now = advance(clock, hours=1)
+        receipts = service.record_roster(
+            [factories.session(e, now, minutes=30) for e in [blocked, *others] for _ in range(18)]
+        )
+        assert {receipt.version for receipt in receipts[17::18]} == {20}
+        assert [snapshot_versions(service, e) for e in others] == [[20]] * 3
+    assert f"snapshot of {blocked} not taken" in caplog.text
+    with EpisodeService(sqlite_url, clock=clock) as fresh:
+        assert fresh.episode(blocked).version == 20
 
 
 def test_long_episode_loads_from_a_snapshot(sqlite_url):

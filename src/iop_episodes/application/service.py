@@ -379,25 +379,33 @@ class EpisodeService(Application[UUID]):
         """
         pending = {episode.id: episode.collect_events() for episode in episodes}
         self.events.put([event for events in pending.values() for event in events])
+        due = []
         for episode in episodes:
             if self.repository.cache is not None:
                 self.repository.cache.put(episode.id, episode)
             first = pending[episode.id][0].originator_version if pending[episode.id] else 0
             if first and (first - 1) // SNAPSHOT_INTERVAL != episode.version // SNAPSHOT_INTERVAL:
-                self._snapshot(episode)
+                due.append(episode)
+        self._snapshot(*due)
 
-    def _snapshot(self, episode: Episode) -> None:
-        """Snapshot the episode as it now stands, without reading it back.
+    def _snapshot(self, *episodes: Episode) -> None:
+        """Snapshot the episodes as they now stand, in one transaction, without reading back.
 
         Snapshots only speed up loading. The events are committed by now, so
-        a failed snapshot must not turn a stored command into an error.
+        a failed snapshot must not turn a stored command into an error; when
+        the one transaction fails, each snapshot is tried on its own, so one
+        that cannot be written costs only its own episode a replay.
         """
-        if self.snapshots is None:
+        if self.snapshots is None or not episodes:
             return
         try:
-            self.snapshots.put([Episode.Snapshot.take(episode)])
+            self.snapshots.put([Episode.Snapshot.take(episode) for episode in episodes])
         except Exception:
-            LOG.exception("snapshot of %s not taken; it loads from its events", episode.id)
+            if len(episodes) == 1:
+                LOG.exception("snapshot of %s not taken; it loads from its events", episodes[0].id)
+                return
+            for episode in episodes:
+                self._snapshot(episode)
 
     def _check_store_holds_events(self, *, empty_ok: bool = False) -> None:
         """A reading command needs a store with events in it, not an empty one."""

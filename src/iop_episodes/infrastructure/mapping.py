@@ -111,59 +111,66 @@ class EpisodeMapper(Mapper[UUID]):
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
-        cls = CLASSES.get(stored_event.topic)
+        return self.decode_row(
+            stored_event.originator_id,
+            stored_event.originator_version,
+            stored_event.topic,
+            stored_event.state,
+        )
+
+    def decode_row(self, originator_id: UUID | str, version: int, topic: str, state: bytes) -> Any:
+        """The event one stored row holds, as ``to_domain_event`` decodes it.
+
+        For passes that read plain rows (``rawlog``) instead of the library's
+        ``StoredEvent`` and ``Notification`` objects: the same checks, one decoder.
+        """
+        cls = CLASSES.get(topic)
+        episode_id = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
         if cls is None:
-            if stored_event.topic == SNAPSHOT_TOPIC:
-                return self._snapshot(stored_event)
-            if stored_event.topic.rsplit(":", 1)[-1] in EVENT_TYPES:
-                episode_id, version = stored_event.originator_id, stored_event.originator_version
+            row = StoredEvent(
+                originator_id=episode_id, originator_version=version, topic=topic, state=state
+            )
+            if topic == SNAPSHOT_TOPIC:
+                return self._snapshot(row)
+            if topic.rsplit(":", 1)[-1] in EVENT_TYPES:
                 raise EntryIntegrityError(
-                    f"episode {episode_id} version {version}: topic {stored_event.topic!r} "
+                    f"episode {episode_id} version {version}: topic {topic!r} "
                     "names an entry type under another module; nothing is decided on it",
                     episode_id=episode_id,
                     version=version,
                 )
-            return super().to_domain_event(stored_event)
+            return super().to_domain_event(row)
         try:
-            stored = self.plaintext(stored_event.state)
+            stored = self.plaintext(state)
         except Exception as error:
-            msg = (
-                f"stored entry {stored_event.originator_id} version "
-                f"{stored_event.originator_version} ({stored_event.topic}) "
-                f"does not decode: {error}"
-            )
+            msg = f"stored entry {episode_id} version {version} ({topic}) does not decode: {error}"
             raise MapperDeserialisationError(msg) from error
         if self.integrity_key is not None:
-            self._check_seal(stored_event, stored, self.integrity_key)
+            self._check_seal(episode_id, version, stored, self.integrity_key)
         try:
             if is_format1(stored):
-                return self._format1_event(stored_event, stored)
-            return entry_event(
-                cls, stored_event.originator_id, stored_event.originator_version, stored
-            )
+                row = StoredEvent(
+                    originator_id=episode_id, originator_version=version, topic=topic, state=state
+                )
+                return self._format1_event(row, stored)
+            return entry_event(cls, episode_id, version, stored)
         except EntryMismatch as error:
-            episode_id, version = stored_event.originator_id, stored_event.originator_version
             raise EntryIntegrityError(
                 f"episode {episode_id} version {version}: {error}; nothing is decided on it",
                 episode_id=episode_id,
                 version=version,
             ) from error
         except Exception as error:
-            msg = (
-                f"stored entry {stored_event.originator_id} version "
-                f"{stored_event.originator_version} ({stored_event.topic}) "
-                f"does not decode: {error}"
-            )
+            msg = f"stored entry {episode_id} version {version} ({topic}) does not decode: {error}"
             raise MapperDeserialisationError(msg) from error
 
     @staticmethod
-    def _check_seal(stored_event: StoredEvent, stored: bytes, key: IntegrityKey) -> None:
+    def _check_seal(episode_id: UUID, version: int, stored: bytes, key: IntegrityKey) -> None:
         try:
             problem = seal_problem(stored, key)
         except ValueError as error:
             problem = f"the entry's seal cannot be read: {error}"
         if problem is not None:
-            episode_id, version = stored_event.originator_id, stored_event.originator_version
             raise EntryIntegrityError(
                 f"episode {episode_id} version {version}: {problem}; nothing is decided on it",
                 episode_id=episode_id,

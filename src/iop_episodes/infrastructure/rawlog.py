@@ -16,7 +16,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder
 
-from iop_episodes.infrastructure.compat import plain_sqlite_cursor
+from iop_episodes.infrastructure.compat import from_postgres, plain_sqlite_cursor
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import ApplicationRecorder, Notification
@@ -49,7 +49,7 @@ def log_pages(
     """
     if isinstance(recorder, SQLiteApplicationRecorder):
         return _sqlite_pages(recorder, page, shard, after)
-    if type(recorder).__module__ == "eventsourcing.postgres":  # psycopg is an optional extra
+    if from_postgres(recorder):  # psycopg is an optional extra
         postgres = cast("PostgresApplicationRecorder", recorder)
         return _postgres_pages(postgres, page, shard, after)
     return _recorder_pages(recorder, page, shard, after)  # in memory: nothing to save around it
@@ -58,6 +58,17 @@ def log_pages(
 def _sqlite_pages(
     recorder: SQLiteApplicationRecorder, page: int, shard: tuple[int, int], after: int
 ) -> Iterator[Sequence[Row]]:
+    while True:
+        rows = _sqlite_rows(recorder, after, page, shard)
+        yield rows
+        if len(rows) < page:
+            return
+        after = rows[-1][4]
+
+
+def _sqlite_rows(
+    recorder: SQLiteApplicationRecorder, after: int, limit: int, shard: tuple[int, int]
+) -> list[Row]:
     index, count = shard
     sharded = (
         ""
@@ -69,44 +80,65 @@ def _sqlite_pages(
         "SELECT originator_id, originator_version, topic, state, rowid"  # noqa: S608  (the recorder's own table name, integers)
         f" FROM {recorder.events_table_name} WHERE rowid > ?{sharded} ORDER BY rowid LIMIT ?"
     )
-    while True:
-        with (
-            recorder.datastore.transaction(commit=False) as cursor,
-            plain_sqlite_cursor(cursor) as plain,
-        ):
-            plain.execute(query, (after, page))
-            rows: list[Row] = plain.fetchall()
-        yield rows
-        if len(rows) < page:
-            return
-        after = rows[-1][4]
+    with (
+        recorder.datastore.transaction(commit=False) as cursor,
+        plain_sqlite_cursor(cursor) as plain,
+    ):
+        plain.execute(query, (after, limit))
+        rows: list[Row] = plain.fetchall()
+    return rows
 
 
 def _postgres_pages(
     recorder: PostgresApplicationRecorder, page: int, shard: tuple[int, int], after: int
 ) -> Iterator[Sequence[Row]]:
-    from psycopg import sql  # noqa: PLC0415  (only a PostgreSQL store needs the driver)
-    from psycopg.rows import tuple_row  # noqa: PLC0415
-
-    index, count = shard
-    query = sql.SQL(
-        "SELECT originator_id::text, originator_version, topic, state, notification_id"
-        " FROM {schema}.{table} WHERE notification_id > %s"
-        " AND (position(right(originator_id::text, 1) in %s) - 1) %% %s = %s"
-        " ORDER BY notification_id LIMIT %s"
-    ).format(
-        schema=sql.Identifier(recorder.datastore.schema),
-        table=sql.Identifier(recorder.events_table_name),
-    )
     while True:
-        with recorder.datastore.transaction(commit=False) as cursor:
-            cursor.row_factory = tuple_row  # type: ignore[assignment]  # plain tuples, not dicts
-            cursor.execute(query, (after, HEX_DIGITS, count, index, page))
-            rows: list[Row] = cursor.fetchall()  # type: ignore[assignment]  # tuple_row set above
+        rows = _postgres_rows_after(recorder, after, page, shard)
         yield rows
         if len(rows) < page:
             return
         after = rows[-1][4]
+
+
+def _postgres_rows_after(
+    recorder: PostgresApplicationRecorder, after: int, limit: int, shard: tuple[int, int]
+) -> list[Row]:
+    from psycopg import sql  # noqa: PLC0415  (only a PostgreSQL store needs the driver)
+    from psycopg.rows import tuple_row  # noqa: PLC0415
+
+    index, count = shard
+    sharded = sql.SQL(
+        "" if count == 1 else " AND (position(right(originator_id::text, 1) in %s) - 1) %% %s = %s"
+    )
+    query = sql.SQL(
+        "SELECT originator_id::text, originator_version, topic, state, notification_id"
+        " FROM {schema}.{table} WHERE notification_id > %s{sharded}"
+        " ORDER BY notification_id LIMIT %s"
+    ).format(
+        schema=sql.Identifier(recorder.datastore.schema),
+        table=sql.Identifier(recorder.events_table_name),
+        sharded=sharded,
+    )
+    parameters = (after, limit) if count == 1 else (after, HEX_DIGITS, count, index, limit)
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.row_factory = tuple_row  # type: ignore[assignment]  # plain tuples, not dicts
+        cursor.execute(query, parameters)
+        rows: list[Row] = cursor.fetchall()  # type: ignore[assignment]  # tuple_row set above
+    return rows
+
+
+def rows_after(recorder: ApplicationRecorder, after: int, limit: int) -> list[Row]:
+    """Up to ``limit`` stored events that follow log position ``after``, in log order."""
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        return _sqlite_rows(recorder, after, limit, EVERYTHING)
+    if from_postgres(recorder):
+        return _postgres_rows_after(
+            cast("PostgresApplicationRecorder", recorder), after, limit, EVERYTHING
+        )
+    return [
+        (str(n.originator_id), n.originator_version, n.topic, n.state, n.id)
+        for n in recorder.select_notifications(after + 1, limit)
+    ]
 
 
 def notification_pages(
@@ -147,7 +179,7 @@ def every_row(recorder: Any, episode_ids: Iterable[str]) -> Iterator[StoredEvent
         with recorder.datastore.transaction(commit=False) as cursor:
             cursor.execute(query)
             rows = [(UUID(hex=r[0]), r[1], r[2], bytes(r[3])) for r in cursor.fetchall()]
-    elif type(recorder).__module__ == "eventsourcing.postgres":
+    elif from_postgres(recorder):
         rows = _postgres_rows(recorder)
     else:
         for episode_id in episode_ids:

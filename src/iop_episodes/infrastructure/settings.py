@@ -24,6 +24,7 @@ from iop_episodes.infrastructure.keys import IntegrityKey
 DEFAULT_STORE = "sqlite:///iop.db"
 DEFAULT_TIMEZONE = "America/New_York"
 SQLITE_FACTORY = "iop_episodes.infrastructure.sqlite:StatementCachingSQLiteFactory"
+POSTGRES_FACTORY = "iop_episodes.infrastructure.postgres:CopyingPostgresFactory"
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -216,7 +217,7 @@ def _postgres_env(url: str) -> dict[str, str]:
             f"store URL {masked(url)!r}: a PostgreSQL URL is postgresql://user@host:port/db"
         )
     env = {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": POSTGRES_FACTORY,
         "POSTGRES_DBNAME": dbname,
         "POSTGRES_HOST": parts.hostname,
         "POSTGRES_PORT": str(parts.port or 5432),
