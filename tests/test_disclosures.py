@@ -15,8 +15,10 @@ from pydantic import ValidationError
 
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.checkpoints import make_checkpoint
 from iop_episodes.audit.integrity import notifications, verify_store
 from iop_episodes.domain import errors
+from iop_episodes.infrastructure.keys import IntegrityKey
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, open_episode, stored_count
 from projections import audit, history_text
@@ -735,3 +737,17 @@ def test_cli_audit_report_prints_the_history_and_is_accounted_for(tmp_path: Path
     accounting = iop("audit", "disclosures", "--store", url)
     assert "audit-report-jsonl" in accounting.stdout
     assert accounting.stdout.endswith("1 disclosures\n")
+
+
+def test_a_disclosure_names_the_checkpoint_that_covers_its_entries(sqlite_url, clock):
+    """With a checkpoint over the disclosed entries, the Disclosed entry records its root."""
+    key = IntegrityKey(bytes(range(32)))
+    with EpisodeService(sqlite_url, clock=clock, integrity_key=key) as service:
+        episode = consenting(service, clock)
+        made = make_checkpoint(service, key, None)
+        export_fhir(service, episode, consent=True, command_id="export-cp", **TO_EHR)
+        later = consenting(service, clock)  # after the checkpoint: not yet attested
+        export_fhir(service, later, consent=True, command_id="export-late", **TO_EHR)
+        first, second = disclosed(service)
+    assert first["checkpoint"] == made.checkpoint.root
+    assert second["checkpoint"] is None

@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
+from iop_episodes.audit.checkpoints import covering_checkpoint
 from iop_episodes.domain import errors
 from iop_episodes.domain.catalog import DisclosureException, ExportFormat
 from iop_episodes.domain.disclosure import scope_of
@@ -165,20 +166,21 @@ def record(
             "format": str(export_format),
             "scope": sorted(scope) if scope is not None else selected.scope(),
             "records": records,
-            "checkpoint": latest_checkpoint(service),
+            "checkpoint": latest_checkpoint(service, selected.histories),
             "sha256": hashlib.sha256(data).hexdigest(),
             "size_bytes": len(data),
         }
     )
 
 
-def latest_checkpoint(service: EpisodeService) -> str | None:
-    """The newest signed checkpoint covering the store, once checkpoints exist (issue 11).
+def latest_checkpoint(service: EpisodeService, episode_ids: Iterable[UUID]) -> str | None:
+    """The root hash of the store's latest checkpoint if it covers every disclosed entry.
 
-    Until then there is none, and a disclosure records ``checkpoint: null``.
+    None when the store holds no checkpoint yet, or the latest does not reach
+    the disclosed episodes' last entries (they are not yet attested).
     """
-    del service
-    return None
+    covering = covering_checkpoint(service, *episode_ids)
+    return None if covering is None else covering.root
 
 
 def actor_of(text: str) -> dict[str, str]:

@@ -252,21 +252,22 @@ def stored_checkpoints(service: EpisodeService) -> Sequence[str]:
     return tables_for(service.store, service).checkpoints()
 
 
-def covering_checkpoint(service: EpisodeService, episode_id: UUID) -> Checkpoint | None:
-    """The store's latest checkpoint when it covers every entry of the episode, else None.
+def covering_checkpoint(service: EpisodeService, *episode_ids: UUID) -> Checkpoint | None:
+    """The store's latest checkpoint when it covers every entry of the episodes, else None.
 
-    A checkpoint of log size n covers the first n entries in log order; the
+    A checkpoint of log size n covers the first n entries in log order; an
     episode is covered when its last entry is among them. The line is read
     from the store and not checked here: ``iop audit verify --witness`` does that.
     """
     lines = stored_checkpoints(service)
-    if not lines:
+    if not lines or not episode_ids:
         return None
     latest = Checkpoint.model_validate_json(lines[-1])
-    index, last = 0, None
+    wanted = {str(episode_id) for episode_id in episode_ids}
+    index, last = 0, -1
     for page in log_pages(service.recorder):
         for episode, *_ in page:
-            if UUID(episode) == episode_id:
+            if str(UUID(episode)) in wanted:
                 last = index
             index += 1
-    return latest if last is not None and last < latest.size else None
+    return latest if 0 <= last < latest.size else None
