@@ -39,9 +39,14 @@ def iop(
         ]
     inherited = {k: v for k, v in os.environ.items() if k not in {"IOP_CIPHER_KEY", "IOP_STORE"}}
     full_env = inherited | dict(env or {})
-    return subprocess.run(
+    done = subprocess.run(
         command, capture_output=True, text=True, check=False, timeout=timeout, env=full_env
     )
+    assert "No module named 'iop_episodes'" not in done.stderr, (
+        "the read-only tests run iop as user nobody, who cannot read this checkout: "
+        "make it and its parent folders readable by others (chmod o+rX), as .ci/run does"
+    )
+    return done
 
 
 def make_demo(path: Path, *extra: str) -> str:
