@@ -344,12 +344,7 @@ def cmd_worklist(args: argparse.Namespace) -> int:
 def register_worklist(commands: Any) -> None:
     worklist = commands.add_parser("worklist", help="what needs attention, per client")
     arguments.add_store(worklist)
-    worklist.add_argument(
-        "--as-of",
-        type=arguments.moment,
-        metavar="TIME",
-        help="as of this ISO 8601 time with offset (default: now)",
-    )
+    arguments.add_as_of(worklist, "as of this time (default: now)")
     worklist.add_argument(
         "--within",
         type=arguments.positive,
@@ -564,12 +559,7 @@ def register(commands: Any) -> None:
     arguments.add_store(hist)
     hist.add_argument("--timezone", help=TIMEZONE_HELP)
     when = hist.add_mutually_exclusive_group()
-    when.add_argument(
-        "--as-of",
-        type=arguments.moment,
-        metavar="TIME",
-        help="as recorded at this ISO 8601 time with offset",
-    )
+    arguments.add_as_of(when, "as recorded at this time")
     when.add_argument(
         "--version", type=arguments.positive, help="up to this version (1 to the episode's head)"
     )
@@ -581,12 +571,7 @@ def register(commands: Any) -> None:
     report = audit_commands.add_parser("report", help="a self-contained HTML report to hand over")
     report.add_argument("episode", help=EPISODE_HELP)
     arguments.add_store(report)
-    report.add_argument(
-        "--as-of",
-        type=arguments.moment,
-        metavar="TIME",
-        help="as recorded at this ISO 8601 time with offset",
-    )
+    arguments.add_as_of(report, "as recorded at this time")
     report.add_argument("--timezone", metavar="TZ", help=TIMEZONE_HELP)
     report.add_argument("--out", required=True, metavar="FILE.html", help="the HTML file to write")
     report.set_defaults(handler=cmd_audit_report)

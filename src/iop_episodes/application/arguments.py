@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -95,6 +96,13 @@ def add_store(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="store URL: sqlite:///iop.db, postgresql://user@host/db (default: $IOP_STORE "
         "or sqlite:///iop.db)",
+    )
+
+
+def add_as_of(parser: Any, purpose: str) -> None:
+    """``--as-of TIME``: an ISO 8601 time with offset (``parser`` may be a group)."""
+    parser.add_argument(
+        "--as-of", type=moment, metavar="TIME", help=f"{purpose} (ISO 8601 time with offset)"
     )
 
 

@@ -372,12 +372,7 @@ def register(commands: Any) -> None:
     )
     sweep = stepdown.add_parser("run", help="run one step-down sweep now")
     arguments.add_store(sweep)
-    sweep.add_argument(
-        "--as-of",
-        type=arguments.moment,
-        metavar="TIME",
-        help="decide as of this ISO 8601 time with offset (default: now)",
-    )
+    arguments.add_as_of(sweep, "decide as of this time (default: now)")
     sweep.add_argument(
         "--dry-run", action="store_true", help="decide only: record nothing, write nothing"
     )
