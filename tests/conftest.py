@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
+from iop_episodes.domain import errors
+from iop_episodes.testing.helpers import stored_count
 
 settings.register_profile(
     "ci",
@@ -109,6 +112,17 @@ def store_url(request: pytest.FixtureRequest) -> str:
 def durable_url(request: pytest.FixtureRequest) -> str:
     """A store that outlives its process: a SQLite file, then PostgreSQL."""
     return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def refused(
+    service: EpisodeService, error: type[errors.EpisodeRuleError], call: Callable[[], Any]
+) -> errors.EpisodeRuleError:
+    """Run ``call``, expect ``error``, and check that nothing was stored."""
+    before = stored_count(service)
+    with pytest.raises(error) as raised:
+        call()
+    assert stored_count(service) == before
+    return raised.value
 
 
 @pytest.fixture

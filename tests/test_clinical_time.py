@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -15,10 +15,10 @@ from iop_episodes.domain import errors
 from iop_episodes.domain.episode import TIMELINE, Episode
 from iop_episodes.domain.weeks import zone
 from iop_episodes.testing import factories
-from iop_episodes.testing.helpers import active_episode, advance, stored_count
+from iop_episodes.testing.helpers import active_episode, advance
 from projections.runner import ViewRunner
 from projections.schedule import episode_schedule
-from tests.conftest import START
+from tests.conftest import START, refused
 
 NEW_YORK = zone("America/New_York")
 
@@ -27,16 +27,6 @@ NEW_YORK = zone("America/New_York")
 def service(clock: SimulatedClock) -> Iterator[EpisodeService]:
     with EpisodeService("memory://", clock=clock, timezone="America/New_York") as app:
         yield app
-
-
-def refused(
-    service: EpisodeService, error: type[errors.EpisodeRuleError], call: Callable[[], Any]
-) -> errors.EpisodeRuleError:
-    before = stored_count(service)
-    with pytest.raises(error) as raised:
-        call()
-    assert stored_count(service) == before
-    return raised.value
 
 
 def ny(day: date, hour: int, minute: int = 0) -> datetime:

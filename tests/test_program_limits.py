@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,13 @@ from iop_episodes.domain.takehome import FEDERAL_TAKE_HOME_POLICY
 from iop_episodes.domain.weeks import zone
 from iop_episodes.infrastructure.settings import rule_settings
 from iop_episodes.testing import factories
-from iop_episodes.testing.helpers import active_episode, advance, open_episode, stored_count
+from iop_episodes.testing.helpers import active_episode, advance, open_episode
 from projections import audit
 from projections.exports.api import export_audit_report
 from projections.runner import ViewRunner
 from projections.schedule import episode_schedule
 from projections.worklist import build_worklist, recertification
-from tests.conftest import START
+from tests.conftest import START, refused
 
 NEW_YORK = zone("America/New_York")
 PLAN_AT = START + timedelta(hours=1)  # Monday 2026-03-02, 10:00 in New York: day 0
@@ -36,16 +36,6 @@ PLAN_AT = START + timedelta(hours=1)  # Monday 2026-03-02, 10:00 in New York: da
 def service(clock: SimulatedClock) -> Iterator[EpisodeService]:
     with EpisodeService("memory://", clock=clock, timezone="America/New_York") as app:
         yield app
-
-
-def refused(
-    service: EpisodeService, error: type[errors.EpisodeRuleError], call: Callable[[], Any]
-) -> errors.EpisodeRuleError:
-    before = stored_count(service)
-    with pytest.raises(error) as raised:
-        call()
-    assert stored_count(service) == before
-    return raised.value
 
 
 def on_day(day: int, hour: int = 10) -> datetime:
