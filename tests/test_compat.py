@@ -276,6 +276,27 @@ def test_a_copy_of_a_taken_version_raises_the_librarys_integrity_error(postgres_
 
 
 @pytest.mark.postgres
+def test_one_event_in_one_round_trip_keeps_the_librarys_errors(postgres_url: str) -> None:
+    """Item 9: one event comes back with its position; a taken version is IntegrityError."""
+    require_postgres()
+    with EpisodeService(postgres_url) as service:
+        recorder = service.recorder
+        assert recorder.insert_events([_row(1)]) == [1]
+        for _ in range(3):  # more failures than the pool has connections: each one is rolled back
+            with pytest.raises(IntegrityError) as raised:
+                recorder.insert_events([_row(1)])
+            assert not isinstance(raised.value, psycopg.Error)
+        state = bytes(range(256))  # every byte value survives the client-side quoting
+        [position] = recorder.insert_events([StoredEvent(FIRST_ID, 2, "t\u2028'\"", state)])
+        [notification] = recorder.select_notifications(position, 1)
+        assert (notification.originator_version, notification.topic, notification.state) == (
+            2,
+            "t\u2028'\"",
+            state,
+        )
+
+
+@pytest.mark.postgres
 def test_a_copy_waits_for_the_table_lock_as_the_librarys_insert_does(postgres_url: str) -> None:
     """Item 8: a COPY behind another writer's table lock commits after it, in log order."""
     require_postgres()

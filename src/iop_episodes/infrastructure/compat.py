@@ -47,6 +47,14 @@ touches a private name of the library.
    ``NOTIFY`` on its ``channel_name``, in one transaction on one of the
    datastore's connections, whose context maps psycopg's errors to the
    library's: a unique violation is still its ``IntegrityError``).
+9. ``insert_one``: a single command's event goes in ONE round trip instead of
+   six: the recorder's ``lock_table_statements``, its ``NOTIFY`` and an
+   ``INSERT ... RETURNING notification_id`` between ``BEGIN`` and ``COMMIT``,
+   sent as one query by psycopg's client-side binding cursor (which quotes
+   the values itself; the server-side binding that the library uses takes
+   one statement per query). Same lock, same notification, same errors
+   (the datastore's connection context maps them); a failed query leaves the
+   transaction aborted, so it is rolled back before the connection returns.
 """
 
 from __future__ import annotations
@@ -268,3 +276,33 @@ def copy_events(recorder: Any, stored_events: Sequence[Any]) -> list[int]:
     # The table lock lets no other transaction insert meanwhile, so the
     # sequence gave these rows the positions that run up to the last one.
     return list(range(last - len(stored_events) + 1, last + 1))
+
+
+# ---- 9: one round trip for a single command's event on PostgreSQL -------------
+
+
+def insert_one(recorder: Any, stored_event: Any) -> list[int]:
+    """Insert one event as ``recorder`` inserts a batch, in one round trip; its log position."""
+    from psycopg import ClientCursor  # noqa: PLC0415  (psycopg is the postgres extra)
+    from psycopg.sql import SQL, Identifier  # noqa: PLC0415
+
+    insert = SQL(
+        "INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
+        "VALUES (%s, %s, %s, %s) RETURNING notification_id"
+    ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+    notify = SQL("NOTIFY {}").format(Identifier(recorder.channel_name))
+    statements = [SQL("BEGIN"), *recorder.lock_table_statements, notify, insert, SQL("COMMIT")]
+    s = stored_event
+    with recorder.datastore.get_connection() as connection, ClientCursor(connection) as cursor:
+        try:
+            cursor.execute(
+                SQL("; ").join(statements),
+                (s.originator_id, s.originator_version, s.topic, s.state),
+            )
+        except BaseException:
+            connection.rollback()  # the aborted transaction must not go back to the pool
+            raise
+        for _ in range(statements.index(insert)):  # to the INSERT's result
+            cursor.nextset()
+        position: int = cursor.fetchone()["notification_id"]
+    return [position]

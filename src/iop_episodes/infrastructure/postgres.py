@@ -2,7 +2,8 @@
 
 Loaded only for a ``postgresql://`` store (psycopg is an extra). The
 application recorder is the library's, except that it writes a batch of
-events with ``COPY`` (``compat.copy_events``) under the same table lock,
+events with ``COPY`` (``compat.copy_events``) and a single command's event
+in one round trip (``compat.insert_one``), under the same table lock,
 ``NOTIFY`` and error mapping; with the library's database functions
 enabled it inserts as the library does.
 """
@@ -16,16 +17,20 @@ from eventsourcing.persistence import InterfaceError, OperationalError, StoredEv
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import retry
 
-from iop_episodes.infrastructure.compat import copy_events
+from iop_episodes.infrastructure.compat import copy_events, insert_one
 
 _copy_retrying: Callable[[Any, Sequence[StoredEvent]], list[int]] = retry(
     (InterfaceError, OperationalError), max_attempts=10, wait=0.2
 )(copy_events)
 """Retried on a lost connection or a lock timeout, as the library's insert is."""
 
+_insert_one_retrying: Callable[[Any, StoredEvent], list[int]] = retry(
+    (InterfaceError, OperationalError), max_attempts=10, wait=0.2
+)(insert_one)
+
 
 class CopyingPostgresApplicationRecorder(PostgresApplicationRecorder):
-    """The library's recorder, writing events with ``COPY``."""
+    """The library's recorder, writing a batch with ``COPY`` and one event in one round trip."""
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -33,6 +38,8 @@ class CopyingPostgresApplicationRecorder(PostgresApplicationRecorder):
         if self.datastore.enable_db_functions or not stored_events:
             inserted: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return inserted
+        if len(stored_events) == 1:
+            return _insert_one_retrying(self, stored_events[0])
         return _copy_retrying(self, stored_events)
 
 
