@@ -304,5 +304,7 @@ def insert_one(recorder: Any, stored_event: Any) -> list[int]:
             raise
         for _ in range(statements.index(insert)):  # to the INSERT's result
             cursor.nextset()
-        position: int = cursor.fetchone()["notification_id"]
-    return [position]
+        row = cursor.fetchone()
+    if row is None:  # pragma: no cover  (RETURNING gives the row it inserted)
+        raise OperationalError("the insert returned no notification id")
+    return [int(row["notification_id"])]
