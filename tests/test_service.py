@@ -8,6 +8,7 @@ from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import StoredEvent
+from pydantic import ValidationError
 
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import MAX_ATTEMPTS, EpisodeService
@@ -172,6 +173,18 @@ def test_roster_with_one_bad_item_stores_none_of_it(service, clock):
     with pytest.raises(errors.PlanRequired) as raised:
         service.record_roster([factories.session(good, now), factories.session(unplanned, now)])
     assert "roster item 1" in raised.value.__notes__[0]
+    assert stored_count(service) == before
+
+
+def test_a_roster_item_that_fails_validation_is_named_by_its_index(service, clock):
+    """The roster is validated in one call; the error's location names the item and field."""
+    episode_id = active_episode(service, clock)
+    now = advance(clock, hours=2)
+    before = stored_count(service)
+    bad = {**factories.session(episode_id, now), "minutes": 0}
+    with pytest.raises(ValidationError) as raised:
+        service.record_roster([factories.session(episode_id, now), bad])
+    assert [error["loc"] for error in raised.value.errors()] == [(1, "minutes")]
     assert stored_count(service) == before
 
 

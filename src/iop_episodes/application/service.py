@@ -25,6 +25,7 @@ from eventsourcing.persistence import (
     MapperDeserialisationError,
     PersistenceError,
 )
+from pydantic import TypeAdapter
 
 from iop_episodes.application import problems
 from iop_episodes.application.clock import Clock, SystemClock
@@ -288,7 +289,7 @@ class EpisodeService(Application[UUID]):
         self, sessions: Sequence[commands.RecordSession | Mapping[str, Any]]
     ) -> list[Receipt]:
         """A day's attendance for many episodes, stored all together or not at all."""
-        roster = [_validated(commands.RecordSession, item) for item in sessions]
+        roster = ROSTER.validate_python(list(sessions))  # one call validates every item
         for _ in range(MAX_ATTEMPTS):
             with self._locked(command.episode_id for command in roster):
                 episodes: dict[UUID, Episode] = {}
@@ -679,6 +680,10 @@ def _in_roster(error: errors.EpisodeRuleError, index: int, episode_id: UUID) -> 
     )
     named.add_note(f"roster item {index} (episode {episode_id})")
     return named
+
+
+ROSTER = TypeAdapter(list[commands.RecordSession])
+"""A roster's sessions validated in one call; an error's location starts with the item's index."""
 
 
 def _validated(command_type: type[C], cmd: C | Mapping[str, Any]) -> C:
