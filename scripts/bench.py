@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -241,6 +241,20 @@ class Figure:
             floor = "" if self.floor is None else f"floor {self.floor:.3f}: "
             text += f"\n     {floor}{self.moves_it}"
         return text
+
+    def markdown(self) -> str:
+        """The figure as a row of the README's table (a floor beside a missed target)."""
+        verdict = {True: "holds", False: "missed", None: "report"}[self.holds]
+        if self.holds is False and self.floor is not None:
+            verdict += f" (floor {self.floor:.3f})"
+        cells = [self.id, f"{self.value:.3f}", f"{self.min:.3f}-{self.max:.3f}", self.target]
+        return "| " + " | ".join([*cells, verdict, self.detail]) + " |"
+
+
+MARKDOWN_HEAD = (
+    "| id | median | min-max | target | verdict | engine vs baseline |\n"
+    "| --- | --- | --- | --- | --- | --- |"
+)
 
 
 def ratio_figure(
@@ -1003,6 +1017,21 @@ def measured(sections: Sequence[Callable[[], Any]]) -> list[Figure]:
     return figures
 
 
+def machine() -> str:
+    """The CPU, its cores, the memory, Python and SQLite, as the table's caption."""
+    model = "unknown CPU"
+    with suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{model}, {os.cpu_count()} cores, {memory:.0f} GiB, Python "
+        f"{sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}"
+    )
+
+
 def exit_status(figures: Sequence[Figure]) -> int:
     """1 when any target is missed, else 0."""
     return 1 if any(figure.holds is False for figure in figures) else 0
@@ -1012,6 +1041,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, under 90 seconds")
     parser.add_argument("--json", action="store_true", help="one JSON object per figure")
+    parser.add_argument(
+        "--markdown", action="store_true", help="the figures as the README's table, and the machine"
+    )
     parser.add_argument("--reps", type=int, default=5, help="repetitions per figure (>= 5)")
     parser.add_argument(
         "--postgres",
@@ -1025,6 +1057,11 @@ def main() -> int:
     elapsed = time.perf_counter() - started
     if args.json:
         print(json.dumps([asdict(figure) for figure in figures], indent=2))
+    elif args.markdown:
+        print(MARKDOWN_HEAD)
+        for figure in figures:
+            print(figure.markdown())
+        print(f"\n{machine()}; {len(figures)} figures in {elapsed:.0f} s, median of {reps} reps")
     else:
         for figure in figures:
             print(figure.row())

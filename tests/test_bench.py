@@ -95,3 +95,14 @@ def test_a_missed_target_makes_the_run_exit_1():
     assert bench.exit_status([held, report]) == 0
     assert missed.holds is False
     assert bench.exit_status([held, missed, report]) == 1
+
+
+def test_a_figure_prints_as_a_row_of_the_readme_table_with_its_floor_when_missed():
+    """--markdown: median, spread, target and verdict in cells; a missed target shows its floor."""
+    figure = bench.with_floor(
+        bench.ratio_figure("B9", "what", [0.1, 0.2, 0.3, 0.25, 0.15], 0.5, "1 vs 2"), 0.4, "x"
+    )
+    assert (
+        figure.markdown() == "| B9 | 0.200 | 0.100-0.300 | >= 0.5 | missed (floor 0.400) | 1 vs 2 |"
+    )
+    assert bench.MARKDOWN_HEAD.count("|") == figure.markdown().count("|") * 2
