@@ -790,6 +790,7 @@ from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.testing import factories
 url, rate, seconds, start = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+minutes = int(sys.argv[5])
 ids = [UUID(line) for line in sys.stdin.read().split()]
 clock = SimulatedClock(datetime.fromisoformat(start), tick=timedelta(milliseconds=1))
 done = []
@@ -801,7 +802,7 @@ with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
     n = 0
     while due - began < seconds:
         time.sleep(max(0.0, due - time.monotonic()))
-        service.record_session(factories.session(ids[n % len(ids)], clock.now(), minutes=60))
+        service.record_session(factories.session(ids[n % len(ids)], clock.now(), minutes=minutes))
         committed = time.monotonic()
         done.append((service.recorder.max_notification_id(), committed))
         n += 1
@@ -810,10 +811,20 @@ print(json.dumps(done))
 """
 
 
+def session_minutes(episodes: int, commands: int) -> int:
+    """The longest session (at most an hour) that lets each episode's local day hold its share."""
+    minutes = min(60, 1440 // -(-commands // episodes))
+    if minutes < 1:
+        msg = f"{commands} sessions do not fit in the local days of {episodes} episodes"
+        raise ValueError(msg)
+    return minutes
+
+
 def b7c(bench: PostgresBench, seconds: float, windows: int, rate: float = 200) -> Figure:
     """Projection lag under ``rate`` commands/s from another process, p95 per window."""
     url = bench.schema_url("b7c")
     service, ids = planned_on_postgres(url, 50)
+    minutes = session_minutes(len(ids), round(rate * seconds))
     runner = ViewRunner(service)
     runner.catch_up()
     projected: list[tuple[int, float]] = []
@@ -838,6 +849,7 @@ def b7c(bench: PostgresBench, seconds: float, windows: int, rate: float = 200) -
                 str(rate),
                 str(seconds),
                 started_at,
+                str(minutes),
             ],
             input="\n".join(str(i) for i in ids),
             capture_output=True,

@@ -106,3 +106,17 @@ def test_a_figure_prints_as_a_row_of_the_readme_table_with_its_floor_when_missed
         figure.markdown() == "| B9 | 0.200 | 0.100-0.300 | >= 0.5 | missed (floor 0.400) | 1 vs 2 |"
     )
     assert bench.MARKDOWN_HEAD.count("|") == figure.markdown().count("|") * 2
+
+
+@pytest.mark.parametrize(("episodes", "commands"), [(50, 800), (50, 6000), (50, 72_000)])
+def test_the_lag_writers_sessions_fit_in_each_episodes_local_day(episodes, commands):
+    """B7c's writer gives each episode at most 24 hours of sessions (the day's limit)."""
+    minutes = bench.session_minutes(episodes, commands)
+    assert 1 <= minutes <= 60
+    assert -(-commands // episodes) * minutes <= 1440
+
+
+def test_more_sessions_than_the_days_hold_are_refused_before_the_run():
+    """Rather than a writer failing half-way with DayOverbooked."""
+    with pytest.raises(ValueError, match="do not fit"):
+        bench.session_minutes(3, 10_000)
