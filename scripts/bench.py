@@ -1026,6 +1026,7 @@ def measured(sections: Sequence[Callable[[], Any]]) -> list[Figure]:
         for figure in made if isinstance(made, list) else [made] if made else []:
             figure.seconds = seconds
             figures.append(figure)
+            print(f"{figure.id} measured ({seconds} s)", file=sys.stderr, flush=True)
     return figures
 
 
