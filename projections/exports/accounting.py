@@ -8,10 +8,12 @@ than being listed.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
+from pydantic import ConfigDict, RootModel
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from iop_episodes.audit.integrity import notifications
 from iop_episodes.domain.canonical import canonical_time
@@ -23,6 +25,19 @@ if TYPE_CHECKING:
 
 DISCLOSED_TOPIC = get_topic(Disclosed)
 ACCOUNTING_YEARS = 3
+
+
+class DisclosedRecord(TypedDict):
+    """One episode's entries in a disclosure, as the Disclosure entry names them."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]  # pydantic reads it; mypy allows only fields
+
+    episode_id: str
+    client_ref: str
+    from_version: int
+    to_version: int
+    consent_version: int | None
+    """The consent the entries left under; null for a disclosure under an exception."""
 
 
 class DisclosureRow(Model):
@@ -39,7 +54,7 @@ class DisclosureRow(Model):
     exception: str | None
     format: str
     scope: list[str]
-    records: list[dict[str, Any]]
+    records: list[DisclosedRecord]
     checkpoint: str | None
     sha256: str
     size_bytes: int
@@ -112,3 +127,7 @@ def to_text(rows: list[DisclosureRow]) -> str:
             )
     lines.append(f"{len(rows)} disclosures")
     return "\n".join(lines) + "\n"
+
+
+class DisclosureList(RootModel[list[DisclosureRow]]):
+    """``iop audit disclosures --json``: one object per disclosure, oldest first."""
