@@ -18,8 +18,11 @@ CLIENT = "MRN-001-00000"  # the demo's first client, who consents to County EHR
 DISCLOSING = ["--recipient", "County EHR", "--purpose", "treatment", "--as", "dr.lee:physician"]
 EXPORTS = {
     "fhir": ["export", "fhir", CLIENT, *DISCLOSING, "--consent"],
-    "teds": ["export", "teds", "--admissions", "--from", "2026-01-01", "--to", "2026-12-31"]
-    + [*DISCLOSING[:4], "--as", "pd.gray:program_director", "--exception", "audit-and-evaluation"],
+    "teds": [
+        *("export", "teds", "--admissions", "--from", "2026-01-01", "--to", "2026-12-31"),
+        *DISCLOSING[:4],
+        *("--as", "pd.gray:program_director", "--exception", "audit-and-evaluation"),
+    ],
     "audit-report": ["export", "audit-report", CLIENT, *DISCLOSING, "--consent"],
 }
 
