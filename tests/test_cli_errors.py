@@ -223,7 +223,13 @@ def test_a_version_outside_the_episode_is_refused_naming_version(copy, episode, 
 
 @pytest.mark.parametrize(
     ("command", "argument"),
-    [(("audit", "history", "EPISODE"), "--as-of"), (("stepdown", "run", "--dry-run"), "--as-of")],
+    [
+        (("audit", "history", "EPISODE"), "--as-of"),
+        (("stepdown", "run", "--dry-run"), "--as-of"),
+        (("worklist",), "--as-of"),
+        (("audit", "report", "EPISODE", "--out", "report.html"), "--as-of"),
+        (EXPORT_ALL, "--since"),
+    ],
 )
 @pytest.mark.parametrize("value", ["2026-03-01T00:00", "yesterday"])
 def test_a_time_without_an_offset_is_refused_naming_the_argument(
@@ -234,6 +240,30 @@ def test_a_time_without_an_offset_is_refused_naming_the_argument(
     done = iop(*args, "--store", f"sqlite:///{copy}", argument, value)
     assert done.returncode == USAGE
     assert f"argument {argument}" in one_line_error(done)
+
+
+TEDS = ("export", "teds", "--admissions", "--recipient", "state", "--purpose", "reporting")
+TEDS += ("--as", "pd.gray:program_director", "--exception", "audit-and-evaluation")
+
+
+@pytest.mark.parametrize(
+    ("command", "argument"),
+    [
+        ((*TEDS, "--to", "2026-12-31", "--from"), "--from"),
+        ((*TEDS, "--from", "2026-01-01", "--to"), "--to"),
+        (("audit", "disclosures", "--since"), "--since"),
+    ],
+)
+@pytest.mark.parametrize("value", ["banana", "2026-02-30", "2026-03-01T00:00Z", "20260301"])
+def test_a_day_that_is_not_yyyy_mm_dd_is_refused_naming_the_argument(
+    copy, command, argument, value
+):
+    """--from, --to and --since take a day that exists, written YYYY-MM-DD; nothing is recorded."""
+    before = copy.read_bytes()
+    done = iop(*command, value, "--store", f"sqlite:///{copy}")
+    assert done.returncode == USAGE
+    assert f"argument {argument}" in one_line_error(done)
+    assert copy.read_bytes() == before
 
 
 def test_an_unknown_episode_is_a_usage_error(copy):

@@ -112,6 +112,24 @@ def test_a_client_reference_works_wherever_an_episode_id_does(program):
     iop("audit", "verify", "MRN-A", "MRN-C", "--store", url)  # exits 0: both verify
 
 
+EXCEPTION = ("--recipient", "State", "--purpose", "audit", "--as", "pd.gray:program_director")
+EXCEPTION += ("--exception", "audit-and-evaluation")
+
+
+def test_the_exports_take_a_client_reference_as_they_take_its_id(program):
+    """export fhir and export audit-report of MRN-A disclose the same bytes as of its id."""
+    url, ids = program
+    for kind in ("fhir", "audit-report"):
+        by_ref = iop("export", kind, "MRN-A", *EXCEPTION, "--store", url)
+        by_id = iop("export", kind, str(ids["a"]), *EXCEPTION, "--store", url)
+        assert by_ref.stdout == by_id.stdout
+        assert str(ids["a"]) in by_ref.stdout
+    shared = iop("export", "fhir", "MRN-B", *EXCEPTION, "--store", url, expect=2)
+    assert "matches 2 episodes" in shared.stderr
+    accounting = json.loads(iop("audit", "disclosures", "--store", url, "--json").stdout)
+    assert len(accounting) == 4  # the ambiguous export recorded nothing
+
+
 def test_a_reference_matching_several_episodes_is_a_usage_error_listing_them(program):
     """MRN-B was admitted twice: exit 2, one line naming both episodes."""
     url, ids = program
