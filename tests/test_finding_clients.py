@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -128,6 +129,17 @@ def test_the_exports_take_a_client_reference_as_they_take_its_id(program):
     assert "matches 2 episodes" in shared.stderr
     accounting = json.loads(iop("audit", "disclosures", "--store", url, "--json").stdout)
     assert len(accounting) == 4  # the ambiguous export recorded nothing
+
+
+def test_the_accounting_shows_local_times_with_their_offset(program):
+    """audit disclosures prints each time to the minute in the program's zone, or --timezone's."""
+    url, _ = program
+    iop("export", "audit-report", "MRN-A", *EXCEPTION, "--store", url)
+    local = iop("audit", "disclosures", "--store", url).stdout.splitlines()[0]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d -0[45]:00  disclosure ", local), local
+    utc = iop("audit", "disclosures", "--store", url, "--timezone", "UTC").stdout.splitlines()[0]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d \+00:00  disclosure ", utc), utc
+    iop("audit", "disclosures", "--store", url, "--timezone", "Mars/Olympus", expect=2)
 
 
 def test_a_reference_matching_several_episodes_is_a_usage_error_listing_them(program):

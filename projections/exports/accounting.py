@@ -19,6 +19,7 @@ from iop_episodes.audit.integrity import notifications
 from iop_episodes.domain.canonical import canonical_time
 from iop_episodes.domain.events import Disclosed
 from iop_episodes.domain.values import Model
+from projections.localtime import shown
 
 if TYPE_CHECKING:
     from iop_episodes.application.service import EpisodeService
@@ -109,12 +110,14 @@ def disclosures(
     return rows
 
 
-def to_text(rows: list[DisclosureRow]) -> str:
+def to_text(rows: list[DisclosureRow], timezone: str) -> str:
+    """Two or more lines per disclosure, its time local to ``timezone`` with the offset."""
     lines = []
     for row in rows:
         basis = row.basis if row.exception is None else f"exception {row.exception}"
+        when = shown(row.disclosed_at, timezone)
         lines.append(
-            f"{row.disclosed_at}  disclosure {row.disclosure_id}  by {row.actor_id} "
+            f"{when}  disclosure {row.disclosure_id}  by {row.actor_id} "
             f"({row.actor_role})  to {row.recipient!r}  for {row.purpose!r}  on {basis}  "
             f"{row.format}  {row.size_bytes} bytes sha256 {row.sha256}"
         )

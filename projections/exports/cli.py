@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -26,6 +26,7 @@ from iop_episodes.application.output import Output, print_json, progress_bar
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.domain import errors
 from iop_episodes.domain.catalog import DisclosureException
+from iop_episodes.domain.weeks import zone
 from projections.episodes import resolve_episode
 from projections.exports import accounting, api, codes
 from projections.exports.disclosure import EXCEPTIONS, actor_of
@@ -270,15 +271,16 @@ def _write_file(data: bytes, out: str) -> None:
 
 
 def cmd_audit_disclosures(args: argparse.Namespace) -> int:
-    today = datetime.now(tz=UTC).date()
-    since_day = args.since or accounting.three_years_before(today)
-    since = datetime.combine(since_day, time(0), tzinfo=UTC)
     with EpisodeService(args.store, read_only=True) as service:  # it only reads
+        timezone = args.timezone or service.program_timezone
+        today = datetime.now(tz=zone(timezone)).date()
+        since_day = args.since or accounting.three_years_before(today)
+        since = datetime.combine(since_day, time(0), tzinfo=zone(timezone))
         rows = accounting.disclosures(service, client=args.client, since=since)
     if args.json:
         print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
     else:
-        sys.stdout.write(accounting.to_text(rows))
+        sys.stdout.write(accounting.to_text(rows, timezone))
     return EXIT_OK
 
 
@@ -352,7 +354,8 @@ def register(commands: Any, audit_commands: Any) -> None:
         "--since",
         type=arguments.day,
         metavar="DATE",
-        help="from this day, YYYY-MM-DD (default: three years ago)",
+        help="from the start of this day, YYYY-MM-DD (default: three years ago)",
     )
+    arguments.add_timezone(accounting_parser, "to show times and count days in")
     arguments.add_json(accounting_parser)
     accounting_parser.set_defaults(handler=cmd_audit_disclosures)
