@@ -37,6 +37,10 @@ READING = [
     ("projections", "status"),
     ("stepdown", "run", "--dry-run"),
     ("audit", "disclosures"),
+    ("episodes",),
+    ("worklist",),
+    ("schedule", "--episode", "MRN-001-00000"),
+    ("audit", "report", "6f1f8c1e-3b7a-5d0e-9a53-2f4c7b1d9e10", "--out", "/nonexistent/r.html"),
 ]
 
 
@@ -167,6 +171,18 @@ def test_a_malformed_cipher_key_is_a_key_problem(copy):
     done = iop("audit", "verify", "--store", f"sqlite:///{copy}", env={"IOP_CIPHER_KEY": "abc"})
     assert done.returncode == INTEGRITY
     assert "IOP_CIPHER_KEY is not a base64 AES key" in one_line_error(done)
+
+
+@pytest.mark.parametrize("command", [("audit", "verify"), ("demo",)], ids=" ".join)
+def test_a_malformed_integrity_key_is_a_key_problem_never_echoed(tmp_path, copy, command):
+    """IOP_INTEGRITY_KEY that is not base64: exit 4 naming the variable, its text never shown."""
+    malformed = "not-base64-but-private-text!"
+    store = copy if command[0] == "audit" else tmp_path / "new.db"
+    done = iop(*command, "--store", f"sqlite:///{store}", env={"IOP_INTEGRITY_KEY": malformed})
+    assert done.returncode == INTEGRITY
+    assert "IOP_INTEGRITY_KEY" in one_line_error(done)
+    assert malformed not in done.stderr + done.stdout
+    assert not (tmp_path / "new.db").exists()
 
 
 def test_a_wrong_cipher_key_is_a_key_problem(copy):

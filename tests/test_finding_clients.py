@@ -210,6 +210,17 @@ def test_with_a_key_the_client_reference_is_sealed_in_the_view_and_shown(tmp_pat
     assert all(value.startswith("enc:") for value in stored)
 
 
+def test_with_a_key_the_schedule_shows_the_client_reference_opened(tmp_path, monkeypatch):
+    """An encrypted store read with IOP_CIPHER_KEY: the week's table and JSON name MRN-A."""
+    monkeypatch.setenv("IOP_CIPHER_KEY", AESCipher.create_key(32))
+    url = f"sqlite:///{tmp_path / 'iop.db'}"
+    small_program(url)
+    rows = json.loads(iop("schedule", "--store", url, "--week", "2026-W02", "--json").stdout)
+    assert [(row["client_ref"], row["client_ref_sealed"]) for row in rows] == [("MRN-A", False)]
+    table = iop("schedule", "--store", url, "--week", "2026-W02").stdout.splitlines()
+    assert table[2].startswith("MRN-A ")
+
+
 def test_without_the_key_an_encrypted_store_lists_its_episodes_sealed(tmp_path, monkeypatch):
     """No IOP_CIPHER_KEY on an encrypted store: every episode listed, references (sealed)."""
     monkeypatch.setenv("IOP_CIPHER_KEY", AESCipher.create_key(32))
