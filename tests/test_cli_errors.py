@@ -290,6 +290,19 @@ def test_an_unknown_episode_is_a_usage_error(copy):
     assert missing in one_line_error(done)
 
 
+@pytest.mark.parametrize("kind", ["fhir", "audit-report"])
+def test_exporting_an_unknown_episode_is_a_usage_error_that_records_nothing(copy, kind):
+    """A UUID no episode has: exit 2, one line naming it, and the store is unchanged."""
+    unknown = "6f1f8c1e-3b7a-5d0e-9a53-2f4c7b1d9e10"
+    before = copy.read_bytes()
+    disclosing = ("--recipient", "County EHR", "--purpose", "treatment", "--consent")
+    disclosing += ("--as", "dr.lee:physician", "--store", f"sqlite:///{copy}")
+    done = iop("export", kind, unknown, *disclosing)
+    assert done.returncode == USAGE
+    assert f"no episode {unknown}" in one_line_error(done)
+    assert copy.read_bytes() == before
+
+
 def test_bad_arguments_are_one_line_not_a_usage_block(copy):
     """An unknown option: exit 2, one line pointing at --help."""
     done = iop("audit", "verify", "--store", f"sqlite:///{copy}", "--colour")

@@ -3,9 +3,9 @@
 Every export names its disclosure (``--recipient``, ``--purpose``, ``--as``
 and ``--consent`` or ``--exception``). Exit codes: 0 everything asked for was
 exported, 1 something was refused (each refusal is named on stderr and
-nothing of it is written), 2 bad usage. The data goes to ``--out``; with
-``--json`` (and ``--out`` a file or directory) stdout holds one
-``ExportSummary`` instead of the summary line on stderr.
+nothing of it is written), 2 bad usage (an unknown episode among it). The
+data goes to ``--out``; with ``--json`` (and ``--out`` a file or directory)
+stdout holds one ``ExportSummary`` instead of the summary line on stderr.
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ def cmd_export_fhir(args: argparse.Namespace) -> int:
         wanted = list(histories) if args.all else episode_ids(service, args.episodes)
         missing = [episode_id for episode_id in wanted if episode_id not in histories]
         if missing:
-            print(f"iop export fhir: no episode {missing[0]}", file=sys.stderr)
-            return EXIT_FAILED
+            msg = f"export fhir: no episode {missing[0]} (iop episodes lists them)"
+            raise errors.EpisodeNotFound(msg)
         if args.since is not None:
             since = args.since
             wanted = [e for e in wanted if histories[e][-1].timestamp >= since]
@@ -253,7 +253,7 @@ def cmd_export_audit_report(args: argparse.Namespace) -> int:
                     output=args.format,
                 )
                 progress(1, 1)
-        except (errors.EpisodeRuleError, errors.EpisodeNotFound) as error:
+        except errors.EpisodeRuleError as error:  # an unknown episode is a usage error (2)
             print(f"iop export audit-report: refused: {error}", file=sys.stderr)
             return EXIT_FAILED
     _write_file(export.data, args.out)
