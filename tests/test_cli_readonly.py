@@ -146,7 +146,7 @@ def _tables(schema: str) -> list[str]:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("index", [0, 3, 4, 5], ids=lambda i: " ".join(READING[i]))
+@pytest.mark.parametrize("index", [0, 1, 3, 4, 5, 6, 7, 8], ids=lambda i: " ".join(READING[i]))
 def test_reading_commands_leave_an_empty_postgresql_schema_empty(postgres_url, index):
     """An empty schema: exit 3, and still no table in it afterwards."""
     done = iop(*READING[index], "--store", postgres_url)
