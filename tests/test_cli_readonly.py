@@ -23,6 +23,12 @@ READING = [
     ("schedule", "--week", "2026-W04"),
     ("projections", "status"),
     ("stepdown", "run", "--dry-run", "--as-of", "2026-02-09T07:00:00Z"),
+    ("episodes",),
+    ("worklist", "--as-of", "2026-02-09T07:00:00Z"),
+    ("audit", "disclosures"),
+    ("audit", "verify", "--json"),
+    ("audit", "history", "EPISODE", "--json"),
+    ("schedule", "--episode", "EPISODE", "--json"),
 ]
 
 
@@ -98,6 +104,22 @@ def test_views_behind_a_read_only_store_are_built_from_the_store(locked_copy, ep
     assert files_under(locked_copy.parent) == before
 
 
+def test_an_auditor_writes_the_html_report_from_a_read_only_store(locked_copy, episode):
+    """audit report as the unprivileged user: the file is written elsewhere, the store untouched."""
+    lock(locked_copy)
+    before = files_under(locked_copy.parent)
+    with public_directory() as out:
+        out.chmod(0o777)  # the reader's own place to write the report
+        report = out / "report.html"
+        done = iop(
+            "audit", "report", episode, "--store", f"sqlite:///{locked_copy}",
+            "--out", str(report), as_reader=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert report.read_text().startswith("<!DOCTYPE html>")
+    assert files_under(locked_copy.parent) == before
+
+
 def _correctable(service: EpisodeService, episode: str) -> int:
     for event in service.history(uuid.UUID(episode)):
         if type(event).__name__ == "SessionAttended":
@@ -124,7 +146,7 @@ def _tables(schema: str) -> list[str]:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("index", [0, 3, 4, 5], ids=lambda i: " ".join(READING[i]))
+@pytest.mark.parametrize("index", [0, 1, 3, 4, 5, 6, 7, 8], ids=lambda i: " ".join(READING[i]))
 def test_reading_commands_leave_an_empty_postgresql_schema_empty(postgres_url, index):
     """An empty schema: exit 3, and still no table in it afterwards."""
     done = iop(*READING[index], "--store", postgres_url)
