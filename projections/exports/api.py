@@ -1,4 +1,4 @@
-"""The library calls hosts use: export an episode (or many) as FHIR, a period as TEDS.
+"""The library calls hosts use: FHIR bundles, TEDS records, audit reports and proof bundles.
 
 Each call checks the basis, builds the export from verified histories,
 records exactly one Disclosure, and only then returns the export. A refused
@@ -7,11 +7,14 @@ export raises (or, for many episodes, lists the refused) and records nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from iop_episodes.audit.bundle import ProvenEpisode, prove_episode
+from iop_episodes.audit.checkpoints import covering_checkpoint
 from iop_episodes.audit.integrity import episode_ids
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_json
@@ -20,12 +23,21 @@ from iop_episodes.domain.commands import Actor
 from iop_episodes.domain.disclosure import require_discloser
 from projections import audit, history_text
 from projections.exports import codes, teds
-from projections.exports.disclosure import Disclosing, basis_of, record, select
+from projections.exports.disclosure import (
+    Disclosing,
+    Selected,
+    basis_of,
+    episode_history,
+    record,
+    select,
+)
 from projections.exports.fhir import build_bundle
 from projections.projector import audit_row
+from projections.report import AuditReport, CheckpointRef, build_report
+from projections.report_html import render_report
 
 if TYPE_CHECKING:
-    from datetime import date
+    from datetime import date, datetime
 
     from iop_episodes.application.service import EpisodeService
     from iop_episodes.domain.episode import Receipt
@@ -70,6 +82,21 @@ def _disclosing(
     if command_id is None:
         return Disclosing(recipient, purpose, actor, basis)
     return Disclosing(recipient, purpose, actor, basis, command_id)
+
+
+def _one(
+    service: EpisodeService,
+    episode_id: UUID,
+    disclosing: Disclosing,
+    history: list[EpisodeEvent] | None = None,
+) -> Selected:
+    """The one episode an export sends (``history``: only these entries), or its refusal raised."""
+    selected = select(
+        service, [episode_id], disclosing, histories=None if history is None else lambda _: history
+    )
+    if episode_id in selected.refused:
+        raise selected.refused[episode_id]
+    return selected
 
 
 def export_fhir_many(
@@ -209,9 +236,7 @@ def export_audit_report(
     disclosing = _disclosing(
         recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
     )
-    selected = select(service, [episode_id], disclosing)
-    if episode_id in selected.refused:
-        raise selected.refused[episode_id]
+    selected = _one(service, episode_id, disclosing)
     history = selected.histories[episode_id]
     rows = [audit_row(event, str(episode_id)) for event in history]
     entries = audit.linked(rows, audit.coverage_of(history))
@@ -224,3 +249,97 @@ def export_audit_report(
     export_format = ExportFormat(f"audit-report-{output}")
     record(service, disclosing, selected, export_format=export_format, data=data)
     return data
+
+
+@dataclass(frozen=True)
+class HtmlReport:
+    """The HTML report's bytes, what it says, and the disclosure it left under."""
+
+    data: bytes
+    report: AuditReport
+    disclosure: Receipt
+
+
+def export_audit_report_html(
+    service: EpisodeService,
+    episode_id: UUID,
+    *,
+    recipient: str,
+    purpose: str,
+    actor: Mapping[str, str],
+    consent: bool = False,
+    exception: str | None = None,
+    as_of: datetime | None = None,
+    timezone: str | None = None,
+    command_id: str | None = None,
+) -> HtmlReport:
+    """The report ``iop audit report`` writes (entries up to ``as_of``), disclosed once.
+
+    The disclosure names versions 1 to the report's version. Raises the
+    refusal when the episode has no basis; nothing is recorded then.
+    """
+    disclosing = _disclosing(
+        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    )
+    version = service.episode(episode_id, as_of=as_of).version
+    shown = [e for e in episode_history(service, episode_id) if e.originator_version <= version]
+    selected = _one(service, episode_id, disclosing, shown)
+    covered = covering_checkpoint(service, episode_id, up_to={episode_id: version})
+    report = build_report(
+        service,
+        episode_id,
+        as_of=as_of,
+        timezone=timezone or service.program_timezone,
+        now=service.clock.now(),
+        checkpoint=None if covered is None else CheckpointRef.of(covered),
+    )
+    data = render_report(report).encode("utf-8")
+    disclosure = record(
+        service, disclosing, selected, export_format=ExportFormat.AUDIT_REPORT_HTML, data=data
+    )
+    return HtmlReport(data, report, disclosure)
+
+
+def bundle_bytes(bundle: Mapping[str, Any]) -> bytes:
+    """A proof bundle as ``iop audit prove`` writes it: indented JSON, ASCII, one newline."""
+    return (json.dumps(bundle, indent=1) + "\n").encode("ascii")
+
+
+@dataclass(frozen=True)
+class ProofBundle:
+    """The bundle's bytes, what it proves, and the disclosure it left under."""
+
+    data: bytes
+    proven: ProvenEpisode
+    disclosure: Receipt
+
+
+def export_proof_bundle(
+    service: EpisodeService,
+    episode_id: UUID,
+    *,
+    recipient: str,
+    purpose: str,
+    actor: Mapping[str, str],
+    consent: bool = False,
+    exception: str | None = None,
+    command_id: str | None = None,
+) -> ProofBundle:
+    """The episode's proof bundle against the latest checkpoint, disclosed once.
+
+    The disclosure names the versions the bundle carries (1 to n, those the
+    checkpoint covers) and that checkpoint. Raises ``ProofUnavailable`` when
+    no bundle can be made, or the refusal when the episode has no basis;
+    nothing is recorded then.
+    """
+    disclosing = _disclosing(
+        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    )
+    proven = prove_episode(service, episode_id)
+    carried = episode_history(service, episode_id)[: proven.entries]
+    selected = _one(service, episode_id, disclosing, carried)
+    data = bundle_bytes(proven.bundle)
+    disclosure = record(
+        service, disclosing, selected, export_format=ExportFormat.PROOF_BUNDLE, data=data
+    )
+    return ProofBundle(data, proven, disclosure)
