@@ -468,3 +468,8 @@ def test_a_prove_whose_out_cannot_be_written_exits_2_and_records_nothing(
     )
     assert (code, err) == (2, f"iop: error: --out {out_file}: No such file or directory\n")
     assert run(capsys, "audit", "disclosures", "--store", sqlite_url)[1] == "0 disclosures\n"
+
+
+def test_a_proof_bundle_is_readable_by_its_owner_only(bundle: Path) -> None:
+    """It carries clinical entries: the written bundle has mode 0600."""
+    assert bundle.stat().st_mode & 0o777 == 0o600

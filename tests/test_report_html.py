@@ -31,7 +31,7 @@ from tests import tamper
 from tests.cli import iop
 from tests.conftest import START
 from tests.reports import HOSTILE_NOTE, eventful_episode
-from tests.sealing import TEST_KEY_TEXT
+from tests.sealing import TEST_KEY, TEST_KEY_TEXT
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_FLAGS = (
@@ -596,3 +596,24 @@ def test_the_report_names_the_checkpoint_that_covers_the_episode(tmp_path, monke
     assert f"Covered by the checkpoint of log size {size[1]}, root" in out.read_text(
         encoding="utf-8"
     )
+
+
+def test_a_sealed_store_without_the_integrity_key_gets_no_report(tmp_path, monkeypatch):
+    """The disclosure cannot be sealed without IOP_INTEGRITY_KEY: exit 4, no file, no disclosure."""
+    monkeypatch.delenv("IOP_INTEGRITY_KEY", raising=False)
+    url = f"sqlite:///{tmp_path / 'iop.db'}"
+    clock = SimulatedClock(START)
+    with EpisodeService(
+        url, clock=clock, timezone="America/New_York", integrity_key=TEST_KEY
+    ) as service:
+        eventful_episode(service, clock)
+    out = tmp_path / "report.html"
+    done = iop(
+        "audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED, expect=4
+    )
+    assert done.stderr.splitlines()[-1].startswith("iop: error: ")
+    assert "IOP_INTEGRITY_KEY is not set" in done.stderr
+    assert list(tmp_path.glob("*.html*")) == []
+    assert list(tmp_path.glob(".report.html*")) == []
+    monkeypatch.setenv("IOP_INTEGRITY_KEY", TEST_KEY_TEXT)
+    assert accounting(url) == []
