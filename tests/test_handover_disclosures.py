@@ -18,8 +18,9 @@ from iop_episodes.audit.integrity import notifications
 from iop_episodes.domain import errors
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, stored_count
-from projections.exports import bundle_bytes, export_audit_report_html, export_proof_bundle
+from projections.exports import export_audit_report_html, export_proof_bundle
 from projections.exports.accounting import DISCLOSED_TOPIC, disclosures
+from projections.exports.api import bundle_bytes
 from projections.report_html import render_report
 from tests.exports_scenario import PHYSICIAN
 from tests.sealing import TEST_KEY

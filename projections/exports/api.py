@@ -68,35 +68,59 @@ class TedsExport(Export):
     records: list[teds.TedsRecord] = field(default_factory=list)
 
 
-def _disclosing(
+@dataclass(frozen=True)
+class _Leaving:
+    """An export under way, its basis and discloser checked: what may leave, then its record."""
+
+    service: EpisodeService
+    disclosing: Disclosing
+
+    def select(self, episodes: Iterable[UUID], **how: Any) -> Selected:
+        """Each episode's entries and basis; those without one in ``refused``."""
+        return select(self.service, episodes, self.disclosing, **how)
+
+    def one(self, episode_id: UUID, history: list[EpisodeEvent] | None = None) -> Selected:
+        """The one episode sent (``history``: only these entries), or its refusal raised."""
+        only = None if history is None else lambda _: history
+        selected = self.select([episode_id], histories=only)
+        if episode_id in selected.refused:
+            raise selected.refused[episode_id]
+        return selected
+
+    def record(
+        self,
+        selected: Selected,
+        export_format: ExportFormat,
+        data: bytes,
+        scope: Iterable[str] | None = None,
+    ) -> Receipt:
+        """The export's one Disclosure, of exactly ``data``."""
+        return record(
+            self.service,
+            self.disclosing,
+            selected,
+            export_format=export_format,
+            data=data,
+            scope=scope,
+        )
+
+
+def _leaving(
+    service: EpisodeService,
+    *,
     recipient: str,
     purpose: str,
     actor: Mapping[str, str],
-    *,
     consent: bool,
     exception: str | None,
     command_id: str | None,
-) -> Disclosing:
+) -> _Leaving:
+    """Check the basis and who discloses on it before anything is read."""
     basis = basis_of(consent=consent, exception=exception)
     require_discloser(Actor.model_validate(actor), basis)
     if command_id is None:
-        return Disclosing(recipient, purpose, actor, basis)
-    return Disclosing(recipient, purpose, actor, basis, command_id)
-
-
-def _one(
-    service: EpisodeService,
-    episode_id: UUID,
-    disclosing: Disclosing,
-    history: list[EpisodeEvent] | None = None,
-) -> Selected:
-    """The one episode an export sends (``history``: only these entries), or its refusal raised."""
-    selected = select(
-        service, [episode_id], disclosing, histories=None if history is None else lambda _: history
-    )
-    if episode_id in selected.refused:
-        raise selected.refused[episode_id]
-    return selected
+        return _Leaving(service, Disclosing(recipient, purpose, actor, basis))
+    return _Leaving(service, Disclosing(recipient, purpose, actor, basis, command_id))
 
 
 def export_fhir_many(
@@ -113,10 +137,16 @@ def export_fhir_many(
     command_id: str | None = None,
 ) -> FhirExport:
     """One bundle per episode with a basis, under one disclosure; the rest in ``refused``."""
-    disclosing = _disclosing(
-        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    leaving = _leaving(
+        service,
+        recipient=recipient,
+        purpose=purpose,
+        actor=actor,
+        consent=consent,
+        exception=exception,
+        command_id=command_id,
     )
-    selected = select(service, episodes, disclosing)
+    selected = leaving.select(episodes)
     export = FhirExport(refused=selected.refused)
     for episode_id, history in selected.histories.items():
         export.bundles[episode_id] = build_bundle(
@@ -126,7 +156,7 @@ def export_fhir_many(
         return export
     export.data = b"".join(serialize(bundle) for bundle in export.bundles.values())
     kind = ExportFormat.FHIR_TRANSACTION if transaction else ExportFormat.FHIR_COLLECTION
-    export.disclosure = record(service, disclosing, selected, export_format=kind, data=export.data)
+    export.disclosure = leaving.record(selected, kind, export.data)
     return export
 
 
@@ -186,8 +216,14 @@ def export_teds(
     command_id: str | None = None,
 ) -> TedsExport:
     """TEDS admission or discharge records dated ``start`` to ``end``, disclosed once."""
-    disclosing = _disclosing(
-        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    leaving = _leaving(
+        service,
+        recipient=recipient,
+        purpose=purpose,
+        actor=actor,
+        consent=consent,
+        exception=exception,
+        command_id=command_id,
     )
     histories = episode_histories(service)
     with_records = [
@@ -196,12 +232,8 @@ def export_teds(
         if teds.records_in_period([history], kind, start, end)
     ]
     needed = [str(RecordScope.ADMISSION_DISCHARGE)]
-    selected = select(
-        service,
-        with_records,
-        disclosing,
-        histories=histories.__getitem__,
-        needed=lambda _history: needed,
+    selected = leaving.select(
+        with_records, histories=histories.__getitem__, needed=lambda _history: needed
     )
     export = TedsExport(refused=selected.refused)
     export.records = teds.records_in_period(selected.histories.values(), kind, start, end)
@@ -211,9 +243,7 @@ def export_teds(
         teds.to_csv(export.records, kind) if output == "csv" else teds.to_json(export.records)
     )
     export_format = ExportFormat(f"teds-{kind}s-{output}")
-    export.disclosure = record(
-        service, disclosing, selected, export_format=export_format, data=export.data, scope=needed
-    )
+    export.disclosure = leaving.record(selected, export_format, export.data, needed)
     return export
 
 
@@ -233,10 +263,16 @@ def export_audit_report(
 
     Raises the refusal when the episode has no basis; nothing is recorded then.
     """
-    disclosing = _disclosing(
-        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    leaving = _leaving(
+        service,
+        recipient=recipient,
+        purpose=purpose,
+        actor=actor,
+        consent=consent,
+        exception=exception,
+        command_id=command_id,
     )
-    selected = _one(service, episode_id, disclosing)
+    selected = leaving.one(episode_id)
     history = selected.histories[episode_id]
     rows = [audit_row(event, str(episode_id)) for event in history]
     entries = audit.linked(rows, audit.coverage_of(history))
@@ -247,7 +283,7 @@ def export_audit_report(
         text = history_text.to_csv(entries, client_ref, service.program_timezone)
     data = text.encode("utf-8")
     export_format = ExportFormat(f"audit-report-{output}")
-    record(service, disclosing, selected, export_format=export_format, data=data)
+    leaving.record(selected, export_format, data)
     return data
 
 
@@ -278,12 +314,18 @@ def export_audit_report_html(
     The disclosure names versions 1 to the report's version. Raises the
     refusal when the episode has no basis; nothing is recorded then.
     """
-    disclosing = _disclosing(
-        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    leaving = _leaving(
+        service,
+        recipient=recipient,
+        purpose=purpose,
+        actor=actor,
+        consent=consent,
+        exception=exception,
+        command_id=command_id,
     )
     version = service.episode(episode_id, as_of=as_of).version
     shown = [e for e in episode_history(service, episode_id) if e.originator_version <= version]
-    selected = _one(service, episode_id, disclosing, shown)
+    selected = leaving.one(episode_id, shown)
     covered = covering_checkpoint(service, episode_id, up_to={episode_id: version})
     report = build_report(
         service,
@@ -294,9 +336,7 @@ def export_audit_report_html(
         checkpoint=None if covered is None else CheckpointRef.of(covered),
     )
     data = render_report(report).encode("utf-8")
-    disclosure = record(
-        service, disclosing, selected, export_format=ExportFormat.AUDIT_REPORT_HTML, data=data
-    )
+    disclosure = leaving.record(selected, ExportFormat.AUDIT_REPORT_HTML, data)
     return HtmlReport(data, report, disclosure)
 
 
@@ -332,14 +372,18 @@ def export_proof_bundle(
     no bundle can be made, or the refusal when the episode has no basis;
     nothing is recorded then.
     """
-    disclosing = _disclosing(
-        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    leaving = _leaving(
+        service,
+        recipient=recipient,
+        purpose=purpose,
+        actor=actor,
+        consent=consent,
+        exception=exception,
+        command_id=command_id,
     )
     proven = prove_episode(service, episode_id)
     carried = episode_history(service, episode_id)[: proven.entries]
-    selected = _one(service, episode_id, disclosing, carried)
+    selected = leaving.one(episode_id, carried)
     data = bundle_bytes(proven.bundle)
-    disclosure = record(
-        service, disclosing, selected, export_format=ExportFormat.PROOF_BUNDLE, data=data
-    )
+    disclosure = leaving.record(selected, ExportFormat.PROOF_BUNDLE, data)
     return ProofBundle(data, proven, disclosure)
