@@ -473,3 +473,21 @@ def test_a_prove_whose_out_cannot_be_written_exits_2_and_records_nothing(
 def test_a_proof_bundle_is_readable_by_its_owner_only(bundle: Path) -> None:
     """It carries clinical entries: the written bundle has mode 0600."""
     assert bundle.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.usefixtures("keyed")
+def test_a_checkpoint_that_stops_short_says_where_in_its_json(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json: exit 1 still, one object naming the entry it would not sign in."""
+    episodes = sealed_store(sqlite_url)
+    with EpisodeService(sqlite_url) as service:
+        service.record_session(factories.session(episodes[0], START + timedelta(days=1)))
+    strip_seal(sqlite_url, tamper.key(sqlite_url, episodes[0]), 5)
+    code, out, _ = run(capsys, "audit", "checkpoint", "--store", sqlite_url, "--json")
+    made = json.loads(out)
+    assert code == 1
+    assert (made["signed_in"], made["checkpoint"]["size"]) == (12, 12)
+    assert made["not_signed_in_from"] == (
+        f"episode {episodes[0]} version 5: the entry carries no seal"
+    )
