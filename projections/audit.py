@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
+from pydantic import RootModel
 
+from iop_episodes.application.output import Progress
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit.integrity import (
     STORE,
@@ -82,6 +84,13 @@ class AuditEntry(Model):
         return {name: getattr(self, name) for name in FIELDS} | {
             "corrected_by": list(self.corrected_by)
         }
+
+
+class AuditHistory(RootModel[list[AuditEntry]]):
+    """``iop audit history --json``: the entries in order; each ``--format jsonl`` line is one.
+
+    Times are canonical UTC and the payload is as recorded.
+    """
 
 
 def history(
@@ -194,19 +203,27 @@ def verify_all(
     only: Sequence[UUID] | None = None,
     *,
     jobs: int = 1,
+    progress: Progress | None = None,
 ) -> Verification:
     """Entries, snapshots, the tracking position and every view row, trusting none of them.
 
     The views are compared, as they stand at their tracked position, with
     views rebuilt apart (in memory) from the entries that verify: each
     episode's entries up to the first one that does not. ``jobs`` processes
-    share the pass over the entries (``verify_entries``).
+    share the pass over the entries (``verify_entries``). ``progress`` is
+    told (done, total) in log positions: the pass over the entries, then
+    the rebuild's.
     """
+    report = progress or _ignore
+    total = service.recorder.max_notification_id() or 0  # for progress: the log at the start
+    report(0, 2 * total)
     result = verify_entries(service, only, jobs=jobs)
+    report(total, 2 * total)
     snapshots = verify_snapshots(service, only)
     result.checked.snapshots = snapshots.checked.snapshots
     result.findings.extend(snapshots.findings)
-    position, head = views.position(), service.recorder.max_notification_id() or 0
+    position = views.position()  # before the head: views caught up meanwhile are not past it
+    head = service.recorder.max_notification_id() or 0
     if position > head:
         result.findings.append(
             Finding(
@@ -217,17 +234,35 @@ def verify_all(
             )
         )
     wanted = None if only is None else {str(episode_id) for episode_id in only}
-    rebuilt = _rebuilt_views(service, min(position, head), result.first_bad_versions(), wanted)
+    rebuilt = _rebuilt_views(
+        service,
+        min(position, head),
+        result.first_bad_versions(),
+        wanted,
+        lambda done: report(total + done, 2 * total),
+    )
     live = _rows(views.dump(), wanted)
     result.checked.view_rows = sum(len(rows) for rows in live.values())
     result.findings.extend(_view_findings(live, _rows(rebuilt.dump(), wanted)))
+    report(2 * total, 2 * total)
     return result
 
 
+def _ignore(done: int, total: int) -> None:
+    del done, total
+
+
 def _rebuilt_views(
-    service: EpisodeService, upto: int, first_bad: dict[UUID, int], wanted: set[str] | None
+    service: EpisodeService,
+    upto: int,
+    first_bad: dict[UUID, int],
+    wanted: set[str] | None,
+    projected: Callable[[int], None],
 ) -> MemoryEpisodeViews:
-    """The views as the verified entries up to log position ``upto`` make them."""
+    """The views as the verified entries up to log position ``upto`` make them.
+
+    ``projected`` is told the log position reached after each page.
+    """
     rebuilt = MemoryEpisodeViews()
     after, start = 0, 1
     while start <= upto:
@@ -247,6 +282,7 @@ def _rebuilt_views(
                 first_bad[episode_id] = notification.originator_version
         rebuilt.project(events, Tracking(UPSTREAM, page[-1].id), after)
         after, start = page[-1].id, page[-1].id + 1
+        projected(after)
     return rebuilt
 
 

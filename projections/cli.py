@@ -217,7 +217,9 @@ def cmd_audit_history(args: argparse.Namespace) -> int:
         _check_version(service, episode_id, args.version)
         state = service.episode(episode_id, version=args.version, as_of=args.as_of)
         entries = audit.history(views, str(episode_id), version=state.version)
-    if args.format == "jsonl":
+    if args.json:
+        print(audit.AuditHistory(entries).model_dump_json(indent=2))
+    elif args.format == "jsonl":
         sys.stdout.write(audit.to_jsonl(entries))
     elif args.format == "csv":
         sys.stdout.write(history_text.to_csv(entries, state.client_ref, timezone))
@@ -326,7 +328,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     with _reading(args) as service:
         views = _views_as_they_stand(service)
         only = _resolved(service, args.episodes) or None
-        result = audit.verify_all(service, views, only, jobs=args.jobs)
+        with progress_bar("verify: events") as progress:
+            result = audit.verify_all(service, views, only, jobs=args.jobs, progress=progress)
         try:  # the witness's checkpoints, when asked for
             attested = (
                 None
@@ -555,6 +558,9 @@ JSON_MODELS: dict[str, type[BaseModel]] = {
     "episodes": EpisodeList,
     "schedule": ProgramSchedule,
     "worklist": Worklist,
+    "schedule --episode": EpisodeSchedule,
+    "audit history": audit.AuditHistory,
+    **exports_cli.JSON_MODELS,  # export fhir|teds|audit-report, audit disclosures
 }
 """Each read-side command's ``--json`` shape, for ``iop schema``."""
 
@@ -600,8 +606,14 @@ def register(commands: Any) -> None:
     when.add_argument(
         "--version", type=arguments.positive, help="up to this version (1 to the episode's head)"
     )
-    hist.add_argument(
+    shape = hist.add_mutually_exclusive_group()
+    shape.add_argument(
         "--format", choices=["text", "jsonl", "csv"], default="text", help="output (text)"
+    )
+    shape.add_argument(
+        "--json",
+        action="store_true",
+        help="print the entries as one JSON array (each item as a --format jsonl line)",
     )
     hist.set_defaults(handler=cmd_audit_history)
 

@@ -14,7 +14,6 @@ from iop_episodes.audit import commands as attestation
 from iop_episodes.domain.weeks import iso_week
 from projections import cli
 from projections.candidates import ScheduleCandidates
-from projections.exports import cli as exports_cli
 from projections.runner import ViewRunner
 from projections.schedule import program_schedule
 
@@ -27,7 +26,7 @@ class ReadSide:
         return ScheduleCandidates(service)
 
     def json_models(self) -> dict[str, type[BaseModel]]:
-        return {**cli.JSON_MODELS, **attestation.JSON_MODELS, **exports_cli.JSON_MODELS}
+        return {**cli.JSON_MODELS, **attestation.JSON_MODELS}
 
     def after_demo(self, service: EpisodeService, now: datetime) -> str:
         runner = ViewRunner(service)

@@ -37,6 +37,20 @@ READING = [
     ("projections", "status"),
     ("stepdown", "run", "--dry-run"),
     ("audit", "disclosures"),
+    ("episodes",),
+    ("worklist",),
+    ("schedule", "--episode", "MRN-001-00000"),
+    (
+        *(
+            "audit",
+            "report",
+            "6f1f8c1e-3b7a-5d0e-9a53-2f4c7b1d9e10",
+            "--out",
+            "/nonexistent/r.html",
+        ),
+        *("--recipient", "State auditor", "--purpose", "audit", "--as", "au.hill:auditor"),
+        *("--exception", "audit-and-evaluation"),
+    ),
 ]
 
 
@@ -169,6 +183,18 @@ def test_a_malformed_cipher_key_is_a_key_problem(copy):
     assert "IOP_CIPHER_KEY is not a base64 AES key" in one_line_error(done)
 
 
+@pytest.mark.parametrize("command", [("audit", "verify"), ("demo",)], ids=" ".join)
+def test_a_malformed_integrity_key_is_a_key_problem_never_echoed(tmp_path, copy, command):
+    """IOP_INTEGRITY_KEY that is not base64: exit 4 naming the variable, its text never shown."""
+    malformed = "not-base64-but-private-text!"
+    store = copy if command[0] == "audit" else tmp_path / "new.db"
+    done = iop(*command, "--store", f"sqlite:///{store}", env={"IOP_INTEGRITY_KEY": malformed})
+    assert done.returncode == INTEGRITY
+    assert "IOP_INTEGRITY_KEY" in one_line_error(done)
+    assert malformed not in done.stderr + done.stdout
+    assert not (tmp_path / "new.db").exists()
+
+
 def test_a_wrong_cipher_key_is_a_key_problem(copy):
     """A well-formed key the store was not written with: exit 4, the key never printed."""
     key = AESCipher.create_key(32)
@@ -223,7 +249,13 @@ def test_a_version_outside_the_episode_is_refused_naming_version(copy, episode, 
 
 @pytest.mark.parametrize(
     ("command", "argument"),
-    [(("audit", "history", "EPISODE"), "--as-of"), (("stepdown", "run", "--dry-run"), "--as-of")],
+    [
+        (("audit", "history", "EPISODE"), "--as-of"),
+        (("stepdown", "run", "--dry-run"), "--as-of"),
+        (("worklist",), "--as-of"),
+        (("audit", "report", "EPISODE", "--out", "report.html"), "--as-of"),
+        (EXPORT_ALL, "--since"),
+    ],
 )
 @pytest.mark.parametrize("value", ["2026-03-01T00:00", "yesterday"])
 def test_a_time_without_an_offset_is_refused_naming_the_argument(
@@ -236,12 +268,49 @@ def test_a_time_without_an_offset_is_refused_naming_the_argument(
     assert f"argument {argument}" in one_line_error(done)
 
 
+TEDS = ("export", "teds", "--admissions", "--recipient", "state", "--purpose", "reporting")
+TEDS += ("--as", "pd.gray:program_director", "--exception", "audit-and-evaluation")
+
+
+@pytest.mark.parametrize(
+    ("command", "argument"),
+    [
+        ((*TEDS, "--to", "2026-12-31", "--from"), "--from"),
+        ((*TEDS, "--from", "2026-01-01", "--to"), "--to"),
+        (("audit", "disclosures", "--since"), "--since"),
+    ],
+)
+@pytest.mark.parametrize("value", ["banana", "2026-02-30", "2026-03-01T00:00Z", "20260301"])
+def test_a_day_that_is_not_yyyy_mm_dd_is_refused_naming_the_argument(
+    copy, command, argument, value
+):
+    """--from, --to and --since take a day that exists, written YYYY-MM-DD; nothing is recorded."""
+    before = copy.read_bytes()
+    done = iop(*command, value, "--store", f"sqlite:///{copy}")
+    assert done.returncode == USAGE
+    assert f"argument {argument}" in one_line_error(done)
+    assert copy.read_bytes() == before
+
+
 def test_an_unknown_episode_is_a_usage_error(copy):
     """A UUID no episode has: exit 2 naming it."""
     missing = str(uuid.uuid4())
     done = iop("audit", "history", missing, "--store", f"sqlite:///{copy}")
     assert done.returncode == USAGE
     assert missing in one_line_error(done)
+
+
+@pytest.mark.parametrize("kind", ["fhir", "audit-report"])
+def test_exporting_an_unknown_episode_is_a_usage_error_that_records_nothing(copy, kind):
+    """A UUID no episode has: exit 2, one line naming it, and the store is unchanged."""
+    unknown = "6f1f8c1e-3b7a-5d0e-9a53-2f4c7b1d9e10"
+    before = copy.read_bytes()
+    disclosing = ("--recipient", "County EHR", "--purpose", "treatment", "--consent")
+    disclosing += ("--as", "dr.lee:physician", "--store", f"sqlite:///{copy}")
+    done = iop("export", kind, unknown, *disclosing)
+    assert done.returncode == USAGE
+    assert f"no episode {unknown}" in one_line_error(done)
+    assert copy.read_bytes() == before
 
 
 def test_bad_arguments_are_one_line_not_a_usage_block(copy):

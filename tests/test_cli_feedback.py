@@ -8,6 +8,7 @@ import pty
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -48,14 +49,61 @@ def test_verify_says_what_it_checked(demo):
     )
 
 
-def test_progress_stays_off_stderr_when_it_is_not_a_terminal(demo, tmp_path):
-    """Rebuild and verify print no progress into a pipe: stderr stays empty."""
+DISCLOSING = ("--recipient", "County EHR", "--purpose", "treatment", "--as", "dr.lee:physician")
+CLIENT = "MRN-001-00000"  # the demo's first client, who consents to County EHR
+PROGRESSING = {
+    "simulating weeks": ("demo", "--store", "sqlite:///OUT", "--clients", "3", "--weeks", "2"),
+    "catch-up: events": ("projections", "catch-up"),
+    "rebuild: events": ("projections", "rebuild"),
+    "verify: events": ("audit", "verify"),
+    "export fhir: bundles": ("export", "fhir", CLIENT, *DISCLOSING, "--consent", "--out", "OUT"),
+    "export teds: reading episodes": (
+        *("export", "teds", "--admissions", "--from", "2026-01-01", "--to", "2026-12-31"),
+        *DISCLOSING[:4],
+        *("--as", "pd.gray:program_director", "--exception", "audit-and-evaluation"),
+        *("--out", "OUT"),
+    ),
+    "export audit-report: the episode": (
+        *("export", "audit-report", CLIENT, *DISCLOSING, "--consent", "--out", "OUT"),
+    ),
+}
+"""Each long command with the label its progress bar shows; OUT is a path to write to."""
+
+
+def forget_views(store: Path) -> None:
+    """Drop the view tables and their tracking: a catch-up then projects the whole log."""
+    with sqlite3.connect(store) as conn:
+        tables = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'iop_%'"
+        ).fetchall()
+        for (table,) in tables:
+            conn.execute(f'DROP TABLE "{table}"')
+        conn.execute("DELETE FROM tracking")
+
+
+def progressing(label: str, demo: Path, tmp_path: Path) -> list[str]:
+    """The command for ``label``, on a copy of the demo store (or, for the demo, a new one)."""
     copy = tmp_path / "copy.db"
     shutil.copy(demo, copy)
-    for command in (("projections", "rebuild"), ("audit", "verify")):
-        done = iop(*command, "--store", f"sqlite:///{copy}")
-        assert done.returncode == 0
-        assert done.stderr == ""
+    if label.startswith("catch-up"):
+        forget_views(copy)
+    command = [part.replace("OUT", str(tmp_path / "out")) for part in PROGRESSING[label]]
+    return command if "--store" in command else [*command, "--store", f"sqlite:///{copy}"]
+
+
+@pytest.mark.parametrize("label", PROGRESSING)
+def test_progress_stays_off_stderr_when_it_is_not_a_terminal(demo, tmp_path, label):
+    """Demo, catch-up, rebuild, verify and the exports draw nothing into a pipe.
+
+    stderr stays empty, but for the exports' one summary line.
+    """
+    done = iop(*progressing(label, demo, tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert label not in done.stderr
+    assert "%" not in done.stderr
+    assert "\x1b" not in done.stderr  # no terminal control sequence either
+    lines = done.stderr.splitlines()
+    assert lines == [] or (label.startswith("export") and len(lines) == 1), done.stderr
 
 
 def test_projections_run_says_when_it_starts_what_it_projects_and_when_it_stops(demo, tmp_path):
@@ -100,21 +148,24 @@ def test_projections_run_says_when_it_starts_what_it_projects_and_when_it_stops(
     assert stopped.startswith("projections run: stopped")
 
 
-def test_progress_is_drawn_when_stderr_is_a_terminal(demo, tmp_path):
-    """Rebuild with stderr on a terminal: a progress bar reaching 100% is drawn there."""
-    copy = tmp_path / "copy.db"
-    shutil.copy(demo, copy)
+def on_a_terminal(arguments: list[str]) -> bytes:
+    """What ``iop ARGUMENTS`` draws on stderr when stderr is a terminal (a pty)."""
     leader, follower = pty.openpty()
-    command = [sys.executable, "-m", "iop_episodes.entrypoints.cli", "projections", "rebuild"]
-    with subprocess.Popen(
-        [*command, "--store", f"sqlite:///{copy}"], stdout=subprocess.PIPE, stderr=follower
-    ) as process:
+    command = [sys.executable, "-m", "iop_episodes.entrypoints.cli", *arguments]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=follower) as process:
         os.close(follower)
         drawn = b""
         with contextlib.suppress(OSError):  # the terminal closes when the process ends
             while chunk := os.read(leader, 4096):
                 drawn += chunk
-        assert process.wait(timeout=60) == 0
+        assert process.wait(timeout=120) == 0, drawn
     os.close(leader)
-    assert b"rebuild: events" in drawn
+    return drawn
+
+
+@pytest.mark.parametrize("label", PROGRESSING)
+def test_progress_is_drawn_when_stderr_is_a_terminal(demo, tmp_path, label):
+    """With stderr on a terminal each command draws its labelled bar there, reaching 100%."""
+    drawn = on_a_terminal(progressing(label, demo, tmp_path))
+    assert label.encode() in drawn
     assert b"100%" in drawn

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from iop_episodes.application.service import EpisodeService
-from tests.clirun import files_under, first_episode, iop, make_demo, public_directory
+from tests.clirun import (
+    files_under,
+    first_episode,
+    iop,
+    make_demo,
+    one_line_error,
+    public_directory,
+)
 from tests.conftest import POSTGRES_SERVER, require_postgres
 
 READING = [
@@ -23,6 +30,12 @@ READING = [
     ("schedule", "--week", "2026-W04"),
     ("projections", "status"),
     ("stepdown", "run", "--dry-run", "--as-of", "2026-02-09T07:00:00Z"),
+    ("episodes",),
+    ("worklist", "--as-of", "2026-02-09T07:00:00Z"),
+    ("audit", "disclosures"),
+    ("audit", "verify", "--json"),
+    ("audit", "history", "EPISODE", "--json"),
+    ("schedule", "--episode", "EPISODE", "--json"),
 ]
 
 
@@ -98,6 +111,25 @@ def test_views_behind_a_read_only_store_are_built_from_the_store(locked_copy, ep
     assert files_under(locked_copy.parent) == before
 
 
+def test_the_html_report_is_refused_on_a_read_only_store(locked_copy, episode):
+    """audit report records its disclosure: as the unprivileged user exit 3, no file, store
+    untouched."""
+    lock(locked_copy)
+    before = files_under(locked_copy.parent)
+    with public_directory() as out:
+        out.chmod(0o777)  # the reader's own place to write the report
+        report = out / "report.html"
+        done = iop(
+            "audit", "report", episode, "--store", f"sqlite:///{locked_copy}",
+            "--out", str(report), "--recipient", "State auditor", "--purpose", "audit",
+            "--as", "au.hill:auditor", "--exception", "audit-and-evaluation", as_reader=True,
+        )  # fmt: skip
+        assert done.returncode == 3, done.stderr
+        assert one_line_error(done)
+        assert list(out.iterdir()) == []
+    assert files_under(locked_copy.parent) == before
+
+
 def _correctable(service: EpisodeService, episode: str) -> int:
     for event in service.history(uuid.UUID(episode)):
         if type(event).__name__ == "SessionAttended":
@@ -124,7 +156,7 @@ def _tables(schema: str) -> list[str]:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("index", [0, 3, 4, 5], ids=lambda i: " ".join(READING[i]))
+@pytest.mark.parametrize("index", [0, 1, 3, 4, 5, 6, 7, 8], ids=lambda i: " ".join(READING[i]))
 def test_reading_commands_leave_an_empty_postgresql_schema_empty(postgres_url, index):
     """An empty schema: exit 3, and still no table in it afterwards."""
     done = iop(*READING[index], "--store", postgres_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -112,6 +113,35 @@ def test_a_client_reference_works_wherever_an_episode_id_does(program):
     iop("audit", "verify", "MRN-A", "MRN-C", "--store", url)  # exits 0: both verify
 
 
+EXCEPTION = ("--recipient", "State", "--purpose", "audit", "--as", "pd.gray:program_director")
+EXCEPTION += ("--exception", "audit-and-evaluation")
+
+
+def test_the_exports_take_a_client_reference_as_they_take_its_id(program):
+    """export fhir and export audit-report of MRN-A disclose the same bytes as of its id."""
+    url, ids = program
+    for kind in ("fhir", "audit-report"):
+        by_ref = iop("export", kind, "MRN-A", *EXCEPTION, "--store", url)
+        by_id = iop("export", kind, str(ids["a"]), *EXCEPTION, "--store", url)
+        assert by_ref.stdout == by_id.stdout
+        assert str(ids["a"]) in by_ref.stdout
+    shared = iop("export", "fhir", "MRN-B", *EXCEPTION, "--store", url, expect=2)
+    assert "matches 2 episodes" in shared.stderr
+    accounting = json.loads(iop("audit", "disclosures", "--store", url, "--json").stdout)
+    assert len(accounting) == 4  # the ambiguous export recorded nothing
+
+
+def test_the_accounting_shows_local_times_with_their_offset(program):
+    """audit disclosures prints each time to the minute in the program's zone, or --timezone's."""
+    url, _ = program
+    iop("export", "audit-report", "MRN-A", *EXCEPTION, "--store", url)
+    local = iop("audit", "disclosures", "--store", url).stdout.splitlines()[0]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d -0[45]:00  disclosure ", local), local
+    utc = iop("audit", "disclosures", "--store", url, "--timezone", "UTC").stdout.splitlines()[0]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d \+00:00  disclosure ", utc), utc
+    iop("audit", "disclosures", "--store", url, "--timezone", "Mars/Olympus", expect=2)
+
+
 def test_a_reference_matching_several_episodes_is_a_usage_error_listing_them(program):
     """MRN-B was admitted twice: exit 2, one line naming both episodes."""
     url, ids = program
@@ -178,6 +208,17 @@ def test_with_a_key_the_client_reference_is_sealed_in_the_view_and_shown(tmp_pat
         stored = [row[0] for row in db.execute("SELECT client_ref FROM iop_episodes")]
     assert len(stored) == 4
     assert all(value.startswith("enc:") for value in stored)
+
+
+def test_with_a_key_the_schedule_shows_the_client_reference_opened(tmp_path, monkeypatch):
+    """An encrypted store read with IOP_CIPHER_KEY: the week's table and JSON name MRN-A."""
+    monkeypatch.setenv("IOP_CIPHER_KEY", AESCipher.create_key(32))
+    url = f"sqlite:///{tmp_path / 'iop.db'}"
+    small_program(url)
+    rows = json.loads(iop("schedule", "--store", url, "--week", "2026-W02", "--json").stdout)
+    assert [(row["client_ref"], row["client_ref_sealed"]) for row in rows] == [("MRN-A", False)]
+    table = iop("schedule", "--store", url, "--week", "2026-W02").stdout.splitlines()
+    assert table[2].startswith("MRN-A ")
 
 
 def test_without_the_key_an_encrypted_store_lists_its_episodes_sealed(tmp_path, monkeypatch):

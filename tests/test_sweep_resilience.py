@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
@@ -23,6 +24,7 @@ from projections.candidates import ScheduleCandidates
 from projections.runner import ViewRunner
 from projections.schedule import program_schedule
 from projections.worklist import build_worklist
+from tests.cli import iop
 from tests.conftest import START
 
 
@@ -80,6 +82,27 @@ def test_the_sweep_command_exits_1_when_an_episode_failed_and_0_otherwise(
     poison(service, episodes[0], clock)
     assert main(["stepdown", "run", "--store", sqlite_url, "--as-of", as_of]) == 1
     assert "errors 1" in capsys.readouterr().out
+
+
+def test_iop_stepdown_run_over_a_store_with_a_poisoned_episode_exits_1_naming_it(
+    program, sqlite_url
+):
+    """Run as a subprocess: the others step down, the error is named, and the exit code is 1."""
+    service, clock, episodes = program
+    poison(service, episodes[0], clock)
+    as_of = clock.now().isoformat()
+    done = iop("stepdown", "run", "--store", sqlite_url, "--as-of", as_of, expect=1)
+    (failed,) = [line for line in done.stdout.splitlines() if " error " in line]
+    assert failed.startswith(str(episodes[0]))
+    assert "attended_hours" in failed
+    assert "errors 1" in done.stdout.splitlines()[-1]
+    assert "Traceback" not in done.stderr
+    again = iop("stepdown", "run", "--store", sqlite_url, "--as-of", as_of, "--json", expect=1)
+    report = json.loads(again.stdout)
+    assert report["counts"]["error"] == 1
+    (error,) = [d for d in report["decisions"] if d["outcome"] == "error"]
+    assert error["episode_id"] == str(episodes[0])
+    assert report["examined"] == 4
 
 
 def test_read_models_leave_out_a_poisoned_episode_and_read_the_rest(program):

@@ -8,15 +8,18 @@ than being listed.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
+from pydantic import ConfigDict, RootModel
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from iop_episodes.audit.integrity import notifications
 from iop_episodes.domain.canonical import canonical_time
 from iop_episodes.domain.events import Disclosed
 from iop_episodes.domain.values import Model
+from projections.localtime import shown
 
 if TYPE_CHECKING:
     from iop_episodes.application.service import EpisodeService
@@ -25,6 +28,19 @@ if TYPE_CHECKING:
 
 DISCLOSED_TOPIC = get_topic(Disclosed)
 ACCOUNTING_YEARS = 3
+
+
+class DisclosedRecord(TypedDict):
+    """One episode's entries in a disclosure, as the Disclosure entry names them."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]  # pydantic reads it; mypy allows only fields
+
+    episode_id: str
+    client_ref: str
+    from_version: int
+    to_version: int
+    consent_version: int | None
+    """The consent the entries left under; null for a disclosure under an exception."""
 
 
 class DisclosureRow(Model):
@@ -41,7 +57,7 @@ class DisclosureRow(Model):
     exception: str | None
     format: str
     scope: list[str]
-    records: list[dict[str, Any]]
+    records: list[DisclosedRecord]
     checkpoint: str | None
     sha256: str
     size_bytes: int
@@ -78,7 +94,7 @@ def disclosures(
     return rows
 
 
-def row_of(event: EpisodeEvent, records: list[dict[str, Any]] | None = None) -> DisclosureRow:
+def row_of(event: EpisodeEvent, records: list[DisclosedRecord] | None = None) -> DisclosureRow:
     """One ``Disclosed`` entry as the accounting lists it (``records``: those to show)."""
     payload = event.payload
     return DisclosureRow(
@@ -105,12 +121,14 @@ def recorded(service: EpisodeService, receipt: Receipt) -> DisclosureRow:
     return row_of(next(service.history(receipt.episode_id)))
 
 
-def to_text(rows: list[DisclosureRow]) -> str:
+def to_text(rows: list[DisclosureRow], timezone: str) -> str:
+    """Two or more lines per disclosure, its time local to ``timezone`` with the offset."""
     lines = []
     for row in rows:
         basis = row.basis if row.exception is None else f"exception {row.exception}"
+        when = shown(row.disclosed_at, timezone)
         lines.append(
-            f"{row.disclosed_at}  disclosure {row.disclosure_id}  by {row.actor_id} "
+            f"{when}  disclosure {row.disclosure_id}  by {row.actor_id} "
             f"({row.actor_role})  to {row.recipient!r}  for {row.purpose!r}  on {basis}  "
             f"{row.format}  {row.size_bytes} bytes sha256 {row.sha256}"
         )
@@ -123,3 +141,7 @@ def to_text(rows: list[DisclosureRow]) -> str:
             )
     lines.append(f"{len(rows)} disclosures")
     return "\n".join(lines) + "\n"
+
+
+class DisclosureList(RootModel[list[DisclosureRow]]):
+    """``iop audit disclosures --json``: one object per disclosure, oldest first."""

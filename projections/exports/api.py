@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from iop_episodes.application.output import Progress, counted
 from iop_episodes.audit.bundle import ProvenEpisode, prove_episode
 from iop_episodes.audit.checkpoints import covering_checkpoint
 from iop_episodes.audit.integrity import episode_ids
@@ -135,8 +136,12 @@ def export_fhir_many(
     transaction: bool = False,
     patient_system: str = codes.CLIENT_REF_SYSTEM,
     command_id: str | None = None,
+    progress: Progress | None = None,
 ) -> FhirExport:
-    """One bundle per episode with a basis, under one disclosure; the rest in ``refused``."""
+    """One bundle per episode with a basis, under one disclosure; the rest in ``refused``.
+
+    ``progress`` is told how many of the episodes have been read.
+    """
     leaving = _leaving(
         service,
         recipient=recipient,
@@ -146,7 +151,7 @@ def export_fhir_many(
         exception=exception,
         command_id=command_id,
     )
-    selected = leaving.select(episodes)
+    selected = leaving.select(counted(list(episodes), progress))
     export = FhirExport(refused=selected.refused)
     for episode_id, history in selected.histories.items():
         export.bundles[episode_id] = build_bundle(
@@ -191,10 +196,12 @@ def export_fhir(
     return export.bundles[episode_id]
 
 
-def episode_histories(service: EpisodeService) -> dict[UUID, list[EpisodeEvent]]:
+def episode_histories(
+    service: EpisodeService, progress: Progress | None = None
+) -> dict[UUID, list[EpisodeEvent]]:
     """Every episode's entries (disclosures are not episodes), in first-recorded order."""
     found = {}
-    for aggregate_id in episode_ids(service):
+    for aggregate_id in counted(episode_ids(service), progress):
         history = list(service.history(aggregate_id))
         if history and history[0].type_name() == "Assessed":
             found[aggregate_id] = history
@@ -214,8 +221,12 @@ def export_teds(
     exception: str | None = None,
     output: str = "csv",
     command_id: str | None = None,
+    progress: Progress | None = None,
 ) -> TedsExport:
-    """TEDS admission or discharge records dated ``start`` to ``end``, disclosed once."""
+    """TEDS admission or discharge records dated ``start`` to ``end``, disclosed once.
+
+    ``progress`` is told how many of the store's episodes have been read.
+    """
     leaving = _leaving(
         service,
         recipient=recipient,
@@ -225,7 +236,7 @@ def export_teds(
         exception=exception,
         command_id=command_id,
     )
-    histories = episode_histories(service)
+    histories = episode_histories(service, progress)
     with_records = [
         episode_id
         for episode_id, history in histories.items()
@@ -263,6 +274,32 @@ def export_audit_report(
 
     Raises the refusal when the episode has no basis; nothing is recorded then.
     """
+    return audit_report_export(
+        service,
+        episode_id,
+        recipient=recipient,
+        purpose=purpose,
+        actor=actor,
+        consent=consent,
+        exception=exception,
+        output=output,
+        command_id=command_id,
+    ).data
+
+
+def audit_report_export(
+    service: EpisodeService,
+    episode_id: UUID,
+    *,
+    recipient: str,
+    purpose: str,
+    actor: Mapping[str, str],
+    consent: bool = False,
+    exception: str | None = None,
+    output: str = "jsonl",
+    command_id: str | None = None,
+) -> Export:
+    """``export_audit_report``'s bytes with the receipt of the disclosure that records them."""
     leaving = _leaving(
         service,
         recipient=recipient,
@@ -283,8 +320,8 @@ def export_audit_report(
         text = history_text.to_csv(entries, client_ref, service.program_timezone)
     data = text.encode("utf-8")
     export_format = ExportFormat(f"audit-report-{output}")
-    leaving.record(selected, export_format, data)
-    return data
+    receipt = leaving.record(selected, export_format, data)
+    return Export(data=data, disclosure=receipt)
 
 
 @dataclass(frozen=True)

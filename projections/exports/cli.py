@@ -3,7 +3,9 @@
 Every export names its disclosure (``--recipient``, ``--purpose``, ``--as``
 and ``--consent`` or ``--exception``). Exit codes: 0 everything asked for was
 exported, 1 something was refused (each refusal is named on stderr and
-nothing of it is written), 2 bad usage.
+nothing of it is written), 2 bad usage (an unknown episode among it). The
+data goes to ``--out``; with ``--json`` (and ``--out`` a file or directory)
+stdout holds one ``ExportSummary`` instead of the summary line on stderr.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, date, datetime, time
+from collections.abc import Sequence
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -19,18 +22,73 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from iop_episodes.application import arguments, problems
-from iop_episodes.application.output import Output, print_json
+from iop_episodes.application.output import Output, print_json, progress_bar
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit.bundle import ProofUnavailable
 from iop_episodes.audit.checkpoints import Checkpoint
 from iop_episodes.domain import errors
 from iop_episodes.domain.catalog import DisclosureException
+from iop_episodes.domain.weeks import zone
+from projections.episodes import resolve_episode
 from projections.exports import accounting, api, codes
 from projections.exports.delivery import staged
 from projections.exports.disclosure import EXCEPTIONS, actor_of
+from projections.runner import reading_views
+from projections.views import EpisodeViews
 
 EXIT_OK, EXIT_FAILED = problems.EXIT_OK, problems.EXIT_FINDING
 EXIT_USAGE = problems.EXIT_USAGE
+EPISODE_HELP = "an episode id, or a client reference that names one episode"
+
+
+class ExportRefusal(Output):
+    episode_id: str
+    rule: str
+    """The rule that refused it, such as disclosure-needs-consent-in-force."""
+    reason: str
+    """The rule in brackets and why, as the line on stderr gives it."""
+
+
+class ExportSummary(Output):
+    """``iop export fhir|teds|audit-report --json --out PATH``: what left, and its disclosure.
+
+    The exported data itself is written to PATH in its own format: FHIR R4
+    (docs/fhir.md), TEDS (docs/teds.md) or the audit history
+    (docs/history-formats.md).
+    """
+
+    exported: int
+    """FHIR bundles (one per episode), TEDS records, or 1 for the audit-report's episode."""
+    refused: list[ExportRefusal]
+    """Each episode left out for want of a basis; nothing of it was written."""
+    disclosure_id: str | None
+    """The Disclosure recorded for what left; null when nothing did."""
+    size_bytes: int
+    """The bytes written, which the disclosure's sha256 covers."""
+    out: str
+
+
+class ProofWritten(Output):
+    """``iop audit prove --json``: the bundle written, what it covers, and its disclosure."""
+
+    episode_id: str
+    out: str
+    entries: int
+    """Entries in the bundle: versions 1 to this, covered by the checkpoint."""
+    not_yet_attested: int
+    """The episode's entries after the checkpoint, left out."""
+    checkpoint: Checkpoint
+    disclosure: accounting.DisclosureRow
+
+
+JSON_MODELS: dict[str, type[BaseModel]] = {
+    "audit prove": ProofWritten,
+    "export fhir": ExportSummary,
+    "export teds": ExportSummary,
+    "export audit-report": ExportSummary,
+    "audit disclosures": accounting.DisclosureList,
+}
+"""The exports' and the accounting's ``--json`` shapes, for ``iop schema``."""
 
 
 def _disclosure_options(parser: argparse.ArgumentParser) -> None:
@@ -59,38 +117,67 @@ def _named(error: errors.EpisodeError, command: str) -> str:
     return f"iop {command}: refused{' (' + notes + ')' if notes else ''}: {error}"
 
 
+def _check_json_out(args: argparse.Namespace, command: str) -> None:
+    if args.json and args.out == "-":
+        msg = f"{command}: --json prints a summary on stdout; give --out a path for the data"
+        raise problems.UsageProblem(msg)
+
+
+def _note(text: str) -> None:
+    print(f"iop: note: {text}", file=sys.stderr, flush=True)
+
+
+def episode_ids(service: EpisodeService, references: Sequence[str]) -> list[UUID]:
+    """Each reference's episode: an id as given, or the one episode of a client reference."""
+    views: EpisodeViews | None = None
+    found = []
+    for reference in references:
+        try:
+            found.append(UUID(reference))
+            continue
+        except ValueError:
+            pass
+        if views is None:  # only a client reference needs the views
+            views = reading_views(service, _note)
+        found.append(resolve_episode(service, views, reference))
+    return found
+
+
 def cmd_export_fhir(args: argparse.Namespace) -> int:
     if bool(args.episodes) == args.all:
-        print("iop export fhir: name EPISODE ids or --all (not both)", file=sys.stderr)
-        return EXIT_USAGE
+        raise problems.UsageProblem("export fhir: name EPISODE ids or --all (not both)")
+    _check_json_out(args, "export fhir")
     with EpisodeService(args.store, create=False) as service:
-        histories = api.episode_histories(service)
-        wanted = list(histories) if args.all else [UUID(text) for text in args.episodes]
+        with progress_bar("export fhir: reading episodes") as progress:
+            histories = api.episode_histories(service, progress)
+        wanted = list(histories) if args.all else episode_ids(service, args.episodes)
         missing = [episode_id for episode_id in wanted if episode_id not in histories]
         if missing:
-            print(f"iop export fhir: no episode {missing[0]}", file=sys.stderr)
-            return EXIT_FAILED
+            msg = f"export fhir: no episode {missing[0]} (iop episodes lists them)"
+            raise errors.EpisodeNotFound(msg)
         if args.since is not None:
             since = args.since
             wanted = [e for e in wanted if histories[e][-1].timestamp >= since]
         try:
-            export = api.export_fhir_many(
-                service,
-                wanted,
-                recipient=args.recipient,
-                purpose=args.purpose,
-                actor=actor_of(args.actor),
-                consent=args.consent,
-                exception=args.exception,
-                transaction=args.transaction,
-                patient_system=args.patient_system,
-            )
+            with progress_bar("export fhir: bundles") as progress:
+                export = api.export_fhir_many(
+                    service,
+                    wanted,
+                    recipient=args.recipient,
+                    purpose=args.purpose,
+                    actor=actor_of(args.actor),
+                    consent=args.consent,
+                    exception=args.exception,
+                    transaction=args.transaction,
+                    patient_system=args.patient_system,
+                    progress=progress,
+                )
         except errors.EpisodeRuleError as error:
             print(_named(error, "export fhir"), file=sys.stderr)
             return EXIT_FAILED
     if export.bundles:  # a refused export writes nothing at all
         _write_bundles(export, args.out)
-    return _summary("export fhir", export, f"{len(export.bundles)} bundles", "refused")
+    return _summary(args, export, count=len(export.bundles), what="bundles", refused="refused")
 
 
 def _write_bundles(export: api.FhirExport, out: str) -> None:
@@ -108,63 +195,92 @@ def _to_stdout(data: bytes) -> None:
     sys.stdout.flush()
 
 
-def _summary(command: str, export: api.Export, exported: str, refused: str) -> int:
+def _summary(
+    args: argparse.Namespace, export: api.Export, *, count: int, what: str, refused: str
+) -> int:
     """Name each refusal and the disclosure on stderr; exit 1 when anything was refused."""
+    command = f"export {args.export_command}"
     for refusal in export.refused.values():
         print(_named(refusal, command), file=sys.stderr)
-    disclosure = export.disclosure.episode_id if export.disclosure else "none"
-    print(
-        f"iop {command}: {exported} exported, {len(export.refused)} {refused}; "
-        f"disclosure {disclosure}",
-        file=sys.stderr,
-    )
+    disclosure = export.disclosure.episode_id if export.disclosure else None
+    if args.json:
+        print_json(
+            ExportSummary(
+                exported=count,
+                refused=[
+                    ExportRefusal(
+                        episode_id=str(episode_id), rule=refusal.rule, reason=str(refusal)
+                    )
+                    for episode_id, refusal in export.refused.items()
+                ],
+                disclosure_id=None if disclosure is None else str(disclosure),
+                size_bytes=len(export.data),
+                out=args.out,
+            )
+        )
+    else:
+        print(
+            f"iop {command}: {count} {what} exported, {len(export.refused)} {refused}; "
+            f"disclosure {disclosure or 'none'}",
+            file=sys.stderr,
+        )
     return EXIT_FAILED if export.refused else EXIT_OK
 
 
 def cmd_export_teds(args: argparse.Namespace) -> int:
-    start, end = date.fromisoformat(args.from_date), date.fromisoformat(args.to_date)
+    start, end = args.from_date, args.to_date
     if end < start:
-        print("iop export teds: --to is before --from", file=sys.stderr)
-        return EXIT_USAGE
+        raise problems.UsageProblem("export teds: --to is before --from")
+    _check_json_out(args, "export teds")
     with EpisodeService(args.store, create=False) as service:
         try:
-            export = api.export_teds(
-                service,
-                kind="admission" if args.admissions else "discharge",
-                start=start,
-                end=end,
-                recipient=args.recipient,
-                purpose=args.purpose,
-                actor=actor_of(args.actor),
-                consent=args.consent,
-                exception=args.exception,
-                output=args.format,
-            )
+            with progress_bar("export teds: reading episodes") as progress:
+                export = api.export_teds(
+                    service,
+                    kind="admission" if args.admissions else "discharge",
+                    start=start,
+                    end=end,
+                    recipient=args.recipient,
+                    purpose=args.purpose,
+                    actor=actor_of(args.actor),
+                    consent=args.consent,
+                    exception=args.exception,
+                    output=args.format,
+                    progress=progress,
+                )
         except errors.EpisodeRuleError as error:
             print(_named(error, "export teds"), file=sys.stderr)
             return EXIT_FAILED
     if export.data:
         _write_file(export.data, args.out)
-    return _summary("export teds", export, f"{len(export.records)} records", "episodes refused")
+    count = len(export.records)
+    return _summary(args, export, count=count, what="records", refused="episodes refused")
 
 
 def cmd_export_audit_report(args: argparse.Namespace) -> int:
+    _check_json_out(args, "export audit-report")
     with EpisodeService(args.store, create=False) as service:
+        (episode_id,) = episode_ids(service, [args.episode])
         try:
-            data = api.export_audit_report(
-                service,
-                UUID(args.episode),
-                recipient=args.recipient,
-                purpose=args.purpose,
-                actor=actor_of(args.actor),
-                consent=args.consent,
-                exception=args.exception,
-                output=args.format,
-            )
-        except (errors.EpisodeRuleError, errors.EpisodeNotFound) as error:
+            with progress_bar("export audit-report: the episode") as progress:
+                progress(0, 1)
+                export = api.audit_report_export(
+                    service,
+                    episode_id,
+                    recipient=args.recipient,
+                    purpose=args.purpose,
+                    actor=actor_of(args.actor),
+                    consent=args.consent,
+                    exception=args.exception,
+                    output=args.format,
+                )
+                progress(1, 1)
+        except errors.EpisodeRuleError as error:  # an unknown episode is a usage error (2)
             print(f"iop export audit-report: refused: {error}", file=sys.stderr)
             return EXIT_FAILED
-    _write_file(data, args.out)
+    _write_file(export.data, args.out)
+    if args.json:
+        _summary(args, export, count=1, what="episode", refused="refused")
     return EXIT_OK
 
 
@@ -174,19 +290,6 @@ def _write_file(data: bytes, out: str) -> None:
         _to_stdout(data)
     else:
         Path(out).write_bytes(data)
-
-
-class ProofWritten(Output):
-    """``iop audit prove --json``: the bundle written, what it covers, and its disclosure."""
-
-    episode_id: str
-    out: str
-    entries: int
-    """Entries in the bundle: versions 1 to this, covered by the checkpoint."""
-    not_yet_attested: int
-    """The episode's entries after the checkpoint, left out."""
-    checkpoint: Checkpoint
-    disclosure: accounting.DisclosureRow
 
 
 def cmd_audit_prove(args: argparse.Namespace) -> int:
@@ -234,23 +337,26 @@ def cmd_audit_prove(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-JSON_MODELS: dict[str, type[BaseModel]] = {"audit prove": ProofWritten}
-"""The ``--json`` shapes of the commands registered here, for ``iop schema``."""
-
-
 def cmd_audit_disclosures(args: argparse.Namespace) -> int:
-    today = datetime.now(tz=UTC).date()
-    since_day = (
-        date.fromisoformat(args.since) if args.since else accounting.three_years_before(today)
-    )
-    since = datetime.combine(since_day, time(0), tzinfo=UTC)
     with EpisodeService(args.store, read_only=True) as service:  # it only reads
+        timezone = args.timezone or service.program_timezone
+        today = datetime.now(tz=zone(timezone)).date()
+        since_day = args.since or accounting.three_years_before(today)
+        since = datetime.combine(since_day, time(0), tzinfo=zone(timezone))
         rows = accounting.disclosures(service, client=args.client, since=since)
     if args.json:
         print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
     else:
-        sys.stdout.write(accounting.to_text(rows))
+        sys.stdout.write(accounting.to_text(rows, timezone))
     return EXIT_OK
+
+
+def _json_summary(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON summary of what was exported on stdout (needs --out PATH)",
+    )
 
 
 def register(commands: Any, audit_commands: Any) -> None:
@@ -259,7 +365,9 @@ def register(commands: Any, audit_commands: Any) -> None:
         dest="export_command", required=True, metavar="KIND", help="what to export"
     )
     fhir = exports.add_parser("fhir", help="one FHIR R4 Bundle per episode")
-    fhir.add_argument("episodes", nargs="*", help="episode ids")
+    fhir.add_argument(
+        "episodes", nargs="*", help="episode ids, or client references that name one episode each"
+    )
     fhir.add_argument("--all", action="store_true", help="every episode in the store")
     fhir.add_argument(
         "--since",
@@ -268,6 +376,7 @@ def register(commands: Any, audit_commands: Any) -> None:
         help="only episodes with entries recorded since this ISO 8601 time with offset",
     )
     fhir.add_argument("--out", default="-", help="a directory, or - for NDJSON on stdout")
+    _json_summary(fhir)
     fhir.add_argument("--transaction", action="store_true", help="transaction bundles")
     fhir.add_argument(
         "--patient-system",
@@ -281,19 +390,25 @@ def register(commands: Any, audit_commands: Any) -> None:
     kind = teds.add_mutually_exclusive_group(required=True)
     kind.add_argument("--admissions", action="store_true", help="admission records")
     kind.add_argument("--discharges", action="store_true", help="discharge records")
-    teds.add_argument("--from", dest="from_date", required=True, help="first day, YYYY-MM-DD")
-    teds.add_argument("--to", dest="to_date", required=True, help="last day, YYYY-MM-DD")
+    teds.add_argument(
+        "--from", dest="from_date", type=arguments.day, required=True, help="first day, YYYY-MM-DD"
+    )
+    teds.add_argument(
+        "--to", dest="to_date", type=arguments.day, required=True, help="last day, YYYY-MM-DD"
+    )
     teds.add_argument("--format", choices=["csv", "json"], default="csv", help="output (csv)")
     teds.add_argument("--out", default="-", help="a file, or - for stdout")
+    _json_summary(teds)
     _disclosure_options(teds)
     teds.set_defaults(handler=cmd_export_teds)
 
     report = exports.add_parser("audit-report", help="an episode's audit history, disclosed")
-    report.add_argument("episode", help="the episode id")
+    report.add_argument("episode", help=EPISODE_HELP)
     report.add_argument(
         "--format", choices=["jsonl", "csv"], default="jsonl", help="output (jsonl)"
     )
     report.add_argument("--out", default="-", help="a file, or - for stdout")
+    _json_summary(report)
     _disclosure_options(report)
     report.set_defaults(handler=cmd_export_audit_report)
 
@@ -311,6 +426,12 @@ def register(commands: Any, audit_commands: Any) -> None:
     )
     arguments.add_store(accounting_parser)
     accounting_parser.add_argument("--client", help="only disclosures of this client reference")
-    accounting_parser.add_argument("--since", help="from this day (default: three years ago)")
+    accounting_parser.add_argument(
+        "--since",
+        type=arguments.day,
+        metavar="DATE",
+        help="from the start of this day, YYYY-MM-DD (default: three years ago)",
+    )
+    arguments.add_timezone(accounting_parser, "to show times and count days in")
     arguments.add_json(accounting_parser)
     accounting_parser.set_defaults(handler=cmd_audit_disclosures)

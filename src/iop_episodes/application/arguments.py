@@ -9,6 +9,7 @@ argument (``argument --week: ...``). ``add_store``, ``add_json`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 from datetime import date, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 WEEK = re.compile(r"(\d{4})-W(\d{2})")
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def moment(text: str) -> datetime:
@@ -29,6 +31,15 @@ def moment(text: str) -> datetime:
         msg = f"{text!r} needs a timezone offset, such as {text}Z or {text}-05:00"
         raise argparse.ArgumentTypeError(msg)
     return parsed
+
+
+def day(text: str) -> date:
+    """A calendar day, YYYY-MM-DD, such as 2026-03-02."""
+    if DAY.fullmatch(text) is not None:
+        with contextlib.suppress(ValueError):  # 2026-02-30 matches but is no day
+            return date.fromisoformat(text)
+    msg = f"{text!r} is not a day; give one such as 2026-03-02"
+    raise argparse.ArgumentTypeError(msg)
 
 
 def iso_week(text: str) -> str:

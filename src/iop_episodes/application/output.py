@@ -9,10 +9,10 @@ integers, and no field is left out because it is zero or empty.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, PlainSerializer, WithJsonSchema
 
@@ -33,6 +33,19 @@ Number = Annotated[
 
 Progress = Callable[[int, int], None]
 """Called with (done, total) as work goes on."""
+
+
+T = TypeVar("T")
+
+
+def counted(items: Sequence[T], progress: Progress | None) -> Iterator[T]:
+    """The items in order, telling ``progress`` (done, total) as each one is taken."""
+    if progress is not None:
+        progress(0, len(items))
+    for done, item in enumerate(items, 1):
+        yield item
+        if progress is not None:
+            progress(done, len(items))
 
 
 class Output(Model):

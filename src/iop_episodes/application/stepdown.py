@@ -126,9 +126,8 @@ def run_stepdown_sweep(
             outcome = _sweep_one(service, candidate, as_of, rules, dry_run=dry_run)
         except Exception as error:
             LOG.exception("step-down sweep: episode %s failed", candidate.episode_id)
-            outcome = EpisodeOutcome(
-                candidate.episode_id, "error", f"{type(error).__name__}: {error}"
-            )
+            reason = " ".join(f"{type(error).__name__}: {error}".split())  # one line per episode
+            outcome = EpisodeOutcome(candidate.episode_id, "error", reason)
         summary.outcomes.append(outcome)
     LOG.info("%s", summary.line())
     return summary

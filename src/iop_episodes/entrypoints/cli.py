@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.register(subcommands)
     schema = subcommands.add_parser("schema", help="the JSON Schema of a command's --json output")
     schema.add_argument(
-        "name", nargs="*", help="the command, such as: projections status (none: list them)"
+        "name",
+        nargs=argparse.REMAINDER,  # a name may hold an option: iop schema schedule --episode
+        help="the command, such as: projections status (none: list them)",
     )
     schema.set_defaults(handler=cmd_schema)
     for extension in load_extensions():
