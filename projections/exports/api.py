@@ -94,6 +94,7 @@ class _Leaving:
         export_format: ExportFormat,
         data: bytes,
         scope: Iterable[str] | None = None,
+        proven_against: str | None = None,
     ) -> Receipt:
         """The export's one Disclosure, of exactly ``data``."""
         return record(
@@ -103,6 +104,7 @@ class _Leaving:
             export_format=export_format,
             data=data,
             scope=scope,
+            proven_against=proven_against,
         )
 
 
@@ -422,5 +424,6 @@ def export_proof_bundle(
     carried = episode_history(service, episode_id)[: proven.entries]
     selected = leaving.one(episode_id, carried)
     data = bundle_bytes(proven.bundle)
-    disclosure = leaving.record(selected, ExportFormat.PROOF_BUNDLE, data)
+    root = str(proven.bundle["checkpoint"]["root"])
+    disclosure = leaving.record(selected, ExportFormat.PROOF_BUNDLE, data, proven_against=root)
     return ProofBundle(data, proven, disclosure)

@@ -145,8 +145,13 @@ def record(
     export_format: ExportFormat,
     data: bytes,
     scope: Iterable[str] | None = None,
+    proven_against: str | None = None,
 ) -> Receipt:
-    """Record the one Disclosure of an export whose bytes are ``data``."""
+    """Record the one Disclosure of an export whose bytes are ``data``.
+
+    Its checkpoint is ``proven_against`` (the root a proof bundle's entries
+    are proven against) or else the latest, when it covers what leaves.
+    """
     basis = disclosing.basis
     heads = selected.heads()
     records = [
@@ -171,7 +176,7 @@ def record(
             "format": str(export_format),
             "scope": sorted(scope) if scope is not None else selected.scope(),
             "records": records,
-            "checkpoint": latest_checkpoint(service, heads),
+            "checkpoint": proven_against or latest_checkpoint(service, heads),
             "sha256": hashlib.sha256(data).hexdigest(),
             "size_bytes": len(data),
         }
