@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
 
@@ -21,7 +20,6 @@ from iop_episodes.application import arguments, problems
 from iop_episodes.application.output import Output, print_json, progress_bar
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.audit import commands as attestation
-from iop_episodes.audit.checkpoints import covering_checkpoint
 from iop_episodes.audit.integrity import FindingOutput
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_decimal as plain  # 9.50 -> "9.5"
@@ -30,9 +28,12 @@ from projections import audit, history_text
 from projections.episodes import EpisodeList, episodes_table, list_episodes, resolve_episode
 from projections.escaping import visible
 from projections.exports import cli as exports_cli
+from projections.exports.accounting import DisclosureRow, recorded
+from projections.exports.api import export_audit_report_html
+from projections.exports.delivery import staged
+from projections.exports.disclosure import actor_of
 from projections.localtime import checked_timezone, shown
-from projections.report import CheckpointRef, build_report
-from projections.report_html import render_report, write_whole
+from projections.report import CheckpointRef
 from projections.runner import Status, ViewRunner, ViewsUntrusted, open_views, reading_views
 from projections.schedule import (
     EpisodeSchedule,
@@ -227,28 +228,63 @@ def cmd_audit_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class ReportWritten(Output):
+    """``iop audit report --json``: the report written, its verification, and its disclosure."""
+
+    episode_id: str
+    client_ref: str
+    version: int
+    """The report shows versions 1 to this (up to --as-of)."""
+    out: str
+    verification: Literal["ok", "FAILED"]
+    checkpoint: CheckpointRef | None
+    """The signed checkpoint that covers the entries shown, or null."""
+    disclosure: DisclosureRow
+
+
 def cmd_audit_report(args: argparse.Namespace) -> int:
-    with _reading(args) as service:
+    """The report leaves the program: its file is written only once its disclosure is recorded."""
+    with EpisodeService(args.store, create=False) as service, staged(args.out) as deliver:
         timezone = _display_timezone(args, service)
         episode_id = resolve_episode(service, _views_for_reading(service), args.episode)
-        covered = covering_checkpoint(service, episode_id)
-        report = build_report(
-            service,
-            episode_id,
-            as_of=args.as_of,
-            timezone=timezone,
-            now=_now(),
-            checkpoint=None if covered is None else CheckpointRef.of(covered),
+        try:
+            export = export_audit_report_html(
+                service,
+                episode_id,
+                recipient=args.recipient,
+                purpose=args.purpose,
+                actor=actor_of(args.actor),
+                consent=args.consent,
+                exception=args.exception,
+                as_of=args.as_of,
+                timezone=timezone,
+            )
+        except errors.EpisodeRuleError as error:
+            print(f"iop audit report: refused: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        deliver(export.data)
+        disclosure = recorded(service, export.disclosure)
+    report = export.report
+    verdict = report.verification.verdict
+    if args.json:
+        print_json(
+            ReportWritten(
+                episode_id=str(episode_id),
+                client_ref=report.summary.client_ref,
+                version=report.summary.version,
+                out=args.out,
+                verification=verdict,
+                checkpoint=report.checkpoint,
+                disclosure=disclosure,
+            )
         )
-    try:
-        write_whole(Path(args.out), render_report(report))
-    except OSError as error:
-        raise problems.UsageProblem(f"--out {args.out}: {error.strerror}") from None
-    print(
-        f"audit report for episode {episode_id} (version {report.summary.version}) "
-        f"written to {args.out}; verification {report.verification.verdict}"
-    )
-    return EXIT_OK if report.verification.verdict == "ok" else EXIT_FAILED
+    else:
+        print(
+            f"audit report for episode {episode_id} (version {report.summary.version}) "
+            f"written to {args.out}; verification {verdict}; "
+            f"disclosure {disclosure.disclosure_id}"
+        )
+    return EXIT_OK if verdict == "ok" else EXIT_FAILED
 
 
 class VerifyReport(Output):
@@ -514,6 +550,7 @@ def cmd_projections(args: argparse.Namespace) -> int:
 
 
 JSON_MODELS: dict[str, type[BaseModel]] = {
+    "audit report": ReportWritten,
     "audit verify": VerifyReport,
     "projections status": ProjectionStatus,
     "projections catch-up": ProjectionWork,
@@ -586,6 +623,8 @@ def register(commands: Any) -> None:
     arguments.add_as_of(report, "as recorded at this time")
     report.add_argument("--timezone", metavar="TZ", help=TIMEZONE_HELP)
     report.add_argument("--out", required=True, metavar="FILE.html", help="the HTML file to write")
+    exports_cli.disclosure_options(report)
+    arguments.add_json(report)
     report.set_defaults(handler=cmd_audit_report)
 
     verify = audit_commands.add_parser(

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from iop_episodes.application.output import progress_bar
 from iop_episodes.application.service import EpisodeService
 from iop_episodes.application.stepdown import CandidateSource
+from iop_episodes.audit import commands as attestation
 from iop_episodes.domain.weeks import iso_week
 from projections import cli
 from projections.candidates import ScheduleCandidates
@@ -25,7 +26,7 @@ class ReadSide:
         return ScheduleCandidates(service)
 
     def json_models(self) -> dict[str, type[BaseModel]]:
-        return dict(cli.JSON_MODELS)
+        return {**cli.JSON_MODELS, **attestation.JSON_MODELS}
 
     def after_demo(self, service: EpisodeService, now: datetime) -> str:
         runner = ViewRunner(service)

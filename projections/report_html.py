@@ -12,12 +12,9 @@ Every field goes through ``visible`` and HTML escaping.
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 
 from iop_episodes.domain.canonical import canonical_decimal
 from iop_episodes.domain.catalog import DischargeReason
@@ -379,15 +376,3 @@ def render_report(report: AuditReport) -> str:
         + _entries(report)
         + "</body></html>\n"
     )
-
-
-def write_whole(path: Path, text: str) -> None:
-    """Write the file whole or not at all: a reader never sees half a report."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -40,7 +40,17 @@ READING = [
     ("episodes",),
     ("worklist",),
     ("schedule", "--episode", "MRN-001-00000"),
-    ("audit", "report", "6f1f8c1e-3b7a-5d0e-9a53-2f4c7b1d9e10", "--out", "/nonexistent/r.html"),
+    (
+        *(
+            "audit",
+            "report",
+            "6f1f8c1e-3b7a-5d0e-9a53-2f4c7b1d9e10",
+            "--out",
+            "/nonexistent/r.html",
+        ),
+        *("--recipient", "State auditor", "--purpose", "audit", "--as", "au.hill:auditor"),
+        *("--exception", "audit-and-evaluation"),
+    ),
 ]
 
 

@@ -11,9 +11,13 @@ import jsonschema
 import pytest
 
 from iop_episodes.entrypoints.cli import json_models
-from tests.clirun import iop, make_demo
+from tests.clirun import first_episode, iop, make_demo
+from tests.sealing import TEST_KEY_TEXT
 
 AS_OF = "2026-02-09T07:00:00-05:00"  # the Monday after the demo's fifth week
+KEYED_ENV = {"IOP_INTEGRITY_KEY": TEST_KEY_TEXT, "IOP_WITNESS": ""}
+KEYED_NAMES = ["audit checkpoint", "audit prove", "audit pubkey", "audit report"]
+"""Commands that need IOP_INTEGRITY_KEY and a store its service sealed (run further below)."""
 CLIENT = "MRN-001-00000"  # the demo's first client, who consents to County EHR
 DISCLOSING = ["--recipient", "County EHR", "--purpose", "treatment", "--as", "dr.lee:physician"]
 EXPORTS = {
@@ -88,7 +92,7 @@ def test_the_write_and_projection_commands_publish_their_shapes():
     assert expected <= set(NAMES)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [name for name in NAMES if name not in KEYED_NAMES])
 def test_json_output_validates_against_its_published_schema(name, store, tmp_path):
     """Run the command with --json; its stdout is one JSON value matching its schema."""
     done = iop(*invocation(name, store, tmp_path))
@@ -110,7 +114,7 @@ def every_object(value: Any, shape: dict[str, Any], defs: dict[str, Any]) -> Any
                 yield from every_object(inner, option, defs)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [name for name in NAMES if name not in KEYED_NAMES])
 def test_no_field_is_left_out_of_the_json_output(name, store, tmp_path):
     """Every property the schema names is in every object printed, null, zero or empty or not."""
     found = schema(name)
@@ -178,6 +182,115 @@ def test_schedule_hours_are_json_numbers(store):
         assert isinstance(row["weekly_hours"], int | float)
         assert isinstance(row["week"]["target_hours"], int | float)
         assert isinstance(row["week"]["compliance"], int | float)
+
+
+# ---- the auditor's keyed commands: a store sealed by the integrity key ----------
+
+DISCLOSED = [
+    *("--recipient", "State auditor", "--purpose", "audit", "--as", "au.hill:auditor"),
+    *("--exception", "audit-and-evaluation"),
+]
+
+
+@pytest.fixture(scope="module")
+def keyed_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo made with the integrity key: every entry sealed, a checkpoint at its end."""
+    path = tmp_path_factory.mktemp("keyed") / "keyed.db"
+    done = iop(
+        "demo", "--store", f"sqlite:///{path}", "--clients", "4", "--weeks", "2", env=KEYED_ENV
+    )
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+@pytest.fixture
+def keyed_store(keyed_demo: Path, tmp_path: Path) -> str:
+    copy = tmp_path / "keyed.db"
+    shutil.copy(keyed_demo, copy)
+    return f"sqlite:///{copy}"
+
+
+def keyed_invocation(name: str, store: str, tmp_path: Path) -> list[str]:
+    episode = str(first_episode(store))
+    return {
+        "audit checkpoint": ["audit", "checkpoint", "--store", store, "--witness", f"{tmp_path}/w"],
+        "audit pubkey": ["audit", "pubkey", "--out", f"{tmp_path}/keys.txt"],
+        "audit prove": [
+            *("audit", "prove", episode, "--store", store, "--out", f"{tmp_path}/b.json"),
+            *DISCLOSED,
+        ],
+        "audit report": [
+            *("audit", "report", episode, "--store", store, "--out", f"{tmp_path}/r.html"),
+            *DISCLOSED,
+        ],
+    }[name] + ["--json"]
+
+
+def test_the_auditors_commands_publish_their_shapes():
+    """audit checkpoint, pubkey, prove and report each have a JSON shape."""
+    assert set(KEYED_NAMES) <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", KEYED_NAMES)
+def test_keyed_json_output_validates_against_its_published_schema(name, keyed_store, tmp_path):
+    """With the integrity key: one JSON object matching the command's schema, no field left out."""
+    done = iop(*keyed_invocation(name, keyed_store, tmp_path), env=KEYED_ENV)
+    assert done.returncode == 0, done.stderr
+    found = schema(name)
+    output = json.loads(done.stdout)
+    jsonschema.validate(output, found)
+    for value, shape in every_object(output, found, found.get("$defs", {})):
+        assert set(value) == set(shape["properties"]), shape.get("title")
+
+
+def keyed_json(*args: str) -> dict[str, Any]:
+    done = iop(*args, "--json", env=KEYED_ENV)
+    assert done.returncode == 0, done.stderr
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
+def test_checkpoint_json_keeps_zero_counts(keyed_store):
+    """A second checkpoint signs in nothing new: signed_in is 0, not left out; nulls stay."""
+    keyed_json("audit", "checkpoint", "--store", keyed_store)
+    again = keyed_json("audit", "checkpoint", "--store", keyed_store)
+    assert again["signed_in"] == 0
+    assert again["witness"] is None
+    assert again["not_signed_in_from"] is None
+    assert isinstance(again["checkpoint"]["size"], int)
+
+
+def test_pubkey_json_is_the_key_line_it_prints(tmp_path):
+    """The JSON's key_line is the text output; added is true once, then false."""
+    text = iop("audit", "pubkey", env=KEYED_ENV).stdout.strip()
+    keys = str(tmp_path / "keys.txt")
+    first = keyed_json("audit", "pubkey", "--out", keys)
+    assert first["key_line"] == text == f"{first['key_id']} {first['public_key']}"
+    assert first["added"] is True
+    assert keyed_json("audit", "pubkey", "--out", keys)["added"] is False
+    assert keyed_json("audit", "pubkey")["added"] is None
+
+
+def test_prove_and_report_json_name_their_disclosure(keyed_store, tmp_path):
+    """Each names what it wrote and the one disclosure the accounting lists for it."""
+    episode = str(first_episode(keyed_store))
+    proof = keyed_json(
+        *("audit", "prove", episode, "--store", keyed_store, "--out", f"{tmp_path}/b.json"),
+        *DISCLOSED,
+    )
+    bundle = json.loads((tmp_path / "b.json").read_text())
+    assert proof["entries"] == len(bundle["entries"])
+    assert proof["not_yet_attested"] == 0
+    assert proof["checkpoint"] == bundle["checkpoint"]
+    report = keyed_json(
+        *("audit", "report", episode, "--store", keyed_store, "--out", f"{tmp_path}/r.html"),
+        *DISCLOSED,
+    )
+    assert report["verification"] == "ok"
+    assert report["checkpoint"] is not None
+    listed = json.loads(iop("audit", "disclosures", "--store", keyed_store, "--json").stdout)
+    assert listed == [proof["disclosure"], report["disclosure"]]
+    assert [row["format"] for row in listed] == ["proof-bundle", "audit-report-html"]
 
 
 NO_JSON = {"scheduler", "schema"} | {

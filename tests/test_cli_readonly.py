@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from iop_episodes.application.service import EpisodeService
-from tests.clirun import files_under, first_episode, iop, make_demo, public_directory
+from tests.clirun import (
+    files_under,
+    first_episode,
+    iop,
+    make_demo,
+    one_line_error,
+    public_directory,
+)
 from tests.conftest import POSTGRES_SERVER, require_postgres
 
 READING = [
@@ -104,8 +111,9 @@ def test_views_behind_a_read_only_store_are_built_from_the_store(locked_copy, ep
     assert files_under(locked_copy.parent) == before
 
 
-def test_an_auditor_writes_the_html_report_from_a_read_only_store(locked_copy, episode):
-    """audit report as the unprivileged user: the file is written elsewhere, the store untouched."""
+def test_the_html_report_is_refused_on_a_read_only_store(locked_copy, episode):
+    """audit report records its disclosure: as the unprivileged user exit 3, no file, store
+    untouched."""
     lock(locked_copy)
     before = files_under(locked_copy.parent)
     with public_directory() as out:
@@ -113,10 +121,12 @@ def test_an_auditor_writes_the_html_report_from_a_read_only_store(locked_copy, e
         report = out / "report.html"
         done = iop(
             "audit", "report", episode, "--store", f"sqlite:///{locked_copy}",
-            "--out", str(report), as_reader=True,
+            "--out", str(report), "--recipient", "State auditor", "--purpose", "audit",
+            "--as", "au.hill:auditor", "--exception", "audit-and-evaluation", as_reader=True,
         )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        assert report.read_text().startswith("<!DOCTYPE html>")
+        assert done.returncode == 3, done.stderr
+        assert one_line_error(done)
+        assert list(out.iterdir()) == []
     assert files_under(locked_copy.parent) == before
 
 

@@ -339,10 +339,14 @@ def test_the_package_offers_no_bundle_without_its_disclosure():
     assert sorted(exports.__all__) == [
         "Export",
         "FhirExport",
+        "HtmlReport",
+        "ProofBundle",
         "TedsExport",
         "export_audit_report",
+        "export_audit_report_html",
         "export_fhir",
         "export_fhir_many",
+        "export_proof_bundle",
         "export_teds",
         "serialize",
     ]

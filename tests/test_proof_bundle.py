@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -25,6 +26,17 @@ from tests.conftest import START
 from tests.sealing import OTHER_KEY, TEST_KEY, TEST_KEY_TEXT, seal_rows, strip_seal
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "verify_bundle.py"
+DISCLOSED = (
+    "--recipient",
+    "State auditor",
+    "--purpose",
+    "audit",
+    "--as",
+    "au.hill:auditor",
+    "--exception",
+    "audit-and-evaluation",
+)
+"""A bundle leaves the program: the disclosure options every prove names."""
 
 
 def sealed_store(url: str) -> list[UUID]:
@@ -150,7 +162,15 @@ def bundle(
     run(capsys, "audit", "checkpoint", "--store", sqlite_url)
     out_file = tmp_path / "bundle.json"
     code, out, _ = run(
-        capsys, "audit", "prove", str(episodes[1]), "--store", sqlite_url, "--out", str(out_file)
+        capsys,
+        "audit",
+        "prove",
+        str(episodes[1]),
+        "--store",
+        sqlite_url,
+        "--out",
+        str(out_file),
+        *DISCLOSED,
     )
     assert code == 0
     assert out.startswith(f"bundle: episode {episodes[1]}, 4 entries, checkpoint size 12 key ")
@@ -276,7 +296,15 @@ def test_prove_leaves_out_entries_after_the_checkpoint_and_counts_them(
         service.record_session(factories.session(episodes[0], START + timedelta(days=1)))
     out_file = tmp_path / "b.json"
     code, out, _ = run(
-        capsys, "audit", "prove", str(episodes[0]), "--store", sqlite_url, "--out", str(out_file)
+        capsys,
+        "audit",
+        "prove",
+        str(episodes[0]),
+        "--store",
+        sqlite_url,
+        "--out",
+        str(out_file),
+        *DISCLOSED,
     )
     assert code == 0
     assert out.splitlines()[-1] == "not yet attested (left out): 1 entries"
@@ -296,12 +324,22 @@ def test_prove_without_a_checkpoint_or_for_an_unknown_episode_exits_1(
     episodes = sealed_store(sqlite_url)
     out_file = str(tmp_path / "b.json")
     code, _, err = run(
-        capsys, "audit", "prove", str(episodes[0]), "--store", sqlite_url, "--out", out_file
+        capsys,
+        "audit",
+        "prove",
+        str(episodes[0]),
+        "--store",
+        sqlite_url,
+        "--out",
+        out_file,
+        *DISCLOSED,
     )
     assert (code, "no checkpoint yet" in err) == (1, True), err
     run(capsys, "audit", "checkpoint", "--store", sqlite_url)
     unknown = "00000000-0000-4000-8000-000000000000"
-    code, _, err = run(capsys, "audit", "prove", unknown, "--store", sqlite_url, "--out", out_file)
+    code, _, err = run(
+        capsys, "audit", "prove", unknown, "--store", sqlite_url, "--out", out_file, *DISCLOSED
+    )
     assert (code, err) == (1, f"iop audit prove: episode {unknown} is not in the store\n")
 
 
@@ -340,3 +378,116 @@ def test_a_key_file_line_whose_id_does_not_name_its_key_is_refused() -> None:
         OTHER_KEY.key_id: OTHER_KEY.public_key,
         TEST_KEY.key_id: TEST_KEY.public_key,
     }
+
+
+@pytest.mark.usefixtures("keyed")
+def test_prove_records_one_disclosure_of_the_bundle_it_wrote(
+    bundle: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The accounting lists one proof-bundle disclosure: versions 1-4, the file's sha256."""
+    code, out, _ = run(capsys, "audit", "disclosures", "--store", sqlite_url, "--json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert (row["format"], row["basis"], row["exception"]) == (
+        "proof-bundle",
+        "exception",
+        "audit-and-evaluation",
+    )
+    assert (row["actor_id"], row["recipient"], row["purpose"]) == (
+        "au.hill",
+        "State auditor",
+        "audit",
+    )
+    assert [(r["from_version"], r["to_version"]) for r in row["records"]] == [(1, 4)]
+    assert row["sha256"] == hashlib.sha256(bundle.read_bytes()).hexdigest()
+    assert row["checkpoint"] == json.loads(bundle.read_text())["checkpoint"]["root"]
+
+
+@pytest.mark.usefixtures("keyed")
+@pytest.mark.parametrize(
+    ("basis", "named"),
+    [
+        (
+            ("--consent", "--as", "dr.lee:physician"),
+            "[disclosure-needs-consent-in-force] no consent recorded for recipient",
+        ),
+        (("--consent", "--as", "au.hill:auditor"), "[role-may-not-issue-command] role auditor"),
+    ],
+)
+def test_a_refused_prove_writes_no_file_and_records_nothing(
+    sqlite_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    basis: tuple[str, ...],
+    named: str,
+) -> None:
+    """No consent in force, or a role that may not disclose on it: exit 1, one line, no file."""
+    episodes = sealed_store(sqlite_url)
+    run(capsys, "audit", "checkpoint", "--store", sqlite_url)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    how = ("--recipient", "County EHR", "--purpose", "treatment", *basis)
+    code, out, err = run(
+        capsys,
+        "audit",
+        "prove",
+        str(episodes[0]),
+        "--store",
+        sqlite_url,
+        "--out",
+        str(folder / "b.json"),
+        *how,
+    )
+    assert (code, out) == (1, "")
+    assert err.startswith("iop audit prove: refused: ")
+    assert named in err
+    assert len(err.splitlines()) == 1
+    assert list(folder.iterdir()) == []
+    code, out, _ = run(capsys, "audit", "disclosures", "--store", sqlite_url)
+    assert out == "0 disclosures\n"
+
+
+@pytest.mark.usefixtures("keyed")
+def test_a_prove_whose_out_cannot_be_written_exits_2_and_records_nothing(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out in a missing directory: exit 2 naming --out, before anything is disclosed."""
+    episodes = sealed_store(sqlite_url)
+    run(capsys, "audit", "checkpoint", "--store", sqlite_url)
+    out_file = tmp_path / "missing" / "b.json"
+    code, _, err = run(
+        capsys,
+        "audit",
+        "prove",
+        str(episodes[0]),
+        "--store",
+        sqlite_url,
+        "--out",
+        str(out_file),
+        *DISCLOSED,
+    )
+    assert (code, err) == (2, f"iop: error: --out {out_file}: No such file or directory\n")
+    assert run(capsys, "audit", "disclosures", "--store", sqlite_url)[1] == "0 disclosures\n"
+
+
+def test_a_proof_bundle_is_readable_by_its_owner_only(bundle: Path) -> None:
+    """It carries clinical entries: the written bundle has mode 0600."""
+    assert bundle.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.usefixtures("keyed")
+def test_a_checkpoint_that_stops_short_says_where_in_its_json(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json: exit 1 still, one object naming the entry it would not sign in."""
+    episodes = sealed_store(sqlite_url)
+    with EpisodeService(sqlite_url) as service:
+        service.record_session(factories.session(episodes[0], START + timedelta(days=1)))
+    strip_seal(sqlite_url, tamper.key(sqlite_url, episodes[0]), 5)
+    code, out, _ = run(capsys, "audit", "checkpoint", "--store", sqlite_url, "--json")
+    made = json.loads(out)
+    assert code == 1
+    assert (made["signed_in"], made["checkpoint"]["size"]) == (12, 12)
+    assert made["not_signed_in_from"] == (
+        f"episode {episodes[0]} version 5: the entry carries no seal"
+    )

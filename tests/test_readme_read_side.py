@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,32 @@ def test_the_history_example_is_what_the_demo_prints(demo_store):
     printed = iop("audit", "history", "MRN-001-00021", "--store", demo_store).stdout.splitlines()
     start = printed.index(shown[0])
     assert printed[start : start + len(shown)] == shown
+
+
+def commands_and_output(lines: list[str]) -> list[tuple[list[str], list[str]]]:
+    """``$ iop ...`` commands (continued by a trailing backslash) each with the lines shown."""
+    found: list[tuple[list[str], list[str]]] = []
+    pending = ""
+    for line in lines:
+        if pending or line.startswith("$ "):
+            pending += line.removeprefix("$ ").removesuffix("\\")
+            if not line.endswith("\\"):
+                found.append((shlex.split(pending)[1:], []))
+                pending = ""
+        else:
+            found[-1][1].append(line)
+    return found
+
+
+def test_the_audit_report_example_is_what_the_demo_prints(demo_store, tmp_path):
+    """One report written and disclosed (the id is the run's own); MRN-001-00007 refused."""
+    block = readme_block("$ iop audit report MRN-001-00021")
+    (written, [written_line]), (refused, [refused_line]) = commands_and_output(block)
+    out = str(tmp_path / "report.html")
+    place = ["--store", demo_store]
+    done = iop(*[out if arg == "report.html" else arg for arg in written], *place)
+    shown, _, _ = written_line.partition("; disclosure ")
+    printed = done.stdout.strip().replace(out, "report.html")
+    assert printed.startswith(shown + "; disclosure ")
+    after = iop(*[out if arg == "report.html" else arg for arg in refused], *place, expect=1)
+    assert after.stderr.splitlines() == [refused_line]

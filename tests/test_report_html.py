@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +31,7 @@ from tests import tamper
 from tests.cli import iop
 from tests.conftest import START
 from tests.reports import HOSTILE_NOTE, eventful_episode
-from tests.sealing import TEST_KEY_TEXT
+from tests.sealing import TEST_KEY, TEST_KEY_TEXT
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_FLAGS = (
@@ -41,6 +44,17 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
+DISCLOSED = (
+    "--recipient",
+    "State surveyor",
+    "--purpose",
+    "audit",
+    "--as",
+    "au.hill:auditor",
+    "--exception",
+    "audit-and-evaluation",
+)
+"""The report leaves the program: the disclosure options every audit report names."""
 BROWSER_OWN_HOSTS = re.compile(rb"[\w.-]*(google\.com|googleapis\.com|gstatic\.com|gvt1\.com)")
 """Chromium's own background requests (time, updates, accounts), never the page's."""
 
@@ -409,11 +423,71 @@ def test_iop_audit_report_writes_the_file(tmp_path):
         str(out),
         "--as-of",
         "2026-03-20T00:00Z",
+        *DISCLOSED,
     )
-    assert f"written to {out}; verification ok" in done.stdout
+    assert f"written to {out}; verification ok; disclosure " in done.stdout
     text = out.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     assert "as recorded by 2026-03-19 20:00 -04:00" in text
+
+
+def accounting(url: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(
+        iop("audit", "disclosures", "--store", url, "--json").stdout
+    )
+    return rows
+
+
+def test_iop_audit_report_records_one_disclosure_of_the_file_it_wrote(tmp_path):
+    """One audit-report-html disclosure: who, to whom, versions 1 to the report's, the sha256."""
+    url = f"sqlite:///{tmp_path / 'iop.db'}"
+    clock = SimulatedClock(START)
+    with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
+        eventful_episode(service, clock)
+    out = tmp_path / "report.html"
+    done = iop(
+        "audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED, "--json"
+    )
+    written = json.loads(done.stdout)
+    (row,) = accounting(url)
+    assert written["disclosure"] == row
+    assert (row["format"], row["actor_id"], row["recipient"], row["exception"]) == (
+        "audit-report-html",
+        "au.hill",
+        "State surveyor",
+        "audit-and-evaluation",
+    )
+    assert [(r["from_version"], r["to_version"]) for r in row["records"]] == [
+        (1, written["version"])
+    ]
+    assert row["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("actor", "named"),
+    [
+        ("dr.lee:physician", "[disclosure-needs-consent-in-force] no consent recorded"),
+        ("au.hill:auditor", "[role-may-not-issue-command] role auditor (actor au.hill)"),
+    ],
+)
+def test_a_refused_audit_report_writes_no_file_and_records_nothing(tmp_path, actor, named):
+    """--consent with none in force, or a role that may not disclose on it: exit 1, one line."""
+    url = f"sqlite:///{tmp_path / 'iop.db'}"
+    clock = SimulatedClock(START)
+    with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
+        eventful_episode(service, clock)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    basis = ("--recipient", "County EHR", "--purpose", "treatment", "--consent", "--as", actor)
+    out = str(folder / "report.html")
+    done = iop("audit", "report", "MRN-0042", "--store", url, "--out", out, *basis, expect=1)
+    refusals = [line for line in done.stderr.splitlines() if not line.startswith("iop: note:")]
+    assert len(refusals) == 1
+    assert refusals[0].startswith("iop audit report: refused: ")
+    assert named in refusals[0]
+    assert done.stdout == ""
+    assert list(folder.iterdir()) == []
+    assert accounting(url) == []
 
 
 def test_an_out_path_that_cannot_be_written_is_a_usage_error(tmp_path):
@@ -423,10 +497,13 @@ def test_an_out_path_that_cannot_be_written_is_a_usage_error(tmp_path):
     with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
         eventful_episode(service, clock)
     out = tmp_path / "missing" / "report.html"
-    done = iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out), expect=2)
+    done = iop(
+        "audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED, expect=2
+    )
     errors = [line for line in done.stderr.splitlines() if not line.startswith("iop: note:")]
     assert errors == [f"iop: error: --out {out}: No such file or directory"]
     assert not out.parent.exists()
+    assert accounting(url) == []
 
 
 def test_the_report_file_is_readable_by_its_owner_only(tmp_path):
@@ -436,7 +513,7 @@ def test_the_report_file_is_readable_by_its_owner_only(tmp_path):
     with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
         eventful_episode(service, clock)
     out = tmp_path / "report.html"
-    iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out))
+    iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED)
     assert out.stat().st_mode & 0o777 == 0o600
 
 
@@ -454,11 +531,14 @@ def test_an_episode_with_a_changed_entry_gets_no_report(tmp_path):
         )
     tamper.replace_text(url, episode_id, dose, '"lot":"LOT-2603-07"', '"lot":"LOT-2603-08"')
     out = tmp_path / "report.html"
-    refused = iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out), expect=4)
+    refused = iop(
+        "audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED, expect=4
+    )
     assert f"{episode_id} version {dose}" in refused.stderr.splitlines()[-1]
     assert "Traceback" not in refused.stderr
     assert refused.stdout == ""
     assert not out.exists()
+    assert accounting(url) == []
 
 
 def test_a_discharged_episode_names_its_teds_reason():
@@ -480,7 +560,17 @@ def test_a_time_that_is_not_iso_8601_is_a_usage_error_naming_as_of(tmp_path):
     out = tmp_path / "report.html"
     url = f"sqlite:///{tmp_path / 'iop.db'}"
     done = iop(
-        "audit", "report", "X", "--store", url, "--as-of", "banana", "--out", str(out), expect=2
+        "audit",
+        "report",
+        "X",
+        "--store",
+        url,
+        "--as-of",
+        "banana",
+        "--out",
+        str(out),
+        *DISCLOSED,
+        expect=2,
     )
     assert "--as-of" in done.stderr
     assert not out.exists()
@@ -496,13 +586,34 @@ def test_the_report_names_the_checkpoint_that_covers_the_episode(tmp_path, monke
     with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
         eventful_episode(service, clock)
     out = tmp_path / "before.html"
-    iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out))
+    iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED)
     assert "Checkpoint: none given for this report." in out.read_text(encoding="utf-8")
     made = iop("audit", "checkpoint", "--store", url).stdout
     size = re.search(r"size (\d+)", made)
     assert size is not None
     out = tmp_path / "after.html"
-    iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out))
+    iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED)
     assert f"Covered by the checkpoint of log size {size[1]}, root" in out.read_text(
         encoding="utf-8"
     )
+
+
+def test_a_sealed_store_without_the_integrity_key_gets_no_report(tmp_path, monkeypatch):
+    """The disclosure cannot be sealed without IOP_INTEGRITY_KEY: exit 4, no file, no disclosure."""
+    monkeypatch.delenv("IOP_INTEGRITY_KEY", raising=False)
+    url = f"sqlite:///{tmp_path / 'iop.db'}"
+    clock = SimulatedClock(START)
+    with EpisodeService(
+        url, clock=clock, timezone="America/New_York", integrity_key=TEST_KEY
+    ) as service:
+        eventful_episode(service, clock)
+    out = tmp_path / "report.html"
+    done = iop(
+        "audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED, expect=4
+    )
+    assert done.stderr.splitlines()[-1].startswith("iop: error: ")
+    assert "IOP_INTEGRITY_KEY is not set" in done.stderr
+    assert list(tmp_path.glob("*.html*")) == []
+    assert list(tmp_path.glob(".report.html*")) == []
+    monkeypatch.setenv("IOP_INTEGRITY_KEY", TEST_KEY_TEXT)
+    assert accounting(url) == []

@@ -23,6 +23,8 @@ from projections.localtime import shown
 
 if TYPE_CHECKING:
     from iop_episodes.application.service import EpisodeService
+    from iop_episodes.domain.episode import Receipt
+    from iop_episodes.domain.events import EpisodeEvent
 
 DISCLOSED_TOPIC = get_topic(Disclosed)
 ACCOUNTING_YEARS = 3
@@ -88,26 +90,35 @@ def disclosures(
         records = [r for r in payload["records"] if client is None or r["client_ref"] == client]
         if not records:
             continue  # another client's records: an accounting names no one else
-        rows.append(
-            DisclosureRow(
-                disclosure_id=str(event.originator_id),
-                disclosed_at=canonical_time(event.occurred_at),
-                recorded_at=canonical_time(event.timestamp),
-                actor_id=event.actor["id"],
-                actor_role=event.actor["role"],
-                recipient=payload["recipient"],
-                purpose=payload["purpose"],
-                basis=payload["basis"],
-                exception=payload["exception"],
-                format=payload["format"],
-                scope=list(payload["scope"]),
-                records=records,
-                checkpoint=payload["checkpoint"],
-                sha256=payload["sha256"],
-                size_bytes=payload["size_bytes"],
-            )
-        )
+        rows.append(row_of(event, records))
     return rows
+
+
+def row_of(event: EpisodeEvent, records: list[DisclosedRecord] | None = None) -> DisclosureRow:
+    """One ``Disclosed`` entry as the accounting lists it (``records``: those to show)."""
+    payload = event.payload
+    return DisclosureRow(
+        disclosure_id=str(event.originator_id),
+        disclosed_at=canonical_time(event.occurred_at),
+        recorded_at=canonical_time(event.timestamp),
+        actor_id=event.actor["id"],
+        actor_role=event.actor["role"],
+        recipient=payload["recipient"],
+        purpose=payload["purpose"],
+        basis=payload["basis"],
+        exception=payload["exception"],
+        format=payload["format"],
+        scope=list(payload["scope"]),
+        records=list(payload["records"]) if records is None else records,
+        checkpoint=payload["checkpoint"],
+        sha256=payload["sha256"],
+        size_bytes=payload["size_bytes"],
+    )
+
+
+def recorded(service: EpisodeService, receipt: Receipt) -> DisclosureRow:
+    """The disclosure an export just recorded, read back from the store."""
+    return row_of(next(service.history(receipt.episode_id)))
 
 
 def to_text(rows: list[DisclosureRow], timezone: str) -> str:

@@ -1,4 +1,4 @@
-"""The library calls hosts use: export an episode (or many) as FHIR, a period as TEDS.
+"""The library calls hosts use: FHIR bundles, TEDS records, audit reports and proof bundles.
 
 Each call checks the basis, builds the export from verified histories,
 records exactly one Disclosure, and only then returns the export. A refused
@@ -7,12 +7,15 @@ export raises (or, for many episodes, lists the refused) and records nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from iop_episodes.application.output import Progress, counted
+from iop_episodes.audit.bundle import ProvenEpisode, prove_episode
+from iop_episodes.audit.checkpoints import covering_checkpoint
 from iop_episodes.audit.integrity import episode_ids
 from iop_episodes.domain import errors
 from iop_episodes.domain.canonical import canonical_json
@@ -21,12 +24,21 @@ from iop_episodes.domain.commands import Actor
 from iop_episodes.domain.disclosure import require_discloser
 from projections import audit, history_text
 from projections.exports import codes, teds
-from projections.exports.disclosure import Disclosing, basis_of, record, select
+from projections.exports.disclosure import (
+    Disclosing,
+    Selected,
+    basis_of,
+    episode_history,
+    record,
+    select,
+)
 from projections.exports.fhir import build_bundle
 from projections.projector import audit_row
+from projections.report import AuditReport, CheckpointRef, build_report
+from projections.report_html import render_report
 
 if TYPE_CHECKING:
-    from datetime import date
+    from datetime import date, datetime
 
     from iop_episodes.application.service import EpisodeService
     from iop_episodes.domain.episode import Receipt
@@ -57,20 +69,61 @@ class TedsExport(Export):
     records: list[teds.TedsRecord] = field(default_factory=list)
 
 
-def _disclosing(
+@dataclass(frozen=True)
+class _Leaving:
+    """An export under way, its basis and discloser checked: what may leave, then its record."""
+
+    service: EpisodeService
+    disclosing: Disclosing
+
+    def select(self, episodes: Iterable[UUID], **how: Any) -> Selected:
+        """Each episode's entries and basis; those without one in ``refused``."""
+        return select(self.service, episodes, self.disclosing, **how)
+
+    def one(self, episode_id: UUID, history: list[EpisodeEvent] | None = None) -> Selected:
+        """The one episode sent (``history``: only these entries), or its refusal raised."""
+        only = None if history is None else lambda _: history
+        selected = self.select([episode_id], histories=only)
+        if episode_id in selected.refused:
+            raise selected.refused[episode_id]
+        return selected
+
+    def record(
+        self,
+        selected: Selected,
+        export_format: ExportFormat,
+        data: bytes,
+        scope: Iterable[str] | None = None,
+        proven_against: str | None = None,
+    ) -> Receipt:
+        """The export's one Disclosure, of exactly ``data``."""
+        return record(
+            self.service,
+            self.disclosing,
+            selected,
+            export_format=export_format,
+            data=data,
+            scope=scope,
+            proven_against=proven_against,
+        )
+
+
+def _leaving(
+    service: EpisodeService,
+    *,
     recipient: str,
     purpose: str,
     actor: Mapping[str, str],
-    *,
     consent: bool,
     exception: str | None,
     command_id: str | None,
-) -> Disclosing:
+) -> _Leaving:
+    """Check the basis and who discloses on it before anything is read."""
     basis = basis_of(consent=consent, exception=exception)
     require_discloser(Actor.model_validate(actor), basis)
     if command_id is None:
-        return Disclosing(recipient, purpose, actor, basis)
-    return Disclosing(recipient, purpose, actor, basis, command_id)
+        return _Leaving(service, Disclosing(recipient, purpose, actor, basis))
+    return _Leaving(service, Disclosing(recipient, purpose, actor, basis, command_id))
 
 
 def export_fhir_many(
@@ -91,10 +144,16 @@ def export_fhir_many(
 
     ``progress`` is told how many of the episodes have been read.
     """
-    disclosing = _disclosing(
-        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    leaving = _leaving(
+        service,
+        recipient=recipient,
+        purpose=purpose,
+        actor=actor,
+        consent=consent,
+        exception=exception,
+        command_id=command_id,
     )
-    selected = select(service, counted(list(episodes), progress), disclosing)
+    selected = leaving.select(counted(list(episodes), progress))
     export = FhirExport(refused=selected.refused)
     for episode_id, history in selected.histories.items():
         export.bundles[episode_id] = build_bundle(
@@ -104,7 +163,7 @@ def export_fhir_many(
         return export
     export.data = b"".join(serialize(bundle) for bundle in export.bundles.values())
     kind = ExportFormat.FHIR_TRANSACTION if transaction else ExportFormat.FHIR_COLLECTION
-    export.disclosure = record(service, disclosing, selected, export_format=kind, data=export.data)
+    export.disclosure = leaving.record(selected, kind, export.data)
     return export
 
 
@@ -170,8 +229,14 @@ def export_teds(
 
     ``progress`` is told how many of the store's episodes have been read.
     """
-    disclosing = _disclosing(
-        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    leaving = _leaving(
+        service,
+        recipient=recipient,
+        purpose=purpose,
+        actor=actor,
+        consent=consent,
+        exception=exception,
+        command_id=command_id,
     )
     histories = episode_histories(service, progress)
     with_records = [
@@ -180,12 +245,8 @@ def export_teds(
         if teds.records_in_period([history], kind, start, end)
     ]
     needed = [str(RecordScope.ADMISSION_DISCHARGE)]
-    selected = select(
-        service,
-        with_records,
-        disclosing,
-        histories=histories.__getitem__,
-        needed=lambda _history: needed,
+    selected = leaving.select(
+        with_records, histories=histories.__getitem__, needed=lambda _history: needed
     )
     export = TedsExport(refused=selected.refused)
     export.records = teds.records_in_period(selected.histories.values(), kind, start, end)
@@ -195,9 +256,7 @@ def export_teds(
         teds.to_csv(export.records, kind) if output == "csv" else teds.to_json(export.records)
     )
     export_format = ExportFormat(f"teds-{kind}s-{output}")
-    export.disclosure = record(
-        service, disclosing, selected, export_format=export_format, data=export.data, scope=needed
-    )
+    export.disclosure = leaving.record(selected, export_format, export.data, needed)
     return export
 
 
@@ -243,12 +302,16 @@ def audit_report_export(
     command_id: str | None = None,
 ) -> Export:
     """``export_audit_report``'s bytes with the receipt of the disclosure that records them."""
-    disclosing = _disclosing(
-        recipient, purpose, actor, consent=consent, exception=exception, command_id=command_id
+    leaving = _leaving(
+        service,
+        recipient=recipient,
+        purpose=purpose,
+        actor=actor,
+        consent=consent,
+        exception=exception,
+        command_id=command_id,
     )
-    selected = select(service, [episode_id], disclosing)
-    if episode_id in selected.refused:
-        raise selected.refused[episode_id]
+    selected = leaving.one(episode_id)
     history = selected.histories[episode_id]
     rows = [audit_row(event, str(episode_id)) for event in history]
     entries = audit.linked(rows, audit.coverage_of(history))
@@ -259,5 +322,108 @@ def audit_report_export(
         text = history_text.to_csv(entries, client_ref, service.program_timezone)
     data = text.encode("utf-8")
     export_format = ExportFormat(f"audit-report-{output}")
-    receipt = record(service, disclosing, selected, export_format=export_format, data=data)
+    receipt = leaving.record(selected, export_format, data)
     return Export(data=data, disclosure=receipt)
+
+
+@dataclass(frozen=True)
+class HtmlReport:
+    """The HTML report's bytes, what it says, and the disclosure it left under."""
+
+    data: bytes
+    report: AuditReport
+    disclosure: Receipt
+
+
+def export_audit_report_html(
+    service: EpisodeService,
+    episode_id: UUID,
+    *,
+    recipient: str,
+    purpose: str,
+    actor: Mapping[str, str],
+    consent: bool = False,
+    exception: str | None = None,
+    as_of: datetime | None = None,
+    timezone: str | None = None,
+    command_id: str | None = None,
+) -> HtmlReport:
+    """The report ``iop audit report`` writes (entries up to ``as_of``), disclosed once.
+
+    The disclosure names versions 1 to the report's version. Raises the
+    refusal when the episode has no basis; nothing is recorded then.
+    """
+    leaving = _leaving(
+        service,
+        recipient=recipient,
+        purpose=purpose,
+        actor=actor,
+        consent=consent,
+        exception=exception,
+        command_id=command_id,
+    )
+    version = service.episode(episode_id, as_of=as_of).version
+    shown = [e for e in episode_history(service, episode_id) if e.originator_version <= version]
+    selected = leaving.one(episode_id, shown)
+    covered = covering_checkpoint(service, episode_id, up_to={episode_id: version})
+    report = build_report(
+        service,
+        episode_id,
+        as_of=as_of,
+        timezone=timezone or service.program_timezone,
+        now=service.clock.now(),
+        checkpoint=None if covered is None else CheckpointRef.of(covered),
+    )
+    data = render_report(report).encode("utf-8")
+    disclosure = leaving.record(selected, ExportFormat.AUDIT_REPORT_HTML, data)
+    return HtmlReport(data, report, disclosure)
+
+
+def bundle_bytes(bundle: Mapping[str, Any]) -> bytes:
+    """A proof bundle as ``iop audit prove`` writes it: indented JSON, ASCII, one newline."""
+    return (json.dumps(bundle, indent=1) + "\n").encode("ascii")
+
+
+@dataclass(frozen=True)
+class ProofBundle:
+    """The bundle's bytes, what it proves, and the disclosure it left under."""
+
+    data: bytes
+    proven: ProvenEpisode
+    disclosure: Receipt
+
+
+def export_proof_bundle(
+    service: EpisodeService,
+    episode_id: UUID,
+    *,
+    recipient: str,
+    purpose: str,
+    actor: Mapping[str, str],
+    consent: bool = False,
+    exception: str | None = None,
+    command_id: str | None = None,
+) -> ProofBundle:
+    """The episode's proof bundle against the latest checkpoint, disclosed once.
+
+    The disclosure names the versions the bundle carries (1 to n, those the
+    checkpoint covers) and that checkpoint. Raises ``ProofUnavailable`` when
+    no bundle can be made, or the refusal when the episode has no basis;
+    nothing is recorded then.
+    """
+    leaving = _leaving(
+        service,
+        recipient=recipient,
+        purpose=purpose,
+        actor=actor,
+        consent=consent,
+        exception=exception,
+        command_id=command_id,
+    )
+    proven = prove_episode(service, episode_id)
+    carried = episode_history(service, episode_id)[: proven.entries]
+    selected = leaving.one(episode_id, carried)
+    data = bundle_bytes(proven.bundle)
+    root = str(proven.bundle["checkpoint"]["root"])
+    disclosure = leaving.record(selected, ExportFormat.PROOF_BUNDLE, data, proven_against=root)
+    return ProofBundle(data, proven, disclosure)

@@ -1,4 +1,4 @@
-"""``iop export fhir|teds|audit-report`` and ``iop audit disclosures``.
+"""``iop export fhir|teds|audit-report``, ``iop audit prove`` and ``iop audit disclosures``.
 
 Every export names its disclosure (``--recipient``, ``--purpose``, ``--as``
 and ``--consent`` or ``--exception``). Exit codes: 0 everything asked for was
@@ -24,11 +24,14 @@ from pydantic import BaseModel
 from iop_episodes.application import arguments, problems
 from iop_episodes.application.output import Output, print_json, progress_bar
 from iop_episodes.application.service import EpisodeService
+from iop_episodes.audit.bundle import ProofUnavailable
+from iop_episodes.audit.checkpoints import Checkpoint
 from iop_episodes.domain import errors
 from iop_episodes.domain.catalog import DisclosureException
 from iop_episodes.domain.weeks import zone
 from projections.episodes import resolve_episode
 from projections.exports import accounting, api, codes
+from projections.exports.delivery import staged
 from projections.exports.disclosure import EXCEPTIONS, actor_of
 from projections.runner import reading_views
 from projections.views import EpisodeViews
@@ -65,7 +68,21 @@ class ExportSummary(Output):
     out: str
 
 
+class ProofWritten(Output):
+    """``iop audit prove --json``: the bundle written, what it covers, and its disclosure."""
+
+    episode_id: str
+    out: str
+    entries: int
+    """Entries in the bundle: versions 1 to this, covered by the checkpoint."""
+    not_yet_attested: int
+    """The episode's entries after the checkpoint, left out."""
+    checkpoint: Checkpoint
+    disclosure: accounting.DisclosureRow
+
+
 JSON_MODELS: dict[str, type[BaseModel]] = {
+    "audit prove": ProofWritten,
     "export fhir": ExportSummary,
     "export teds": ExportSummary,
     "export audit-report": ExportSummary,
@@ -76,6 +93,11 @@ JSON_MODELS: dict[str, type[BaseModel]] = {
 
 def _disclosure_options(parser: argparse.ArgumentParser) -> None:
     arguments.add_store(parser)
+    disclosure_options(parser)
+
+
+def disclosure_options(parser: argparse.ArgumentParser) -> None:
+    """``--recipient``, ``--purpose``, ``--as`` and one basis: every export names its disclosure."""
     parser.add_argument("--recipient", required=True, help="who receives the records")
     parser.add_argument("--purpose", required=True, help="why, as the consent names it")
     parser.add_argument("--as", dest="actor", required=True, help="ID:ROLE of who discloses")
@@ -270,6 +292,51 @@ def _write_file(data: bytes, out: str) -> None:
         Path(out).write_bytes(data)
 
 
+def cmd_audit_prove(args: argparse.Namespace) -> int:
+    episode_id: UUID = args.episode
+    with EpisodeService(args.store, create=False) as service, staged(args.out) as deliver:
+        try:
+            export = api.export_proof_bundle(
+                service,
+                episode_id,
+                recipient=args.recipient,
+                purpose=args.purpose,
+                actor=actor_of(args.actor),
+                consent=args.consent,
+                exception=args.exception,
+            )
+        except (ProofUnavailable, errors.EpisodeNotFound) as error:
+            print(f"iop audit prove: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        except errors.EpisodeRuleError as error:
+            print(f"iop audit prove: refused: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        deliver(export.data)
+        disclosure = accounting.recorded(service, export.disclosure)
+    proven = export.proven
+    checkpoint = Checkpoint.model_validate(proven.bundle["checkpoint"])
+    if args.json:
+        print_json(
+            ProofWritten(
+                episode_id=str(episode_id),
+                out=args.out,
+                entries=proven.entries,
+                not_yet_attested=proven.not_yet_attested,
+                checkpoint=checkpoint,
+                disclosure=disclosure,
+            )
+        )
+        return EXIT_OK
+    print(
+        f"bundle: episode {episode_id}, {proven.entries} entries, checkpoint size "
+        f"{checkpoint.size} key {checkpoint.key_id}, written to {args.out}; "
+        f"disclosure {disclosure.disclosure_id}"
+    )
+    if proven.not_yet_attested:
+        print(f"not yet attested (left out): {proven.not_yet_attested} entries")
+    return EXIT_OK
+
+
 def cmd_audit_disclosures(args: argparse.Namespace) -> int:
     with EpisodeService(args.store, read_only=True) as service:  # it only reads
         timezone = args.timezone or service.program_timezone
@@ -293,7 +360,7 @@ def _json_summary(parser: argparse.ArgumentParser) -> None:
 
 
 def register(commands: Any, audit_commands: Any) -> None:
-    """Add ``iop export`` and ``iop audit disclosures``."""
+    """Add ``iop export``, ``iop audit prove`` and ``iop audit disclosures``."""
     exports = commands.add_parser("export", help="records that leave the program").add_subparsers(
         dest="export_command", required=True, metavar="KIND", help="what to export"
     )
@@ -344,6 +411,15 @@ def register(commands: Any, audit_commands: Any) -> None:
     _json_summary(report)
     _disclosure_options(report)
     report.set_defaults(handler=cmd_export_audit_report)
+
+    prove = audit_commands.add_parser(
+        "prove", help="a proof bundle for one episode against the latest checkpoint, disclosed"
+    )
+    prove.add_argument("episode", type=arguments.episode_id, help="the episode id")
+    prove.add_argument("--out", required=True, metavar="FILE", help="the bundle's JSON file")
+    _disclosure_options(prove)
+    arguments.add_json(prove)
+    prove.set_defaults(handler=cmd_audit_prove)
 
     accounting_parser = audit_commands.add_parser(
         "disclosures", help="the accounting of disclosures (42 CFR Part 2)"

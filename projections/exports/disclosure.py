@@ -73,6 +73,10 @@ class Selected:
     def scope(self) -> list[str]:
         return sorted(str(s) for s in _scope(self.histories.values()))
 
+    def heads(self) -> dict[UUID, int]:
+        """Each episode's last version that leaves."""
+        return {key: history[-1].originator_version for key, history in self.histories.items()}
+
 
 def _scope(histories: Iterable[list[EpisodeEvent]]) -> set[str]:
     found: set[str] = set()
@@ -141,15 +145,21 @@ def record(
     export_format: ExportFormat,
     data: bytes,
     scope: Iterable[str] | None = None,
+    proven_against: str | None = None,
 ) -> Receipt:
-    """Record the one Disclosure of an export whose bytes are ``data``."""
+    """Record the one Disclosure of an export whose bytes are ``data``.
+
+    Its checkpoint is ``proven_against`` (the root a proof bundle's entries
+    are proven against) or else the latest, when it covers what leaves.
+    """
     basis = disclosing.basis
+    heads = selected.heads()
     records = [
         {
             "episode_id": episode_id,
             "client_ref": history[0].payload["client_ref"],
             "from_version": 1,
-            "to_version": history[-1].originator_version,
+            "to_version": heads[episode_id],
             "consent_version": selected.consents[episode_id],
         }
         for episode_id, history in selected.histories.items()
@@ -166,20 +176,21 @@ def record(
             "format": str(export_format),
             "scope": sorted(scope) if scope is not None else selected.scope(),
             "records": records,
-            "checkpoint": latest_checkpoint(service, selected.histories),
+            "checkpoint": proven_against or latest_checkpoint(service, heads),
             "sha256": hashlib.sha256(data).hexdigest(),
             "size_bytes": len(data),
         }
     )
 
 
-def latest_checkpoint(service: EpisodeService, episode_ids: Iterable[UUID]) -> str | None:
+def latest_checkpoint(service: EpisodeService, heads: Mapping[UUID, int]) -> str | None:
     """The root hash of the store's latest checkpoint if it covers every disclosed entry.
 
-    None when the store holds no checkpoint yet, or the latest does not reach
-    the disclosed episodes' last entries (they are not yet attested).
+    ``heads`` is each disclosed episode's last version disclosed. None when
+    the store holds no checkpoint yet, or the latest does not reach those
+    entries (they are not yet attested).
     """
-    covering = covering_checkpoint(service, *episode_ids)
+    covering = covering_checkpoint(service, *heads, up_to=heads)
     return None if covering is None else covering.root
 
 

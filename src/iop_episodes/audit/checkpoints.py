@@ -12,7 +12,7 @@ which entry; everything from it on stays "not yet attested".
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
@@ -252,22 +252,27 @@ def stored_checkpoints(service: EpisodeService) -> Sequence[str]:
     return tables_for(service.store, service).checkpoints()
 
 
-def covering_checkpoint(service: EpisodeService, *episode_ids: UUID) -> Checkpoint | None:
+def covering_checkpoint(
+    service: EpisodeService, *episode_ids: UUID, up_to: Mapping[UUID, int] | None = None
+) -> Checkpoint | None:
     """The store's latest checkpoint when it covers every entry of the episodes, else None.
 
     A checkpoint of log size n covers the first n entries in log order; an
-    episode is covered when its last entry is among them. The line is read
+    episode is covered when its last entry is among them, or with ``up_to``
+    its last entry up to that version (a disclosed range). The line is read
     from the store and not checked here: ``iop audit verify --witness`` does that.
     """
     lines = stored_checkpoints(service)
     if not lines or not episode_ids:
         return None
     latest = Checkpoint.model_validate_json(lines[-1])
-    wanted = {str(episode_id) for episode_id in episode_ids}
+    wanted = {str(episode_id): (up_to or {}).get(episode_id) for episode_id in episode_ids}
     index, last = 0, -1
     for page in log_pages(service.recorder):
-        for episode, *_ in page:
-            if str(UUID(episode)) in wanted:
+        for episode, version, *_ in page:
+            key = str(UUID(episode))
+            limit = wanted.get(key, 0)
+            if key in wanted and (limit is None or version <= limit):
                 last = index
             index += 1
     return latest if 0 <= last < latest.size else None

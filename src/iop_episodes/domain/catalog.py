@@ -314,6 +314,8 @@ class DisclosureException(StrEnum):
 
 
 class ExportFormat(StrEnum):
+    """What left the program, as its Disclosure names it."""
+
     FHIR_COLLECTION = "fhir-r4-collection"
     FHIR_TRANSACTION = "fhir-r4-transaction"
     TEDS_ADMISSIONS_CSV = "teds-admissions-csv"
@@ -322,3 +324,5 @@ class ExportFormat(StrEnum):
     TEDS_DISCHARGES_JSON = "teds-discharges-json"
     AUDIT_REPORT_JSONL = "audit-report-jsonl"
     AUDIT_REPORT_CSV = "audit-report-csv"
+    AUDIT_REPORT_HTML = "audit-report-html"  # iop audit report: every entry shown, up to --as-of
+    PROOF_BUNDLE = "proof-bundle"  # iop audit prove: each covered entry exactly as stored
