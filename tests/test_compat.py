@@ -19,6 +19,8 @@ import psycopg
 import pytest
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
+    ConnectionPoolClosedError,
+    ConnectionUnavailableError,
     DatetimeAsISO,
     IntegrityError,
     JSONTranscoder,
@@ -203,11 +205,20 @@ def test_stores_without_notifications_give_no_listening_connection(tmp_path: Pat
             assert c is None
 
 
-def _application_recorder(tmp_path: Path, lock_timeout: int | None = None) -> Any:
-    datastore = SQLiteDatastore(str(tmp_path / "lean.db"), lock_timeout=lock_timeout)
+def _application_recorder(
+    tmp_path: Path, lock_timeout: int | None = None, *, kept: bool = True, **pool: Any
+) -> Any:
+    """A lean recorder writing on a kept connection (item 10) or a checkout per write (item 7)."""
+    datastore = SQLiteDatastore(
+        str(tmp_path / "lean.db"), lock_timeout=lock_timeout, pre_ping=not kept, **pool
+    )
     recorder = LeanSQLiteApplicationRecorder(datastore)
+    assert (recorder._kept is not None) == kept
     recorder.create_table()
     return recorder
+
+
+WRITE_PATHS = pytest.mark.parametrize("path", ["kept", "checkout"])
 
 
 FIRST_ID = UUID(int=1)
@@ -217,11 +228,12 @@ def _row(version: int, originator_id: UUID = FIRST_ID) -> StoredEvent:
     return StoredEvent(originator_id, version, "t", b"{}")
 
 
+@WRITE_PATHS
 def test_a_lean_insert_of_a_taken_version_raises_the_librarys_integrity_error(
-    tmp_path: Path,
+    tmp_path: Path, path: str
 ) -> None:
-    """Item 7: a unique violation is the library's IntegrityError and the batch rolls back."""
-    recorder = _application_recorder(tmp_path)
+    """Items 7, 10: a unique violation is the library's IntegrityError and the batch rolls back."""
+    recorder = _application_recorder(tmp_path, kept=path == "kept")
     assert recorder.insert_events([_row(1), _row(2)]) == [1, 2]
     with pytest.raises(IntegrityError) as raised:
         recorder.insert_events([_row(1, UUID(int=2)), _row(2)])
@@ -233,11 +245,12 @@ def test_a_lean_insert_of_a_taken_version_raises_the_librarys_integrity_error(
     assert [n.id for n in recorder.select_notifications(1, 10)] == [1, 2, 3, 4]
 
 
+@WRITE_PATHS
 def test_a_lean_insert_waits_out_the_lock_timeout_then_raises_the_librarys_error(
-    tmp_path: Path,
+    tmp_path: Path, path: str
 ) -> None:
-    """Item 7: BEGIN IMMEDIATE on a locked store waits the datastore's timeout, then fails."""
-    recorder = _application_recorder(tmp_path, lock_timeout=1)
+    """Items 7, 10: BEGIN IMMEDIATE on a locked store waits the datastore's timeout, then fails."""
+    recorder = _application_recorder(tmp_path, lock_timeout=1, kept=path == "kept")
     holder = sqlite3.connect(tmp_path / "lean.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     started = time.monotonic()
@@ -255,6 +268,78 @@ def test_the_sqlite_store_writes_through_the_lean_recorder(tmp_path: Path) -> No
     with EpisodeService(f"sqlite:///{tmp_path / 's.db'}") as service:
         assert isinstance(service.recorder, LeanSQLiteApplicationRecorder)
         assert isinstance(service.recorder.datastore.pool, compat.StatementCachingPool)
+        assert service.recorder._kept is not None  # item 10: a file store keeps its writer
+
+
+def test_the_pools_writer_lock_is_the_one_a_writer_checkout_holds(tmp_path: Path) -> None:
+    """Item 10: get_connection(is_writer=True) holds _writer_lock until the connection returns."""
+    pool = SQLiteConnectionPool(db_name=str(tmp_path / "w.db"))
+    writer = pool.get_connection(is_writer=True)
+    assert not pool._writer_lock.acquire(blocking=False), (
+        "eventsourcing's pool no longer holds _writer_lock for a writer: re-derive "
+        "compat.KeptWriter from the new ConnectionPool.get_connection"
+    )
+    pool.put_connection(writer)
+    assert pool._writer_lock.acquire(blocking=False)
+    pool._writer_lock.release()
+    pool.close()
+
+
+def test_a_kept_writer_waits_for_a_library_writer_then_raises_the_pools_error(
+    tmp_path: Path,
+) -> None:
+    """Item 10: behind a writer checked out of the pool, a write waits pool_timeout, then fails."""
+    recorder = _application_recorder(tmp_path, pool_timeout=0.5)
+    pool = recorder.datastore.pool
+    holder = pool.get_connection(is_writer=True)
+    started = time.monotonic()
+    with pytest.raises(ConnectionUnavailableError, match="waiting for return of writer"):
+        recorder.insert_events([_row(1)])
+    assert time.monotonic() - started >= 0.45
+    done: list[Any] = []
+    writer = threading.Thread(target=lambda: done.append(recorder.insert_events([_row(1)])))
+    writer.start()
+    writer.join(0.2)
+    assert done == [], "the kept writer did not wait for the pool's writer"
+    pool.put_connection(holder)
+    writer.join(5)
+    assert done == [[1]]
+
+
+def test_a_kept_writer_uses_one_pooled_connection_until_a_write_fails(tmp_path: Path) -> None:
+    """Item 10: one connection stays checked out; a failed write hands it back to the pool."""
+    recorder = _application_recorder(tmp_path)
+    pool = recorder.datastore.pool
+    recorder.insert_events([_row(1)])
+    kept = recorder._kept._connection
+    assert recorder.insert_events([_row(2), _row(3)]) == [2, 3]
+    assert recorder._kept._connection is kept
+    assert pool.num_in_use == 1
+    with pytest.raises(IntegrityError):
+        recorder.insert_events([_row(3)])
+    assert pool.num_in_use == 0  # rolled back and returned, as a checkout would be
+    assert recorder.insert_events([_row(4)]) == [4]
+    assert pool.num_in_use == 1
+
+
+def test_a_kept_writer_is_closed_with_its_pool(tmp_path: Path) -> None:
+    """Item 10: the pool closes the kept connection; a write then fails as a checkout does."""
+    recorder = _application_recorder(tmp_path)
+    recorder.insert_events([_row(1)])
+    kept = recorder._kept._connection
+    recorder.datastore.close()
+    assert kept.closed
+    with pytest.raises(ConnectionPoolClosedError):
+        recorder.insert_events([_row(2)])
+
+
+def test_a_kept_writer_only_where_a_checkout_does_nothing_more(tmp_path: Path) -> None:
+    """Item 10: in-memory databases, max_age and pre_ping keep item 7's checkout per write."""
+    file = str(tmp_path / "k.db")
+    assert compat.KeptWriter.suits(SQLiteConnectionPool(db_name=file))
+    assert not compat.KeptWriter.suits(SQLiteConnectionPool(db_name=":memory:"))
+    assert not compat.KeptWriter.suits(SQLiteConnectionPool(db_name=file, max_age=60))
+    assert not compat.KeptWriter.suits(SQLiteConnectionPool(db_name=file, pre_ping=True))
 
 
 @pytest.mark.postgres

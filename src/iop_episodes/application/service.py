@@ -375,10 +375,14 @@ class EpisodeService(Application[UUID]):
 
         The library's ``save`` checks runtime protocols on every object it is
         given; these are always Episodes, so their events go straight to the
-        event store.
+        recorder, mapped as the event store maps them (its ``put`` also
+        builds a recording per event, which nothing here reads).
         """
         pending = {episode.id: episode.collect_events() for episode in episodes}
-        self.events.put([event for events in pending.values() for event in events])
+        to_stored = self.mapper.to_stored_event
+        self.recorder.insert_events(
+            [to_stored(event) for events in pending.values() for event in events]
+        )
         due = []
         for episode in episodes:
             if self.repository.cache is not None:

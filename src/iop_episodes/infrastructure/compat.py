@@ -55,6 +55,22 @@ touches a private name of the library.
    one statement per query). Same lock, same notification, same errors
    (the datastore's connection context maps them); a failed query leaves the
    transaction aborted, so it is rolled back before the connection returns.
+10. ``KeptWriter``: checking a connection out of the library's pool and back
+   for every write costs more CPU than the write itself (a Python-level
+   semaphore, two conditions and three locks; about a fifth of a single
+   command). Writes are one at a time anyway (the pool's writer lock), so
+   one pooled connection is kept checked out for a recorder's writes and
+   used under that same writer lock (the pool's private ``_writer_lock``,
+   taken with its ``pool_timeout`` as ``get_connection(is_writer=True)``
+   takes it). The connection is the pool's own (its lock timeout, WAL
+   mode, statement cache); the pool closes it with the others on
+   ``close()``, after which a write raises the library's
+   ``ConnectionPoolClosedError`` as a checkout would. A write that fails is
+   rolled back and mapped as in item 7 and its connection goes back to the
+   pool, so the next write takes a fresh one. Only where the checkout
+   does nothing more: not an in-memory database (its readers and writers
+   exclude each other), no ``max_age`` (a kept connection would never age
+   out) and no ``pre_ping``; otherwise item 7's path.
 """
 
 from __future__ import annotations
@@ -66,7 +82,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
-from eventsourcing.persistence import InterfaceError, OperationalError, Tracking, TrackingRecorder
+from eventsourcing.persistence import (
+    ConnectionPoolClosedError,
+    ConnectionUnavailableError,
+    InterfaceError,
+    OperationalError,
+    Tracking,
+    TrackingRecorder,
+)
 from eventsourcing.sqlite import (
     SQLITE3_DEFAULT_LOCK_TIMEOUT,
     SQLiteConnection,
@@ -308,3 +331,69 @@ def insert_one(recorder: Any, stored_event: Any) -> list[int]:
     if row is None:  # pragma: no cover  (RETURNING gives the row it inserted)
         raise OperationalError("the insert returned no notification id")
     return [int(row["notification_id"])]
+
+
+# ---- 10: one kept connection for a recorder's SQLite writes -------------------
+
+
+class KeptWriter:
+    """Writes rows on one connection kept out of ``pool``, under the pool's writer lock."""
+
+    def __init__(self, pool: SQLiteConnectionPool) -> None:
+        self.pool = pool
+        self._connection: SQLiteConnection | None = None
+        self._raw: sqlite3.Connection | None = None
+
+    @staticmethod
+    def suits(pool: SQLiteConnectionPool) -> bool:
+        """Whether a checkout from ``pool`` does nothing a kept connection skips."""
+        return not pool.is_sqlite_memory_mode and pool.max_age is None and not pool.pre_ping
+
+    def insert(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert ``rows`` with ``statement`` in one IMMEDIATE transaction; the last rowid."""
+        writer_lock = self.pool._writer_lock  # item 10
+        if not writer_lock.acquire(timeout=self.pool.pool_timeout):
+            msg = "Timed out waiting for return of writer"  # the pool's own message
+            raise ConnectionUnavailableError(msg)
+        try:
+            return self._insert(statement, rows)
+        finally:
+            writer_lock.release()
+
+    def _insert(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        if self.pool.closed:
+            raise ConnectionPoolClosedError
+        raw = self._raw
+        if raw is None or self._connection is None or self._connection.closed:
+            raw = self._check_out()
+        try:
+            raw.execute("BEGIN IMMEDIATE")  # waits out the lock timeout, as an INSERT would
+            if len(rows) == 1:
+                last: int = raw.execute(statement, rows[0]).lastrowid or 0
+            else:  # executemany leaves lastrowid unset
+                raw.executemany(statement, rows)
+                last = raw.execute("SELECT last_insert_rowid()").fetchone()[0]
+            raw.execute("COMMIT")
+        except BaseException as error:
+            self._give_back(error)
+            raise  # unreachable for sqlite3 errors: _give_back raised them mapped
+        return last
+
+    def _check_out(self) -> sqlite3.Connection:
+        connection = self.pool.get_connection()  # not as a writer: its lock is held already
+        with connection.cursor() as cursor:
+            raw: sqlite3.Connection = cursor.connection
+        self._connection, self._raw = connection, raw
+        return raw
+
+    def _give_back(self, error: BaseException) -> None:
+        """Roll back, return the connection to the pool, raise ``error`` as the library maps it."""
+        connection, self._connection, self._raw = self._connection, None, None
+        assert connection is not None  # noqa: S101  (set by _insert before any statement)
+        try:
+            SQLiteTransaction(connection, commit=True).__exit__(
+                type(error), error, error.__traceback__
+            )
+        finally:
+            with suppress(Exception):  # a closed pool has nothing to take it back
+                self.pool.put_connection(connection)

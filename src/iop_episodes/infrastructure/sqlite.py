@@ -16,10 +16,11 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteFactory
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore, SQLiteFactory
 from eventsourcing.utils import Environment, EnvType
 
 from iop_episodes.infrastructure.compat import (
+    KeptWriter,
     StatementCachingPool,
     insert_immediately,
     use_pool,
@@ -31,8 +32,14 @@ class LeanSQLiteApplicationRecorder(SQLiteApplicationRecorder):
 
     ``compat.insert_immediately``: one ``executemany`` of the library's own
     statement between ``BEGIN IMMEDIATE`` and ``COMMIT``, on a pooled
-    connection, errors mapped as the library maps them.
+    connection, errors mapped as the library maps them. Where the pool
+    allows (``compat.KeptWriter``), that connection is kept for the next write.
     """
+
+    def __init__(self, datastore: SQLiteDatastore, *args: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, *args, **kwargs)
+        pool = datastore.pool
+        self._kept = KeptWriter(pool) if KeptWriter.suits(pool) else None
 
     def insert_events(
         self,
@@ -50,10 +57,15 @@ class LeanSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         ]
         if not rows:
             return []
-        last = insert_immediately(self.datastore, self.insert_events_statement, rows)
+        last = self._insert(rows)
         # Under the write lock each insert takes the largest rowid plus one,
         # so the rows' positions in the log run up to the last one.
         return list(range(last - len(rows) + 1, last + 1))
+
+    def _insert(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        if self._kept is None or self._kept.pool is not self.datastore.pool:
+            return insert_immediately(self.datastore, self.insert_events_statement, rows)
+        return self._kept.insert(self.insert_events_statement, rows)
 
 
 class StatementCachingSQLiteFactory(SQLiteFactory):
