@@ -77,6 +77,8 @@ MAX_ATTEMPTS = 5
 
 C = TypeVar("C", bound=commands.Command)
 
+TIMELINE_NAMES = frozenset(TIMELINE)
+
 IDEMPOTENCY_SCOPE = "episode"
 """A ``command_id`` identifies one command within one episode (see the README)."""
 
@@ -599,7 +601,7 @@ class EpisodeService(Application[UUID]):
             raise errors.EpisodeNotFound(f"no episode {episode_id}") from None
         if not isinstance(episode, Episode):  # a disclosure's id: not an episode
             raise errors.EpisodeNotFound(f"no episode {episode_id}")
-        if any(name not in episode.__dict__ for name in TIMELINE):
+        if not episode.__dict__.keys() >= TIMELINE_NAMES:
             # A snapshot taken before episodes kept their clinical timeline:
             # rebuild from the entries alone (snapshots only speed loading up).
             episode = Repository(self.events).get(episode_id, version=version)

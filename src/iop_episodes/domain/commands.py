@@ -46,8 +46,13 @@ class Command(Model):
         return self.payload_type.model_construct(**fields)
 
     def as_received(self) -> dict[str, Any]:
-        """The whole command in canonical JSON form; one dump serves the digest and payload."""
-        return self.model_dump(mode="json")
+        """The whole command in canonical JSON form; one dump serves the digest and payload.
+
+        ``model_dump(mode="json")``, through the model's serializer directly
+        (the same call, with the same defaults, less pydantic's wrapper).
+        """
+        form: dict[str, Any] = self.__pydantic_serializer__.to_python(self, mode="json")
+        return form
 
     def payload_json(self, received: dict[str, Any] | None = None) -> dict[str, Any]:
         """The payload part in canonical JSON form, straight from the command."""
