@@ -42,7 +42,10 @@ from iop_episodes.domain import commands
 from iop_episodes.domain.episode import Episode
 from iop_episodes.infrastructure import compat
 from iop_episodes.infrastructure.postgres import CopyingPostgresApplicationRecorder
-from iop_episodes.infrastructure.sqlite import LeanSQLiteApplicationRecorder
+from iop_episodes.infrastructure.sqlite import (
+    LeanSQLiteAggregateRecorder,
+    LeanSQLiteApplicationRecorder,
+)
 from iop_episodes.testing import factories
 from tests.conftest import START, require_postgres
 
@@ -269,6 +272,22 @@ def test_the_sqlite_store_writes_through_the_lean_recorder(tmp_path: Path) -> No
         assert isinstance(service.recorder, LeanSQLiteApplicationRecorder)
         assert isinstance(service.recorder.datastore.pool, compat.StatementCachingPool)
         assert service.recorder._kept is not None  # item 10: a file store keeps its writer
+
+
+def test_a_stores_snapshots_are_written_on_its_events_kept_writer(tmp_path: Path) -> None:
+    """Item 10: one kept connection serves both recorders; errors are still the library's."""
+    with EpisodeService(f"sqlite:///{tmp_path / 's.db'}") as service:
+        assert service.snapshots is not None
+        snapshots = service.snapshots.recorder
+        assert isinstance(snapshots, LeanSQLiteAggregateRecorder)
+        assert snapshots._kept is not None
+        assert snapshots._kept is service.recorder._kept
+        assert snapshots.insert_events([_row(1)]) is None
+        with pytest.raises(IntegrityError) as raised:
+            snapshots.insert_events([_row(1)])
+        assert not isinstance(raised.value, sqlite3.Error)
+        assert [e.originator_version for e in snapshots.select_events(FIRST_ID)] == [1]
+        assert service.recorder.insert_events([_row(1)]) == [1]  # the other table, same writer
 
 
 def test_the_pools_writer_lock_is_the_one_a_writer_checkout_holds(tmp_path: Path) -> None:

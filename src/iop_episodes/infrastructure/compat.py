@@ -70,7 +70,8 @@ touches a private name of the library.
    pool, so the next write takes a fresh one. Only where the checkout
    does nothing more: not an in-memory database (its readers and writers
    exclude each other), no ``max_age`` (a kept connection would never age
-   out) and no ``pre_ping``; otherwise item 7's path.
+   out) and no ``pre_ping``; otherwise item 7's path. A store's event and
+   snapshot recorders share one (``kept_writer``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
@@ -397,3 +400,18 @@ class KeptWriter:
         finally:
             with suppress(Exception):  # a closed pool has nothing to take it back
                 self.pool.put_connection(connection)
+
+
+_KEPT: weakref.WeakKeyDictionary[SQLiteConnectionPool, KeptWriter] = weakref.WeakKeyDictionary()
+_KEPT_LOCK = threading.Lock()
+
+
+def kept_writer(pool: SQLiteConnectionPool) -> KeptWriter | None:
+    """The one ``KeptWriter`` of ``pool`` (None where it does not suit), shared by its recorders."""
+    if not KeptWriter.suits(pool):
+        return None
+    with _KEPT_LOCK:
+        writer = _KEPT.get(pool)
+        if writer is None:
+            writer = _KEPT[pool] = KeptWriter(pool)
+        return writer

@@ -5,8 +5,10 @@ so every command prepared its ``BEGIN`` and ``INSERT`` again (about 35 µs
 of CPU on this project's benchmark machine, a fifth of a command). This
 factory is the library's ``SQLiteFactory`` whose pool caches more
 (``compat.StatementCachingPool``) and whose application recorder writes a
-command's rows in one lean transaction (``compat.insert_immediately``);
-nothing else changes (WAL mode, lock timeout, pool sizes, the errors raised).
+command's rows in one lean transaction (``compat.insert_immediately``), on
+one pooled connection kept for the store's writes (``compat.KeptWriter``,
+shared with the snapshot recorder); nothing else changes (WAL mode, lock
+timeout, the pool's writer lock, the errors raised).
 """
 
 from __future__ import annotations
@@ -16,15 +18,33 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore, SQLiteFactory
+from eventsourcing.sqlite import (
+    SQLiteAggregateRecorder,
+    SQLiteApplicationRecorder,
+    SQLiteDatastore,
+    SQLiteFactory,
+)
 from eventsourcing.utils import Environment, EnvType
 
 from iop_episodes.infrastructure.compat import (
-    KeptWriter,
     StatementCachingPool,
     insert_immediately,
+    kept_writer,
     use_pool,
 )
+
+
+def _rows(stored_events: Sequence[StoredEvent]) -> list[tuple[Any, ...]]:
+    """The library's insert parameters of each stored event."""
+    return [
+        (
+            s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+            s.originator_version,
+            s.topic,
+            s.state,
+        )
+        for s in stored_events
+    ]
 
 
 class LeanSQLiteApplicationRecorder(SQLiteApplicationRecorder):
@@ -38,38 +58,48 @@ class LeanSQLiteApplicationRecorder(SQLiteApplicationRecorder):
 
     def __init__(self, datastore: SQLiteDatastore, *args: Any, **kwargs: Any) -> None:
         super().__init__(datastore, *args, **kwargs)
-        pool = datastore.pool
-        self._kept = KeptWriter(pool) if KeptWriter.suits(pool) else None
+        self._kept = kept_writer(datastore.pool)
 
     def insert_events(
         self,
         stored_events: Sequence[StoredEvent],
         **_: Any,
     ) -> Sequence[int] | None:
-        rows = [
-            (
-                s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
-                s.originator_version,
-                s.topic,
-                s.state,
-            )
-            for s in stored_events
-        ]
+        rows = _rows(stored_events)
         if not rows:
             return []
-        last = self._insert(rows)
+        if self._kept is None or self._kept.pool is not self.datastore.pool:
+            last = insert_immediately(self.datastore, self.insert_events_statement, rows)
+        else:
+            last = self._kept.insert(self.insert_events_statement, rows)
         # Under the write lock each insert takes the largest rowid plus one,
         # so the rows' positions in the log run up to the last one.
         return list(range(last - len(rows) + 1, last + 1))
 
-    def _insert(self, rows: Sequence[tuple[Any, ...]]) -> int:
+
+class LeanSQLiteAggregateRecorder(SQLiteAggregateRecorder):
+    """The library's snapshot recorder, writing on the store's kept connection where it has one."""
+
+    def __init__(self, datastore: SQLiteDatastore, *args: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, *args, **kwargs)
+        self._kept = kept_writer(datastore.pool)
+
+    def insert_events(
+        self,
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
         if self._kept is None or self._kept.pool is not self.datastore.pool:
-            return insert_immediately(self.datastore, self.insert_events_statement, rows)
-        return self._kept.insert(self.insert_events_statement, rows)
+            return super().insert_events(stored_events, **kwargs)
+        rows = _rows(stored_events)
+        if rows:
+            self._kept.insert(self.insert_events_statement, rows)
+        return None
 
 
 class StatementCachingSQLiteFactory(SQLiteFactory):
     application_recorder_class = LeanSQLiteApplicationRecorder
+    aggregate_recorder_class = LeanSQLiteAggregateRecorder
 
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
