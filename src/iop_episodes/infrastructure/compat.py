@@ -345,7 +345,7 @@ class KeptWriter:
     def __init__(self, pool: SQLiteConnectionPool) -> None:
         self.pool = pool
         self._connection: SQLiteConnection | None = None
-        self._raw: sqlite3.Connection | None = None
+        self._cursor: sqlite3.Cursor | None = None  # the kept connection's, reused
 
     @staticmethod
     def suits(pool: SQLiteConnectionPool) -> bool:
@@ -366,32 +366,35 @@ class KeptWriter:
     def _insert(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> int:
         if self.pool.closed:
             raise ConnectionPoolClosedError
-        raw = self._raw
-        if raw is None or self._connection is None or self._connection.closed:
-            raw = self._check_out()
+        cursor = self._cursor
+        if cursor is None or self._connection is None or self._connection.closed:
+            cursor = self._check_out()
         try:
-            raw.execute("BEGIN IMMEDIATE")  # waits out the lock timeout, as an INSERT would
+            cursor.execute("BEGIN IMMEDIATE")  # waits out the lock timeout, as an INSERT would
             if len(rows) == 1:
-                last: int = raw.execute(statement, rows[0]).lastrowid or 0
+                cursor.execute(statement, rows[0])
+                last: int = cursor.lastrowid or 0
             else:  # executemany leaves lastrowid unset
-                raw.executemany(statement, rows)
-                last = raw.execute("SELECT last_insert_rowid()").fetchone()[0]
-            raw.execute("COMMIT")
+                cursor.executemany(statement, rows)
+                last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
+            cursor.execute("COMMIT")
         except BaseException as error:
             self._give_back(error)
             raise  # unreachable for sqlite3 errors: _give_back raised them mapped
         return last
 
-    def _check_out(self) -> sqlite3.Connection:
+    def _check_out(self) -> sqlite3.Cursor:
+        if self._connection is not None:  # closed under us: the pool forgets it
+            with suppress(Exception):
+                self.pool.put_connection(self._connection)
         connection = self.pool.get_connection()  # not as a writer: its lock is held already
-        with connection.cursor() as cursor:
-            raw: sqlite3.Connection = cursor.connection
-        self._connection, self._raw = connection, raw
-        return raw
+        cursor: sqlite3.Cursor = connection.cursor().sqlite_cursor
+        self._connection, self._cursor = connection, cursor
+        return cursor
 
     def _give_back(self, error: BaseException) -> None:
         """Roll back, return the connection to the pool, raise ``error`` as the library maps it."""
-        connection, self._connection, self._raw = self._connection, None, None
+        connection, self._connection, self._cursor = self._connection, None, None
         assert connection is not None  # noqa: S101  (set by _insert before any statement)
         try:
             SQLiteTransaction(connection, commit=True).__exit__(
