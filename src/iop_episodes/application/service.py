@@ -380,19 +380,19 @@ class EpisodeService(Application[UUID]):
         recorder, mapped as the event store maps them (its ``put`` also
         builds a recording per event, which nothing here reads).
         """
-        pending = {episode.id: episode.collect_events() for episode in episodes}
+        pending = [(episode, episode.collect_events()) for episode in episodes]
         to_stored = self.mapper.to_stored_event
-        self.recorder.insert_events(
-            [to_stored(event) for events in pending.values() for event in events]
-        )
+        self.recorder.insert_events([to_stored(event) for _, events in pending for event in events])
+        cache = self.repository.cache
         due = []
-        for episode in episodes:
-            if self.repository.cache is not None:
-                self.repository.cache.put(episode.id, episode)
-            first = pending[episode.id][0].originator_version if pending[episode.id] else 0
+        for episode, events in pending:
+            if cache is not None:
+                cache.put(episode.id, episode)
+            first = events[0].originator_version if events else 0
             if first and (first - 1) // SNAPSHOT_INTERVAL != episode.version // SNAPSHOT_INTERVAL:
                 due.append(episode)
-        self._snapshot(*due)
+        if due:
+            self._snapshot(*due)
 
     def _snapshot(self, *episodes: Episode) -> None:
         """Snapshot the episodes as they now stand, in one transaction, without reading back.
