@@ -341,6 +341,33 @@ def test_a_kept_writer_uses_one_pooled_connection_until_a_write_fails(tmp_path: 
     assert pool.num_in_use == 1
 
 
+def test_kept_writes_from_many_threads_get_their_own_log_positions(tmp_path: Path) -> None:
+    """Item 10: threads take turns on the kept connection; each write's positions are its rows'."""
+    recorder = _application_recorder(tmp_path)
+    returned: dict[int, list[int]] = {}
+
+    def write(thread: int) -> None:
+        for batch in range(20):
+            rows = [_row(2 * batch + 1, UUID(int=thread)), _row(2 * batch + 2, UUID(int=thread))]
+            for position, row in zip(
+                recorder.insert_events(rows[: 1 + batch % 2]), rows, strict=False
+            ):
+                returned[position] = [thread, row.originator_version]
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    stored = {
+        n.id: [UUID(str(n.originator_id)).int, n.originator_version]
+        for n in recorder.select_notifications(1, 1000)
+    }
+    assert len(stored) == 8 * 30
+    assert returned == stored
+    assert recorder.datastore.pool.num_in_use == 1
+
+
 def test_a_kept_writer_is_closed_with_its_pool(tmp_path: Path) -> None:
     """Item 10: the pool closes the kept connection; a write then fails as a checkout does."""
     recorder = _application_recorder(tmp_path)
