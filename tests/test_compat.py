@@ -6,9 +6,11 @@ item from the library's new code before anything else.
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 import time
+import weakref
 from copy import deepcopy
 from datetime import timedelta
 from pathlib import Path
@@ -444,3 +446,16 @@ def test_a_copy_waits_for_the_table_lock_as_the_librarys_insert_does(postgres_ur
             assert done == [], "the COPY did not wait for the table lock"
         writer.join(10)
         assert done == [[2]]
+
+
+def test_a_datastore_nobody_holds_is_collected_with_its_kept_writer(tmp_path: Path) -> None:
+    """Item 10: the shared writer does not keep its datastore (and open connection) alive."""
+    recorder = _application_recorder(tmp_path)
+    recorder.insert_events([_row(1)])
+    kept = recorder._kept._connection
+    datastore, pool = weakref.ref(recorder.datastore), weakref.ref(recorder.datastore.pool)
+    del recorder
+    gc.collect()
+    assert datastore() is None
+    assert pool() is None
+    assert kept.closed  # the library's datastore closes its pool when collected

@@ -405,16 +405,21 @@ class KeptWriter:
                 self.pool.put_connection(connection)
 
 
-_KEPT: weakref.WeakKeyDictionary[SQLiteConnectionPool, KeptWriter] = weakref.WeakKeyDictionary()
+_KEPT: weakref.WeakKeyDictionary[SQLiteDatastore, KeptWriter] = weakref.WeakKeyDictionary()
 _KEPT_LOCK = threading.Lock()
 
 
-def kept_writer(pool: SQLiteConnectionPool) -> KeptWriter | None:
-    """The one ``KeptWriter`` of ``pool`` (None where it does not suit), shared by its recorders."""
+def kept_writer(datastore: SQLiteDatastore) -> KeptWriter | None:
+    """The one ``KeptWriter`` of ``datastore`` (None where it does not suit), for its recorders.
+
+    Keyed weakly by the datastore (which the writer does not reference), so a
+    datastore nobody holds is still collected and its pool closed.
+    """
+    pool = datastore.pool
     if not KeptWriter.suits(pool):
         return None
     with _KEPT_LOCK:
-        writer = _KEPT.get(pool)
-        if writer is None:
-            writer = _KEPT[pool] = KeptWriter(pool)
+        writer = _KEPT.get(datastore)
+        if writer is None or writer.pool is not pool:
+            writer = _KEPT[datastore] = KeptWriter(pool)
         return writer

@@ -58,7 +58,7 @@ class LeanSQLiteApplicationRecorder(SQLiteApplicationRecorder):
 
     def __init__(self, datastore: SQLiteDatastore, *args: Any, **kwargs: Any) -> None:
         super().__init__(datastore, *args, **kwargs)
-        self._kept = kept_writer(datastore.pool)
+        self._kept = kept_writer(datastore)
 
     def insert_events(
         self,
@@ -82,7 +82,7 @@ class LeanSQLiteAggregateRecorder(SQLiteAggregateRecorder):
 
     def __init__(self, datastore: SQLiteDatastore, *args: Any, **kwargs: Any) -> None:
         super().__init__(datastore, *args, **kwargs)
-        self._kept = kept_writer(datastore.pool)
+        self._kept = kept_writer(datastore)
 
     def insert_events(
         self,
