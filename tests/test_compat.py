@@ -151,12 +151,21 @@ def test_plain_cursors_return_tuples(tmp_path: Path) -> None:
         assert raw.fetchall() == [(1, "a")]
 
 
-def test_storing_an_episode_writes_what_the_librarys_save_writes() -> None:
-    """The service's _store (events, cache, due snapshot) stores what Application.save stores."""
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_storing_an_episode_writes_what_the_librarys_save_writes(
+    store: str, tmp_path: Path
+) -> None:
+    """The service's _store (events, cache, due snapshot) stores what Application.save stores.
+
+    On SQLite the snapshot goes in the events' transaction (item 10).
+    """
     stored: list[list[Any]] = []
     for use_library_save in (False, True):
         clock = SimulatedClock(START)
-        with EpisodeService("memory://", clock=clock) as service:
+        url = (
+            "memory://" if store == "memory" else f"sqlite:///{tmp_path / f'{use_library_save}.db'}"
+        )
+        with EpisodeService(url, clock=clock) as service:
             episode = Episode.assess(
                 commands.Assess.model_validate(
                     {**factories.assessment(clock.now()), "program_timezone": "UTC"}
@@ -368,6 +377,22 @@ def test_kept_writes_from_many_threads_get_their_own_log_positions(tmp_path: Pat
     assert len(stored) == 8 * 30
     assert returned == stored
     assert recorder.datastore.pool.num_in_use == 1
+
+
+def test_optional_rows_go_in_the_same_transaction_or_roll_back_alone(tmp_path: Path) -> None:
+    """Item 10: snapshots beside events; a taken snapshot version rolls back only the snapshots."""
+    with EpisodeService(f"sqlite:///{tmp_path / 's.db'}") as service:
+        assert service.snapshots is not None
+        events, snapshots = service.recorder, service.snapshots.recorder
+        assert events.insert_events_with([_row(1)], snapshots, [_row(1)]) is True
+        assert events.insert_events_with([_row(2)], snapshots, [_row(1), _row(2)]) is False
+        assert [e.originator_version for e in events.select_events(FIRST_ID)] == [1, 2]
+        assert [e.originator_version for e in snapshots.select_events(FIRST_ID)] == [1]
+        with pytest.raises(IntegrityError):  # a conflict on the events stores neither
+            events.insert_events_with([_row(2)], snapshots, [_row(3)])
+        assert [e.originator_version for e in snapshots.select_events(FIRST_ID)] == [1]
+        assert service.recorder.datastore.pool.num_in_use == 0  # the failed write gave it back
+        assert events.insert_events([_row(3)]) == [3]
 
 
 def test_a_kept_writer_is_closed_with_its_pool(tmp_path: Path) -> None:

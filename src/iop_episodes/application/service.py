@@ -24,6 +24,7 @@ from eventsourcing.persistence import (
     JSONTranscoder,
     MapperDeserialisationError,
     PersistenceError,
+    StoredEvent,
 )
 
 from iop_episodes.application import problems
@@ -373,26 +374,49 @@ class EpisodeService(Application[UUID]):
     # ---- internals -----------------------------------------------------
 
     def _store(self, *episodes: Episode) -> None:
-        """Write the episodes' new entries in one transaction, then snapshot long ones.
+        """Write the episodes' new entries in one transaction, and snapshot long ones.
 
         The library's ``save`` checks runtime protocols on every object it is
         given; these are always Episodes, so their events go straight to the
         recorder, mapped as the event store maps them (its ``put`` also
-        builds a recording per event, which nothing here reads).
+        builds a recording per event, which nothing here reads). A SQLite
+        store writes the due snapshots in the same transaction (one that
+        cannot be written rolls back alone); any other store, or a snapshot
+        that did not go in with them, is written after them (``_snapshot``).
         """
         pending = [(episode, episode.collect_events()) for episode in episodes]
         to_stored = self.mapper.to_stored_event
-        self.recorder.insert_events([to_stored(event) for _, events in pending for event in events])
+        stored = [to_stored(event) for _, events in pending for event in events]
+        due = [
+            episode
+            for episode, events in pending
+            if events
+            and (events[0].originator_version - 1) // SNAPSHOT_INTERVAL
+            != episode.version // SNAPSHOT_INTERVAL
+        ]
+        snapshotted = self._insert_with_snapshots(stored, due)
         cache = self.repository.cache
-        due = []
-        for episode, events in pending:
-            if cache is not None:
+        if cache is not None:
+            for episode, _ in pending:
                 cache.put(episode.id, episode)
-            first = events[0].originator_version if events else 0
-            if first and (first - 1) // SNAPSHOT_INTERVAL != episode.version // SNAPSHOT_INTERVAL:
-                due.append(episode)
-        if due:
+        if due and not snapshotted:
             self._snapshot(*due)
+
+    def _insert_with_snapshots(self, stored: list[StoredEvent], due: list[Episode]) -> bool:
+        """Insert the events, with the due episodes' snapshots where the recorder can."""
+        insert_with = getattr(self.recorder, "insert_events_with", None)
+        if not due or self.snapshots is None or insert_with is None:
+            self.recorder.insert_events(stored)
+            return False
+        try:
+            snapshots = [
+                self.snapshots.mapper.to_stored_event(Episode.Snapshot.take(episode))
+                for episode in due
+            ]
+        except Exception:  # noqa: BLE001  (_snapshot tries again after the events, and logs)
+            self.recorder.insert_events(stored)
+            return False
+        return bool(insert_with(stored, self.snapshots.recorder, snapshots))
 
     def _snapshot(self, *episodes: Episode) -> None:
         """Snapshot the episodes as they now stand, in one transaction, without reading back.

@@ -71,7 +71,9 @@ touches a private name of the library.
    does nothing more: not an in-memory database (its readers and writers
    exclude each other), no ``max_age`` (a kept connection would never age
    out) and no ``pre_ping``; otherwise item 7's path. A store's event and
-   snapshot recorders share one (``kept_writer``).
+   snapshot recorders share one (``kept_writer``), so a command's due
+   snapshot goes in its events' transaction, under a savepoint: a snapshot
+   that cannot be written rolls back alone (``insert_with``).
 """
 
 from __future__ import annotations
@@ -354,16 +356,34 @@ class KeptWriter:
 
     def insert(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> int:
         """Insert ``rows`` with ``statement`` in one IMMEDIATE transaction; the last rowid."""
+        return self.insert_with(statement, rows, None)[0]
+
+    def insert_with(
+        self,
+        statement: str,
+        rows: Sequence[tuple[Any, ...]],
+        optional: tuple[str, Sequence[tuple[Any, ...]]] | None,
+    ) -> tuple[int, bool]:
+        """``insert``, and in the same transaction the ``optional`` rows under a savepoint.
+
+        An error inserting the optional rows rolls back only them: the last
+        rowid of ``rows`` and whether the optional rows were stored.
+        """
         writer_lock = self.pool._writer_lock  # item 10
         if not writer_lock.acquire(timeout=self.pool.pool_timeout):
             msg = "Timed out waiting for return of writer"  # the pool's own message
             raise ConnectionUnavailableError(msg)
         try:
-            return self._insert(statement, rows)
+            return self._insert(statement, rows, optional)
         finally:
             writer_lock.release()
 
-    def _insert(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> int:
+    def _insert(
+        self,
+        statement: str,
+        rows: Sequence[tuple[Any, ...]],
+        optional: tuple[str, Sequence[tuple[Any, ...]]] | None,
+    ) -> tuple[int, bool]:
         if self.pool.closed:
             raise ConnectionPoolClosedError
         cursor = self._cursor
@@ -377,11 +397,12 @@ class KeptWriter:
             else:  # executemany leaves lastrowid unset
                 cursor.executemany(statement, rows)
                 last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
+            stored = optional is not None and _insert_optional(cursor, *optional)
             cursor.execute("COMMIT")
         except BaseException as error:
             self._give_back(error)
             raise  # unreachable for sqlite3 errors: _give_back raised them mapped
-        return last
+        return last, stored
 
     def _check_out(self) -> sqlite3.Cursor:
         if self._connection is not None:  # closed under us: the pool forgets it
@@ -403,6 +424,25 @@ class KeptWriter:
         finally:
             with suppress(Exception):  # a closed pool has nothing to take it back
                 self.pool.put_connection(connection)
+
+
+def _insert_optional(
+    cursor: sqlite3.Cursor, statement: str, rows: Sequence[tuple[Any, ...]]
+) -> bool:
+    """Insert ``rows`` under a savepoint; on an error only they are rolled back (False).
+
+    Should SQLite have aborted the whole transaction instead (a full disk,
+    an I/O error), ``ROLLBACK TO`` fails and so does the transaction.
+    """
+    cursor.execute("SAVEPOINT optional_rows")
+    try:
+        cursor.executemany(statement, rows)
+    except sqlite3.Error:
+        cursor.execute("ROLLBACK TO optional_rows")
+        cursor.execute("RELEASE optional_rows")
+        return False
+    cursor.execute("RELEASE optional_rows")
+    return True
 
 
 _KEPT: weakref.WeakKeyDictionary[SQLiteDatastore, KeptWriter] = weakref.WeakKeyDictionary()

@@ -27,6 +27,7 @@ from eventsourcing.sqlite import (
 from eventsourcing.utils import Environment, EnvType
 
 from iop_episodes.infrastructure.compat import (
+    KeptWriter,
     StatementCachingPool,
     insert_immediately,
     kept_writer,
@@ -58,7 +59,7 @@ class LeanSQLiteApplicationRecorder(SQLiteApplicationRecorder):
 
     def __init__(self, datastore: SQLiteDatastore, *args: Any, **kwargs: Any) -> None:
         super().__init__(datastore, *args, **kwargs)
-        self._kept = kept_writer(datastore)
+        self._kept: KeptWriter | None = kept_writer(datastore)
 
     def insert_events(
         self,
@@ -76,13 +77,37 @@ class LeanSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         # so the rows' positions in the log run up to the last one.
         return list(range(last - len(rows) + 1, last + 1))
 
+    def insert_events_with(
+        self,
+        stored_events: Sequence[StoredEvent],
+        snapshots: SQLiteAggregateRecorder,
+        stored_snapshots: Sequence[StoredEvent],
+    ) -> bool:
+        """Insert the events and, in their transaction, the snapshots; whether those are stored.
+
+        Snapshots only speed loading up: one that cannot be written (or a
+        snapshot recorder on another writer) leaves the events stored alone.
+        """
+        kept = self._kept
+        shared = isinstance(snapshots, LeanSQLiteAggregateRecorder) and snapshots.kept is kept
+        if kept is None or kept.pool is not self.datastore.pool or not shared:
+            self.insert_events(stored_events)
+            return False
+        optional = (snapshots.insert_events_statement, _rows(stored_snapshots))
+        return kept.insert_with(self.insert_events_statement, _rows(stored_events), optional)[1]
+
 
 class LeanSQLiteAggregateRecorder(SQLiteAggregateRecorder):
     """The library's snapshot recorder, writing on the store's kept connection where it has one."""
 
     def __init__(self, datastore: SQLiteDatastore, *args: Any, **kwargs: Any) -> None:
         super().__init__(datastore, *args, **kwargs)
-        self._kept = kept_writer(datastore)
+        self._kept: KeptWriter | None = kept_writer(datastore)
+
+    @property
+    def kept(self) -> KeptWriter | None:
+        """The store's kept writer this recorder writes on (None: the library's path)."""
+        return self._kept
 
     def insert_events(
         self,
