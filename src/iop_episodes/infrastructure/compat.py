@@ -56,13 +56,14 @@ touches a private name of the library.
    (the datastore's connection context maps them); a failed query leaves the
    transaction aborted, so it is rolled back before the connection returns.
 10. ``KeptWriter``: checking a connection out of the library's pool and back
-   for every write costs more CPU than the write itself (a Python-level
-   semaphore, two conditions and three locks; about a fifth of a single
-   command). Writes are one at a time anyway (the pool's writer lock), so
-   one pooled connection is kept checked out for a recorder's writes and
-   used under that same writer lock (the pool's private ``_writer_lock``,
-   taken with its ``pool_timeout`` as ``get_connection(is_writer=True)``
-   takes it). The connection is the pool's own (its lock timeout, WAL
+   for every write costs a third as much CPU as the write itself (a
+   Python-level semaphore, two conditions and three locks). Writes are one
+   at a time anyway (the pool's writer lock), so one pooled connection is
+   kept checked out for a store's writes and used under that same writer
+   lock (the pool's private ``_writer_lock``, taken with its
+   ``pool_timeout`` as ``get_connection(is_writer=True)`` takes it, with the
+   same error on a timeout; the pool's semaphore, which only orders
+   checkouts, is not taken). The connection is the pool's own (its lock timeout, WAL
    mode, statement cache); the pool closes it with the others on
    ``close()``, after which a write raises the library's
    ``ConnectionPoolClosedError`` as a checkout would. A write that fails is
