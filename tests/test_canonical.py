@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from uuid import UUID
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from iop_episodes.domain import commands
 from iop_episodes.domain.canonical import (
     canonical_form,
     canonical_json,
     canonical_time,
     parse_json,
 )
+from iop_episodes.testing import factories
 from tests.strategies import AWKWARD_CHARACTERS, json_values
 
 
@@ -84,3 +87,39 @@ def test_canonical_time_is_utc_with_six_fraction_digits_and_z(moment, offset_min
     assert text == aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert len(text) == 27
     assert datetime.fromisoformat(text) == aware
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),  # noqa: DTZ001  (naive bounds: a day inside the range in UTC)
+        max_value=LATEST,
+        timezones=st.timezones(),
+    )
+)
+def test_canonical_time_is_the_utc_isoformat_with_z_for_every_year_and_zone(moment):
+    """Years before 1000, whole seconds, folds and IANA zones: isoformat's digits, then Z."""
+    utc = moment.astimezone(UTC)
+    assert canonical_time(moment) == utc.isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+COMMANDS = [
+    (commands.Assess, lambda at: factories.assessment(at, program_timezone="America/Chicago")),
+    (commands.CreatePlan, lambda at: factories.plan(UUID(int=1), at)),
+    (commands.RecordSession, lambda at: factories.session(UUID(int=1), at, command_id="s-1")),
+    (commands.DispenseMedication, lambda at: factories.dose(UUID(int=1), at)),
+    (commands.RecordScreen, lambda at: factories.screen(UUID(int=1), at)),
+    (commands.StepDownHours, lambda at: factories.step_down(UUID(int=1), at)),
+    (commands.Discharge, lambda at: factories.discharge(UUID(int=1), at)),
+    (commands.RecordConsent, lambda at: factories.consent(UUID(int=1), at)),
+]
+
+
+@pytest.mark.parametrize(
+    ("command_type", "make"), COMMANDS, ids=lambda c: getattr(c, "__name__", "")
+)
+def test_a_command_as_received_is_its_json_model_dump(command_type, make):
+    """as_received calls the serializer itself: the same form model_dump(mode="json") gives."""
+    at = datetime(2026, 3, 2, 9, 30, 0, 0, tzinfo=timezone(timedelta(hours=-5)))
+    command = command_type.model_validate(make(at))
+    assert command.as_received() == command.model_dump(mode="json")
+    assert canonical_form(command.as_received()) == reference_json(command.model_dump(mode="json"))

@@ -6,9 +6,11 @@ item from the library's new code before anything else.
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 import time
+import weakref
 from copy import deepcopy
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +21,8 @@ import psycopg
 import pytest
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
+    ConnectionPoolClosedError,
+    ConnectionUnavailableError,
     DatetimeAsISO,
     IntegrityError,
     JSONTranscoder,
@@ -40,7 +44,10 @@ from iop_episodes.domain import commands
 from iop_episodes.domain.episode import Episode
 from iop_episodes.infrastructure import compat
 from iop_episodes.infrastructure.postgres import CopyingPostgresApplicationRecorder
-from iop_episodes.infrastructure.sqlite import LeanSQLiteApplicationRecorder
+from iop_episodes.infrastructure.sqlite import (
+    LeanSQLiteAggregateRecorder,
+    LeanSQLiteApplicationRecorder,
+)
 from iop_episodes.testing import factories
 from tests.conftest import START, require_postgres
 
@@ -144,12 +151,21 @@ def test_plain_cursors_return_tuples(tmp_path: Path) -> None:
         assert raw.fetchall() == [(1, "a")]
 
 
-def test_storing_an_episode_writes_what_the_librarys_save_writes() -> None:
-    """The service's _store (events, cache, due snapshot) stores what Application.save stores."""
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_storing_an_episode_writes_what_the_librarys_save_writes(
+    store: str, tmp_path: Path
+) -> None:
+    """The service's _store (events, cache, due snapshot) stores what Application.save stores.
+
+    On SQLite the snapshot goes in the events' transaction (item 10).
+    """
     stored: list[list[Any]] = []
     for use_library_save in (False, True):
         clock = SimulatedClock(START)
-        with EpisodeService("memory://", clock=clock) as service:
+        url = (
+            "memory://" if store == "memory" else f"sqlite:///{tmp_path / f'{use_library_save}.db'}"
+        )
+        with EpisodeService(url, clock=clock) as service:
             episode = Episode.assess(
                 commands.Assess.model_validate(
                     {**factories.assessment(clock.now()), "program_timezone": "UTC"}
@@ -203,11 +219,20 @@ def test_stores_without_notifications_give_no_listening_connection(tmp_path: Pat
             assert c is None
 
 
-def _application_recorder(tmp_path: Path, lock_timeout: int | None = None) -> Any:
-    datastore = SQLiteDatastore(str(tmp_path / "lean.db"), lock_timeout=lock_timeout)
+def _application_recorder(
+    tmp_path: Path, lock_timeout: int | None = None, *, kept: bool = True, **pool: Any
+) -> Any:
+    """A lean recorder writing on a kept connection (item 10) or a checkout per write (item 7)."""
+    datastore = SQLiteDatastore(
+        str(tmp_path / "lean.db"), lock_timeout=lock_timeout, pre_ping=not kept, **pool
+    )
     recorder = LeanSQLiteApplicationRecorder(datastore)
+    assert (recorder._kept is not None) == kept
     recorder.create_table()
     return recorder
+
+
+WRITE_PATHS = pytest.mark.parametrize("path", ["kept", "checkout"])
 
 
 FIRST_ID = UUID(int=1)
@@ -217,11 +242,12 @@ def _row(version: int, originator_id: UUID = FIRST_ID) -> StoredEvent:
     return StoredEvent(originator_id, version, "t", b"{}")
 
 
+@WRITE_PATHS
 def test_a_lean_insert_of_a_taken_version_raises_the_librarys_integrity_error(
-    tmp_path: Path,
+    tmp_path: Path, path: str
 ) -> None:
-    """Item 7: a unique violation is the library's IntegrityError and the batch rolls back."""
-    recorder = _application_recorder(tmp_path)
+    """Items 7, 10: a unique violation is the library's IntegrityError and the batch rolls back."""
+    recorder = _application_recorder(tmp_path, kept=path == "kept")
     assert recorder.insert_events([_row(1), _row(2)]) == [1, 2]
     with pytest.raises(IntegrityError) as raised:
         recorder.insert_events([_row(1, UUID(int=2)), _row(2)])
@@ -233,11 +259,12 @@ def test_a_lean_insert_of_a_taken_version_raises_the_librarys_integrity_error(
     assert [n.id for n in recorder.select_notifications(1, 10)] == [1, 2, 3, 4]
 
 
+@WRITE_PATHS
 def test_a_lean_insert_waits_out_the_lock_timeout_then_raises_the_librarys_error(
-    tmp_path: Path,
+    tmp_path: Path, path: str
 ) -> None:
-    """Item 7: BEGIN IMMEDIATE on a locked store waits the datastore's timeout, then fails."""
-    recorder = _application_recorder(tmp_path, lock_timeout=1)
+    """Items 7, 10: BEGIN IMMEDIATE on a locked store waits the datastore's timeout, then fails."""
+    recorder = _application_recorder(tmp_path, lock_timeout=1, kept=path == "kept")
     holder = sqlite3.connect(tmp_path / "lean.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     started = time.monotonic()
@@ -255,6 +282,137 @@ def test_the_sqlite_store_writes_through_the_lean_recorder(tmp_path: Path) -> No
     with EpisodeService(f"sqlite:///{tmp_path / 's.db'}") as service:
         assert isinstance(service.recorder, LeanSQLiteApplicationRecorder)
         assert isinstance(service.recorder.datastore.pool, compat.StatementCachingPool)
+        assert service.recorder._kept is not None  # item 10: a file store keeps its writer
+
+
+def test_a_stores_snapshots_are_written_on_its_events_kept_writer(tmp_path: Path) -> None:
+    """Item 10: one kept connection serves both recorders; errors are still the library's."""
+    with EpisodeService(f"sqlite:///{tmp_path / 's.db'}") as service:
+        assert service.snapshots is not None
+        snapshots = service.snapshots.recorder
+        assert isinstance(snapshots, LeanSQLiteAggregateRecorder)
+        assert snapshots._kept is not None
+        assert snapshots._kept is service.recorder._kept
+        assert snapshots.insert_events([_row(1)]) is None
+        with pytest.raises(IntegrityError) as raised:
+            snapshots.insert_events([_row(1)])
+        assert not isinstance(raised.value, sqlite3.Error)
+        assert [e.originator_version for e in snapshots.select_events(FIRST_ID)] == [1]
+        assert service.recorder.insert_events([_row(1)]) == [1]  # the other table, same writer
+
+
+def test_the_pools_writer_lock_is_the_one_a_writer_checkout_holds(tmp_path: Path) -> None:
+    """Item 10: get_connection(is_writer=True) holds _writer_lock until the connection returns."""
+    pool = SQLiteConnectionPool(db_name=str(tmp_path / "w.db"))
+    writer = pool.get_connection(is_writer=True)
+    assert not pool._writer_lock.acquire(blocking=False), (
+        "eventsourcing's pool no longer holds _writer_lock for a writer: re-derive "
+        "compat.KeptWriter from the new ConnectionPool.get_connection"
+    )
+    pool.put_connection(writer)
+    assert pool._writer_lock.acquire(blocking=False)
+    pool._writer_lock.release()
+    pool.close()
+
+
+def test_a_kept_writer_waits_for_a_library_writer_then_raises_the_pools_error(
+    tmp_path: Path,
+) -> None:
+    """Item 10: behind a writer checked out of the pool, a write waits pool_timeout, then fails."""
+    recorder = _application_recorder(tmp_path, pool_timeout=0.5)
+    pool = recorder.datastore.pool
+    holder = pool.get_connection(is_writer=True)
+    started = time.monotonic()
+    with pytest.raises(ConnectionUnavailableError, match="waiting for return of writer"):
+        recorder.insert_events([_row(1)])
+    assert time.monotonic() - started >= 0.45
+    done: list[Any] = []
+    writer = threading.Thread(target=lambda: done.append(recorder.insert_events([_row(1)])))
+    writer.start()
+    writer.join(0.2)
+    assert done == [], "the kept writer did not wait for the pool's writer"
+    pool.put_connection(holder)
+    writer.join(5)
+    assert done == [[1]]
+
+
+def test_a_kept_writer_uses_one_pooled_connection_until_a_write_fails(tmp_path: Path) -> None:
+    """Item 10: one connection stays checked out; a failed write hands it back to the pool."""
+    recorder = _application_recorder(tmp_path)
+    pool = recorder.datastore.pool
+    recorder.insert_events([_row(1)])
+    kept = recorder._kept._connection
+    assert recorder.insert_events([_row(2), _row(3)]) == [2, 3]
+    assert recorder._kept._connection is kept
+    assert pool.num_in_use == 1
+    with pytest.raises(IntegrityError):
+        recorder.insert_events([_row(3)])
+    assert pool.num_in_use == 0  # rolled back and returned, as a checkout would be
+    assert recorder.insert_events([_row(4)]) == [4]
+    assert pool.num_in_use == 1
+
+
+def test_kept_writes_from_many_threads_get_their_own_log_positions(tmp_path: Path) -> None:
+    """Item 10: threads take turns on the kept connection; each write's positions are its rows'."""
+    recorder = _application_recorder(tmp_path)
+    returned: dict[int, list[int]] = {}
+
+    def write(thread: int) -> None:
+        for batch in range(20):
+            rows = [_row(2 * batch + 1, UUID(int=thread)), _row(2 * batch + 2, UUID(int=thread))]
+            for position, row in zip(
+                recorder.insert_events(rows[: 1 + batch % 2]), rows, strict=False
+            ):
+                returned[position] = [thread, row.originator_version]
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    stored = {
+        n.id: [UUID(str(n.originator_id)).int, n.originator_version]
+        for n in recorder.select_notifications(1, 1000)
+    }
+    assert len(stored) == 8 * 30
+    assert returned == stored
+    assert recorder.datastore.pool.num_in_use == 1
+
+
+def test_optional_rows_go_in_the_same_transaction_or_roll_back_alone(tmp_path: Path) -> None:
+    """Item 10: snapshots beside events; a taken snapshot version rolls back only the snapshots."""
+    with EpisodeService(f"sqlite:///{tmp_path / 's.db'}") as service:
+        assert service.snapshots is not None
+        events, snapshots = service.recorder, service.snapshots.recorder
+        assert events.insert_events_with([_row(1)], snapshots, [_row(1)]) is True
+        assert events.insert_events_with([_row(2)], snapshots, [_row(1), _row(2)]) is False
+        assert [e.originator_version for e in events.select_events(FIRST_ID)] == [1, 2]
+        assert [e.originator_version for e in snapshots.select_events(FIRST_ID)] == [1]
+        with pytest.raises(IntegrityError):  # a conflict on the events stores neither
+            events.insert_events_with([_row(2)], snapshots, [_row(3)])
+        assert [e.originator_version for e in snapshots.select_events(FIRST_ID)] == [1]
+        assert service.recorder.datastore.pool.num_in_use == 0  # the failed write gave it back
+        assert events.insert_events([_row(3)]) == [3]
+
+
+def test_a_kept_writer_is_closed_with_its_pool(tmp_path: Path) -> None:
+    """Item 10: the pool closes the kept connection; a write then fails as a checkout does."""
+    recorder = _application_recorder(tmp_path)
+    recorder.insert_events([_row(1)])
+    kept = recorder._kept._connection
+    recorder.datastore.close()
+    assert kept.closed
+    with pytest.raises(ConnectionPoolClosedError):
+        recorder.insert_events([_row(2)])
+
+
+def test_a_kept_writer_only_where_a_checkout_does_nothing_more(tmp_path: Path) -> None:
+    """Item 10: in-memory databases, max_age and pre_ping keep item 7's checkout per write."""
+    file = str(tmp_path / "k.db")
+    assert compat.KeptWriter.suits(SQLiteConnectionPool(db_name=file))
+    assert not compat.KeptWriter.suits(SQLiteConnectionPool(db_name=":memory:"))
+    assert not compat.KeptWriter.suits(SQLiteConnectionPool(db_name=file, max_age=60))
+    assert not compat.KeptWriter.suits(SQLiteConnectionPool(db_name=file, pre_ping=True))
 
 
 @pytest.mark.postgres
@@ -313,3 +471,16 @@ def test_a_copy_waits_for_the_table_lock_as_the_librarys_insert_does(postgres_ur
             assert done == [], "the COPY did not wait for the table lock"
         writer.join(10)
         assert done == [[2]]
+
+
+def test_a_datastore_nobody_holds_is_collected_with_its_kept_writer(tmp_path: Path) -> None:
+    """Item 10: the shared writer does not keep its datastore (and open connection) alive."""
+    recorder = _application_recorder(tmp_path)
+    recorder.insert_events([_row(1)])
+    kept = recorder._kept._connection
+    datastore, pool = weakref.ref(recorder.datastore), weakref.ref(recorder.datastore.pool)
+    del recorder
+    gc.collect()
+    assert datastore() is None
+    assert pool() is None
+    assert kept.closed  # the library's datastore closes its pool when collected

@@ -24,6 +24,7 @@ from eventsourcing.persistence import (
     JSONTranscoder,
     MapperDeserialisationError,
     PersistenceError,
+    StoredEvent,
 )
 from pydantic import TypeAdapter
 
@@ -77,6 +78,8 @@ SNAPSHOT_INTERVAL = 20
 MAX_ATTEMPTS = 5
 
 C = TypeVar("C", bound=commands.Command)
+
+TIMELINE_NAMES = frozenset(TIMELINE)
 
 IDEMPOTENCY_SCOPE = "episode"
 """A ``command_id`` identifies one command within one episode (see the README)."""
@@ -372,22 +375,49 @@ class EpisodeService(Application[UUID]):
     # ---- internals -----------------------------------------------------
 
     def _store(self, *episodes: Episode) -> None:
-        """Write the episodes' new entries in one transaction, then snapshot long ones.
+        """Write the episodes' new entries in one transaction, and snapshot long ones.
 
         The library's ``save`` checks runtime protocols on every object it is
         given; these are always Episodes, so their events go straight to the
-        event store.
+        recorder, mapped as the event store maps them (its ``put`` also
+        builds a recording per event, which nothing here reads). A SQLite
+        store writes the due snapshots in the same transaction (one that
+        cannot be written rolls back alone); any other store, or a snapshot
+        that did not go in with them, is written after them (``_snapshot``).
         """
-        pending = {episode.id: episode.collect_events() for episode in episodes}
-        self.events.put([event for events in pending.values() for event in events])
-        due = []
-        for episode in episodes:
-            if self.repository.cache is not None:
-                self.repository.cache.put(episode.id, episode)
-            first = pending[episode.id][0].originator_version if pending[episode.id] else 0
-            if first and (first - 1) // SNAPSHOT_INTERVAL != episode.version // SNAPSHOT_INTERVAL:
-                due.append(episode)
-        self._snapshot(*due)
+        pending = [(episode, episode.collect_events()) for episode in episodes]
+        to_stored = self.mapper.to_stored_event
+        stored = [to_stored(event) for _, events in pending for event in events]
+        due = [
+            episode
+            for episode, events in pending
+            if events
+            and (events[0].originator_version - 1) // SNAPSHOT_INTERVAL
+            != episode.version // SNAPSHOT_INTERVAL
+        ]
+        snapshotted = self._insert_with_snapshots(stored, due)
+        cache = self.repository.cache
+        if cache is not None:
+            for episode, _ in pending:
+                cache.put(episode.id, episode)
+        if due and not snapshotted:
+            self._snapshot(*due)
+
+    def _insert_with_snapshots(self, stored: list[StoredEvent], due: list[Episode]) -> bool:
+        """Insert the events, with the due episodes' snapshots where the recorder can."""
+        insert_with = getattr(self.recorder, "insert_events_with", None)
+        if not due or self.snapshots is None or insert_with is None:
+            self.recorder.insert_events(stored)
+            return False
+        try:
+            snapshots = [
+                self.snapshots.mapper.to_stored_event(Episode.Snapshot.take(episode))
+                for episode in due
+            ]
+        except Exception:  # noqa: BLE001  (_snapshot tries again after the events, and logs)
+            self.recorder.insert_events(stored)
+            return False
+        return bool(insert_with(stored, self.snapshots.recorder, snapshots))
 
     def _snapshot(self, *episodes: Episode) -> None:
         """Snapshot the episodes as they now stand, in one transaction, without reading back.
@@ -596,7 +626,7 @@ class EpisodeService(Application[UUID]):
             raise errors.EpisodeNotFound(f"no episode {episode_id}") from None
         if not isinstance(episode, Episode):  # a disclosure's id: not an episode
             raise errors.EpisodeNotFound(f"no episode {episode_id}")
-        if any(name not in episode.__dict__ for name in TIMELINE):
+        if not episode.__dict__.keys() >= TIMELINE_NAMES:
             # A snapshot taken before episodes kept their clinical timeline:
             # rebuild from the entries alone (snapshots only speed loading up).
             episode = Repository(self.events).get(episode_id, version=version)

@@ -37,9 +37,18 @@ def canonical_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         msg = f"canonical times must be timezone-aware, got naive {moment!r}"
         raise ValueError(msg)
-    # isoformat of a UTC moment ends in "+00:00"; it is faster than strftime
-    # and always writes four year digits.
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    utc = moment.astimezone(UTC)
+    # Three per command: %-formatting the fields is faster than isoformat
+    # (which also formats the offset) or strftime, and pads years to four digits.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031  (see above)
+        utc.year,
+        utc.month,
+        utc.day,
+        utc.hour,
+        utc.minute,
+        utc.second,
+        utc.microsecond,
+    )
 
 
 def canonical_decimal(quantity: Decimal) -> str:

@@ -27,7 +27,7 @@ from iop_episodes.domain.catalog import (
     age_group_at,
 )
 from iop_episodes.domain.screening import screen_meaning
-from iop_episodes.domain.weeks import age_on, iso_week, local
+from iop_episodes.domain.weeks import age_on, iso_week, local, week_name
 
 if TYPE_CHECKING:
     from iop_episodes.domain.episode import Episode
@@ -135,8 +135,7 @@ class SessionAttended(EpisodeEvent):
     def evolve(self, episode: Episode) -> None:
         minutes = int(self.payload["minutes"])
         _add_care(self, episode, minutes)
-        _book(episode, self.occurred_at, minutes)
-        _tally(episode, self.occurred_at, minutes=minutes)
+        _attend(episode, self.occurred_at, minutes)
 
 
 class MedicationDispensed(EpisodeEvent):
@@ -218,8 +217,7 @@ class EntryCorrected(EpisodeEvent):
             moment = datetime.fromisoformat(entry[1])
             if entry[2] == "SessionAttended":
                 minutes = 0 if void else int(amended["minutes"])
-                _book(episode, moment, minutes - entry[3])
-                _tally(episode, moment, minutes=minutes - entry[3])
+                _attend(episode, moment, minutes - entry[3])
                 entry[3] = minutes
             elif entry[2] == "ScreenResulted":
                 _tally(episode, moment, meaning=entry[4], count=-1)
@@ -229,19 +227,22 @@ class EntryCorrected(EpisodeEvent):
                 entry[3] = int(amended.get("take_home_doses", 0))
 
 
-def _book(episode: Episode, moment: datetime, minutes: int) -> None:
-    """Add (or with a negative count, take back) attended minutes on the local day."""
-    day = local(moment, episode.program_timezone).date().isoformat()
+def _attend(episode: Episode, moment: datetime, minutes: int) -> None:
+    """Add (or with a negative count, take back) attended minutes on the local day and week.
+
+    The week's minutes are what the step-down policy reads; the day's bound a
+    local day to 24 hours. One conversion to local time serves both.
+    """
+    here = local(moment, episode.program_timezone)
+    day = here.date().isoformat()
     episode.minutes_by_day[day] = episode.minutes_by_day.get(day, 0) + minutes
+    episode.weekly.setdefault(week_name(here), [0, 0, 0])[0] += minutes
 
 
-def _tally(
-    episode: Episode, moment: datetime, *, minutes: int = 0, meaning: str = "", count: int = 1
-) -> None:
-    """Keep the week's attended minutes and screens (what the step-down policy reads)."""
+def _tally(episode: Episode, moment: datetime, *, meaning: str, count: int = 1) -> None:
+    """Keep the week's screens (what the step-down policy reads)."""
     week = iso_week(moment, episode.program_timezone)
     tally = episode.weekly.setdefault(week, [0, 0, 0])
-    tally[0] += minutes
     if meaning == "negative":
         tally[1] += count
     elif meaning == "unexpected-positive":

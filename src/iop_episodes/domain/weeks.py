@@ -18,7 +18,12 @@ def local(moment: datetime, timezone: str) -> datetime:
 
 def iso_week(moment: datetime, timezone: str) -> str:
     """The ISO week, such as ``2026-W48``, of a moment on the program's clock."""
-    year, week, _ = local(moment, timezone).isocalendar()
+    return week_name(local(moment, timezone))
+
+
+def week_name(moment: datetime | date) -> str:
+    """The ISO week, such as ``2026-W48``, of a local moment or day."""
+    year, week, _ = moment.isocalendar()
     return f"{year:04d}-W{week:02d}"
 
 

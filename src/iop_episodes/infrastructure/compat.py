@@ -55,6 +55,26 @@ touches a private name of the library.
    one statement per query). Same lock, same notification, same errors
    (the datastore's connection context maps them); a failed query leaves the
    transaction aborted, so it is rolled back before the connection returns.
+10. ``KeptWriter``: checking a connection out of the library's pool and back
+   for every write costs a third as much CPU as the write itself (a
+   Python-level semaphore, two conditions and three locks). Writes are one
+   at a time anyway (the pool's writer lock), so one pooled connection is
+   kept checked out for a store's writes and used under that same writer
+   lock (the pool's private ``_writer_lock``, taken with its
+   ``pool_timeout`` as ``get_connection(is_writer=True)`` takes it, with the
+   same error on a timeout; the pool's semaphore, which only orders
+   checkouts, is not taken). The connection is the pool's own (its lock timeout, WAL
+   mode, statement cache); the pool closes it with the others on
+   ``close()``, after which a write raises the library's
+   ``ConnectionPoolClosedError`` as a checkout would. A write that fails is
+   rolled back and mapped as in item 7 and its connection goes back to the
+   pool, so the next write takes a fresh one. Only where the checkout
+   does nothing more: not an in-memory database (its readers and writers
+   exclude each other), no ``max_age`` (a kept connection would never age
+   out) and no ``pre_ping``; otherwise item 7's path. A store's event and
+   snapshot recorders share one (``kept_writer``), so a command's due
+   snapshot goes in its events' transaction, under a savepoint: a snapshot
+   that cannot be written rolls back alone (``insert_with``).
 """
 
 from __future__ import annotations
@@ -62,11 +82,20 @@ from __future__ import annotations
 import hashlib
 import inspect
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
-from eventsourcing.persistence import InterfaceError, OperationalError, Tracking, TrackingRecorder
+from eventsourcing.persistence import (
+    ConnectionPoolClosedError,
+    ConnectionUnavailableError,
+    InterfaceError,
+    OperationalError,
+    Tracking,
+    TrackingRecorder,
+)
 from eventsourcing.sqlite import (
     SQLITE3_DEFAULT_LOCK_TIMEOUT,
     SQLiteConnection,
@@ -308,3 +337,130 @@ def insert_one(recorder: Any, stored_event: Any) -> list[int]:
     if row is None:  # pragma: no cover  (RETURNING gives the row it inserted)
         raise OperationalError("the insert returned no notification id")
     return [int(row["notification_id"])]
+
+
+# ---- 10: one kept connection for a recorder's SQLite writes -------------------
+
+
+class KeptWriter:
+    """Writes rows on one connection kept out of ``pool``, under the pool's writer lock."""
+
+    def __init__(self, pool: SQLiteConnectionPool) -> None:
+        self.pool = pool
+        self._connection: SQLiteConnection | None = None
+        self._cursor: sqlite3.Cursor | None = None  # the kept connection's, reused
+
+    @staticmethod
+    def suits(pool: SQLiteConnectionPool) -> bool:
+        """Whether a checkout from ``pool`` does nothing a kept connection skips."""
+        return not pool.is_sqlite_memory_mode and pool.max_age is None and not pool.pre_ping
+
+    def insert(self, statement: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert ``rows`` with ``statement`` in one IMMEDIATE transaction; the last rowid."""
+        return self.insert_with(statement, rows, None)[0]
+
+    def insert_with(
+        self,
+        statement: str,
+        rows: Sequence[tuple[Any, ...]],
+        optional: tuple[str, Sequence[tuple[Any, ...]]] | None,
+    ) -> tuple[int, bool]:
+        """``insert``, and in the same transaction the ``optional`` rows under a savepoint.
+
+        An error inserting the optional rows rolls back only them: the last
+        rowid of ``rows`` and whether the optional rows were stored.
+        """
+        writer_lock = self.pool._writer_lock  # item 10
+        if not writer_lock.acquire(timeout=self.pool.pool_timeout):
+            msg = "Timed out waiting for return of writer"  # the pool's own message
+            raise ConnectionUnavailableError(msg)
+        try:
+            return self._insert(statement, rows, optional)
+        finally:
+            writer_lock.release()
+
+    def _insert(
+        self,
+        statement: str,
+        rows: Sequence[tuple[Any, ...]],
+        optional: tuple[str, Sequence[tuple[Any, ...]]] | None,
+    ) -> tuple[int, bool]:
+        if self.pool.closed:
+            raise ConnectionPoolClosedError
+        cursor = self._cursor
+        if cursor is None or self._connection is None or self._connection.closed:
+            cursor = self._check_out()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")  # waits out the lock timeout, as an INSERT would
+            if len(rows) == 1:
+                cursor.execute(statement, rows[0])
+                last: int = cursor.lastrowid or 0
+            else:  # executemany leaves lastrowid unset
+                cursor.executemany(statement, rows)
+                last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
+            stored = optional is not None and _insert_optional(cursor, *optional)
+            cursor.execute("COMMIT")
+        except BaseException as error:
+            self._give_back(error)
+            raise  # unreachable for sqlite3 errors: _give_back raised them mapped
+        return last, stored
+
+    def _check_out(self) -> sqlite3.Cursor:
+        if self._connection is not None:  # closed under us: the pool forgets it
+            with suppress(Exception):
+                self.pool.put_connection(self._connection)
+        connection = self.pool.get_connection()  # not as a writer: its lock is held already
+        cursor: sqlite3.Cursor = connection.cursor().sqlite_cursor
+        self._connection, self._cursor = connection, cursor
+        return cursor
+
+    def _give_back(self, error: BaseException) -> None:
+        """Roll back, return the connection to the pool, raise ``error`` as the library maps it."""
+        connection, self._connection, self._cursor = self._connection, None, None
+        assert connection is not None  # noqa: S101  (set by _insert before any statement)
+        try:
+            SQLiteTransaction(connection, commit=True).__exit__(
+                type(error), error, error.__traceback__
+            )
+        finally:
+            with suppress(Exception):  # a closed pool has nothing to take it back
+                self.pool.put_connection(connection)
+
+
+def _insert_optional(
+    cursor: sqlite3.Cursor, statement: str, rows: Sequence[tuple[Any, ...]]
+) -> bool:
+    """Insert ``rows`` under a savepoint; on an error only they are rolled back (False).
+
+    Should SQLite have aborted the whole transaction instead (a full disk,
+    an I/O error), ``ROLLBACK TO`` fails and so does the transaction.
+    """
+    cursor.execute("SAVEPOINT optional_rows")
+    try:
+        cursor.executemany(statement, rows)
+    except sqlite3.Error:
+        cursor.execute("ROLLBACK TO optional_rows")
+        cursor.execute("RELEASE optional_rows")
+        return False
+    cursor.execute("RELEASE optional_rows")
+    return True
+
+
+_KEPT: weakref.WeakKeyDictionary[SQLiteDatastore, KeptWriter] = weakref.WeakKeyDictionary()
+_KEPT_LOCK = threading.Lock()
+
+
+def kept_writer(datastore: SQLiteDatastore) -> KeptWriter | None:
+    """The one ``KeptWriter`` of ``datastore`` (None where it does not suit), for its recorders.
+
+    Keyed weakly by the datastore (which the writer does not reference), so a
+    datastore nobody holds is still collected and its pool closed.
+    """
+    pool = datastore.pool
+    if not KeptWriter.suits(pool):
+        return None
+    with _KEPT_LOCK:
+        writer = _KEPT.get(datastore)
+        if writer is None or writer.pool is not pool:
+            writer = _KEPT[datastore] = KeptWriter(pool)
+        return writer
