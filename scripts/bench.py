@@ -143,6 +143,25 @@ def baseline_pg_insert_each(dsn: str, table: str, rows: Sequence[tuple[Any, ...]
                 conn.execute(statement, row)
 
 
+def floor_pg_ordered_insert_each(dsn: str, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """psycopg, one round trip per row: the table lock and NOTIFY an ordered, woken log needs.
+
+    ``BEGIN; LOCK TABLE ... IN EXCLUSIVE MODE; NOTIFY ...; INSERT ...; COMMIT`` as one
+    query (client-side binding): readers tailing the log never pass a gap
+    filled later, and listeners wake. No writer keeping both can do less.
+    """
+    import psycopg  # noqa: PLC0415  (PostgreSQL is optional)
+
+    query = (
+        f"BEGIN; LOCK TABLE {table} IN EXCLUSIVE MODE; NOTIFY bench_floor; "  # noqa: S608  (a table this script made)
+        f"INSERT INTO {table} (originator_id, originator_version, topic, state) "
+        "VALUES (%s, %s, %s, %s); COMMIT"
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn, psycopg.ClientCursor(conn) as cur:
+        for row in rows:
+            cur.execute(query, row)
+
+
 def baseline_pg_insert_all(dsn: str, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
     """psycopg ``executemany`` of every row in one transaction."""
     import psycopg  # noqa: PLC0415  (PostgreSQL is optional)
@@ -210,6 +229,7 @@ BASELINES = (
     baseline_read_and_hash,
     baseline_pg_insert_each,
     baseline_pg_insert_all,
+    floor_pg_ordered_insert_each,
     floor_entry_work,
     floor_write_rows,
 )
@@ -704,6 +724,12 @@ class PostgresBench:
                 (topic_like,),
             ).fetchall()
 
+    def empty(self, table: str) -> None:
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {table}")
+
 
 def postgres_database(server: str) -> PostgresBench | None:
     import psycopg  # noqa: PLC0415
@@ -731,7 +757,7 @@ def planned_on_postgres(url: str, episodes: int) -> tuple[EpisodeService, list[u
 
 
 def b7a(bench: PostgresBench, count: int, reps: int) -> Figure:
-    engine, raw = [], []
+    engine, raw, ordered = [], [], []
     for rep in range(reps):
         schema = f"b7a_{rep}"
         service, ids = planned_on_postgres(bench.schema_url(schema), 50)
@@ -740,6 +766,10 @@ def b7a(bench: PostgresBench, count: int, reps: int) -> Figure:
         service.close()
         rows = bench.rows(schema, "%SessionAttended")
         raw.append(timed(partial(baseline_pg_insert_each, bench.dsn, f"{schema}.raw", rows)))
+        bench.empty(f"{schema}.raw")
+        ordered.append(
+            timed(partial(floor_pg_ordered_insert_each, bench.dsn, f"{schema}.raw", rows))
+        )
     work = timed(partial(floor_entry_work, sessions))
     base = statistics.median(raw)
     return with_floor(
@@ -750,9 +780,9 @@ def b7a(bench: PostgresBench, count: int, reps: int) -> Figure:
             0.50,
             rates(count, engine, raw, "commands/s", "raw inserts/s"),
         ),
-        base / (base + work),
-        "the engine's CPU per command and the library's table lock (two more statements "
-        "on the server than the raw insert): moved by less CPU per command",
+        base / (statistics.median(ordered) + work),
+        "the table lock and NOTIFY that keep the log ordered and wake readers, in one "
+        "round trip, plus the encoding and hashing; moved by less CPU per command",
     )
 
 
