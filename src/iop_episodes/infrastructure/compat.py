@@ -86,6 +86,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from eventsourcing.persistence import (
@@ -310,28 +311,40 @@ def copy_events(recorder: Any, stored_events: Sequence[Any]) -> list[int]:
 # ---- 9: one round trip for a single command's event on PostgreSQL -------------
 
 
-def insert_one(recorder: Any, stored_event: Any) -> list[int]:
-    """Insert one event as ``recorder`` inserts a batch, in one round trip; its log position."""
-    from psycopg import ClientCursor  # noqa: PLC0415  (psycopg is the postgres extra)
-    from psycopg.sql import SQL, Identifier  # noqa: PLC0415
+@dataclass(frozen=True)
+class OneRoundTrip:
+    """The query that writes one event, and how many results come before the INSERT's."""
+
+    query: bytes
+    results_before_insert: int
+
+
+def one_round_trip(recorder: Any) -> OneRoundTrip:
+    """``BEGIN``, the recorder's lock statements, its ``NOTIFY``, the INSERT, ``COMMIT``."""
+    from psycopg.sql import SQL, Identifier  # noqa: PLC0415  (psycopg is the postgres extra)
 
     insert = SQL(
         "INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
         "VALUES (%s, %s, %s, %s) RETURNING notification_id"
     ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
     notify = SQL("NOTIFY {}").format(Identifier(recorder.channel_name))
-    statements = [SQL("BEGIN"), *recorder.lock_table_statements, notify, insert, SQL("COMMIT")]
+    before = [SQL("BEGIN"), *recorder.lock_table_statements, notify]
+    query = SQL("; ").join([*before, insert, SQL("COMMIT")])
+    return OneRoundTrip(query.as_bytes(None), len(before))
+
+
+def insert_one(recorder: Any, trip: OneRoundTrip, stored_event: Any) -> list[int]:
+    """Insert one event as ``recorder`` inserts a batch, in one round trip; its log position."""
+    from psycopg import ClientCursor  # noqa: PLC0415  (psycopg is the postgres extra)
+
     s = stored_event
     with recorder.datastore.get_connection() as connection, ClientCursor(connection) as cursor:
         try:
-            cursor.execute(
-                SQL("; ").join(statements),
-                (s.originator_id, s.originator_version, s.topic, s.state),
-            )
+            cursor.execute(trip.query, (s.originator_id, s.originator_version, s.topic, s.state))
         except BaseException:
             connection.rollback()  # the aborted transaction must not go back to the pool
             raise
-        for _ in range(statements.index(insert)):  # to the INSERT's result
+        for _ in range(trip.results_before_insert):  # to the INSERT's result
             cursor.nextset()
         row = cursor.fetchone()
     if row is None:  # pragma: no cover  (RETURNING gives the row it inserted)
