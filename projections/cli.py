@@ -29,9 +29,8 @@ from projections.episodes import EpisodeList, episodes_table, list_episodes, res
 from projections.escaping import visible
 from projections.exports import cli as exports_cli
 from projections.exports.accounting import DisclosureRow, recorded
-from projections.exports.api import export_audit_report_html
+from projections.exports.api import check_can_record, export_audit_report_html
 from projections.exports.delivery import staged
-from projections.exports.disclosure import actor_of
 from projections.localtime import checked_timezone, shown
 from projections.report import CheckpointRef
 from projections.runner import Status, ViewRunner, ViewsUntrusted, open_views, reading_views
@@ -244,18 +243,18 @@ class ReportWritten(Output):
 
 def cmd_audit_report(args: argparse.Namespace) -> int:
     """The report leaves the program: its file is written only once its disclosure is recorded."""
-    with EpisodeService(args.store, create=False) as service, staged(args.out) as deliver:
+    with (
+        EpisodeService(args.store, create=False) as service,
+        staged(args.out, service.store.url) as deliver,
+    ):
+        check_can_record(service)  # before the views are read
         timezone = _display_timezone(args, service)
         episode_id = resolve_episode(service, _views_for_reading(service), args.episode)
         try:
             export = export_audit_report_html(
                 service,
                 episode_id,
-                recipient=args.recipient,
-                purpose=args.purpose,
-                actor=actor_of(args.actor),
-                consent=args.consent,
-                exception=args.exception,
+                **exports_cli.terms_of(args).keywords(),
                 as_of=args.as_of,
                 timezone=timezone,
             )
