@@ -132,3 +132,103 @@ def test_an_export_is_never_written_over_another_sqlite_database(demo, tmp_path)
     spelled = exports(demo, str(other))
     assert "SQLite" in refused_usage(demo, *spelled["audit report"], *spelled["store"])
     assert other.read_bytes() == b"SQLite format 3\x00" + b"\x00" * 84
+
+
+NO_CONSENT = ("--recipient", "Nobody", "--purpose", "treatment", "--as", "dr.lee:physician")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (("export", "audit-report", "REF"), ("--consent",), "disclosure-needs-consent", 1),
+        (("export", "fhir", "--all"), ("--exception", "research"), "role-may-not", 3),
+        (
+            ("export", "teds", "--admissions", "--from", "2020-01-01", "--to", "2030-01-01"),
+            ("--exception", "research"),
+            "role-may-not",
+            1,
+        ),
+    ],
+)
+def test_a_whole_refused_export_still_prints_its_summary_with_json(demo, tmp_path, case):
+    """--json and nothing may leave: exit 1, the ExportSummary naming the rule, no disclosure."""
+    command, basis, rule, episodes = case
+    args = [client(demo) if part == "REF" else part for part in command]
+    out = str(tmp_path / "out")
+    before = disclosures(demo)
+    done = iop(*args, "--store", demo, "--out", out, *NO_CONSENT, *basis, "--json", expect=1)
+    summary = json.loads(done.stdout)
+    assert (summary["exported"], summary["disclosure_id"], summary["size_bytes"]) == (0, None, 0)
+    assert len(summary["refused"]) == episodes
+    assert all(r["rule"].startswith(rule) for r in summary["refused"])
+    if command[1] == "teds":  # refused before any episode was read
+        assert summary["refused"][0]["episode_id"] is None
+    else:
+        assert all(r["episode_id"] for r in summary["refused"])
+    assert disclosures(demo) == before
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("export", "fhir", "--all", "--out", "OUT"),
+        ("export", "teds", "--admissions", "--from", "2020-01-01", "--to", "2030-01-01"),
+        ("export", "audit-report", "REF"),
+        ("audit", "prove", "REF", "--out", "OUT"),
+        ("audit", "report", "REF", "--out", "OUT"),
+    ],
+)
+def test_a_sealed_store_without_its_key_refuses_an_export_in_one_line(
+    demo, tmp_path, monkeypatch, command
+):
+    """No IOP_INTEGRITY_KEY for a sealed store: exit 4 and exactly one line on stderr."""
+    reference = client(demo)
+    monkeypatch.delenv("IOP_INTEGRITY_KEY")
+    out = str(tmp_path / "out")
+    args = [{"REF": reference, "OUT": out}.get(part, part) for part in command]
+    done = iop(*args, "--store", demo, *AUDIT, expect=4)
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "IOP_INTEGRITY_KEY is not set" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_audit_prove_takes_a_client_reference(demo, tmp_path):
+    """audit prove REF writes the bundle of the client's one episode."""
+    reference = client(demo)
+    out = tmp_path / "bundle.json"
+    done = iop("audit", "prove", reference, "--store", demo, "--out", str(out), *AUDIT, "--json")
+    episodes = json.loads(iop("episodes", "--store", demo, "--json").stdout)
+    wanted = next(row["episode_id"] for row in episodes if row["client_ref"] == reference)
+    assert json.loads(done.stdout)["episode_id"] == wanted
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("episode", ["MRN-NOBODY", "00000000-0000-4000-8000-000000000000"])
+def test_audit_prove_of_an_unknown_episode_is_a_usage_error(demo, tmp_path, episode):
+    """An unknown client reference or episode id: exit 2, one line, no disclosure, no file."""
+    args = ("audit", "prove", episode, "--store", demo, "--out", str(tmp_path / "b.json"), *AUDIT)
+    refused_usage(demo, *args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_audit_verify_counts_disclosures_apart_from_episodes(demo):
+    """After an export, verify names 3 episodes and the disclosures, text and --json alike."""
+    iop("export", "audit-report", client(demo), "--store", demo, *AUDIT)
+    recorded = disclosures(demo)
+    plural = "s" if recorded != 1 else ""
+    line = iop("audit", "verify", "--store", demo).stdout.splitlines()[0]
+    assert line.startswith(f"checked 3 episodes and {recorded} disclosure{plural}, ")
+    report = json.loads(iop("audit", "verify", "--store", demo, "--json").stdout)
+    assert (report["episodes"], report["disclosures"]) == (3, recorded)
+
+
+@pytest.mark.parametrize("given", ["2026-03-01", "2026-03-01T14:00"])
+def test_a_time_without_offset_is_refused_with_examples_that_are_accepted(demo, given):
+    """--since without an offset: exit 2 naming examples; both examples are then accepted."""
+    args = ("export", "fhir", "--all", "--store", demo, *AUDIT)
+    line = iop(*args, "--since", given, expect=2).stderr
+    examples = line.split("such as ", 1)[1].split(" (see", 1)[0].split(" or ")
+    assert len(examples) == 2
+    for example in examples:
+        iop(*args, "--since", example)

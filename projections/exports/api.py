@@ -189,17 +189,13 @@ def export_fhir(
     command_id: str | None = None,
 ) -> dict[str, Any]:
     """The episode's bundle, disclosed once; raises the refusal when it has no basis."""
+    terms = DisclosureTerms(recipient, purpose, actor, consent, exception, command_id)
     export = export_fhir_many(
         service,
         [episode_id],
-        recipient=recipient,
-        purpose=purpose,
-        actor=actor,
-        consent=consent,
-        exception=exception,
+        **terms.keywords(),
         transaction=transaction,
         patient_system=patient_system,
-        command_id=command_id,
     )
     if episode_id in export.refused:
         raise export.refused[episode_id]
@@ -277,17 +273,8 @@ def export_audit_report(
 
     Raises the refusal when the episode has no basis; nothing is recorded then.
     """
-    return audit_report_export(
-        service,
-        episode_id,
-        recipient=recipient,
-        purpose=purpose,
-        actor=actor,
-        consent=consent,
-        exception=exception,
-        output=output,
-        command_id=command_id,
-    ).data
+    terms = DisclosureTerms(recipient, purpose, actor, consent, exception, command_id)
+    return audit_report_export(service, episode_id, **terms.keywords(), output=output).data
 
 
 def audit_report_export(

@@ -315,6 +315,7 @@ def cmd_audit_prove(args: argparse.Namespace) -> int:
     ):
         api.check_can_record(service)
         (episode_id,) = episode_ids(service, [args.episode])
+        service.episode(episode_id)  # an unknown id is a usage error (2), as everywhere
         try:
             export = api.export_proof_bundle(service, episode_id, **terms_of(args).keywords())
         except ProofUnavailable as error:
@@ -376,6 +377,14 @@ def register(commands: Any, audit_commands: Any) -> None:
     exports = commands.add_parser("export", help="records that leave the program").add_subparsers(
         dest="export_command", required=True, metavar="KIND", help="what to export"
     )
+    _register_fhir(exports)
+    _register_teds(exports)
+    _register_audit_report(exports)
+    _register_prove(audit_commands)
+    _register_disclosures(audit_commands)
+
+
+def _register_fhir(exports: Any) -> None:
     fhir = exports.add_parser("fhir", help="one FHIR R4 Bundle per episode")
     fhir.add_argument(
         "episodes", nargs="*", help="episode ids, or client references that name one episode each"
@@ -398,6 +407,8 @@ def register(commands: Any, audit_commands: Any) -> None:
     _disclosure_options(fhir)
     fhir.set_defaults(handler=cmd_export_fhir)
 
+
+def _register_teds(exports: Any) -> None:
     teds = exports.add_parser("teds", help="TEDS admission or discharge records")
     kind = teds.add_mutually_exclusive_group(required=True)
     kind.add_argument("--admissions", action="store_true", help="admission records")
@@ -414,6 +425,8 @@ def register(commands: Any, audit_commands: Any) -> None:
     _disclosure_options(teds)
     teds.set_defaults(handler=cmd_export_teds)
 
+
+def _register_audit_report(exports: Any) -> None:
     report = exports.add_parser("audit-report", help="an episode's audit history, disclosed")
     report.add_argument("episode", help=EPISODE_HELP)
     report.add_argument(
@@ -424,6 +437,8 @@ def register(commands: Any, audit_commands: Any) -> None:
     _disclosure_options(report)
     report.set_defaults(handler=cmd_export_audit_report)
 
+
+def _register_prove(audit_commands: Any) -> None:
     prove = audit_commands.add_parser(
         "prove", help="a proof bundle for one episode against the latest checkpoint, disclosed"
     )
@@ -433,6 +448,8 @@ def register(commands: Any, audit_commands: Any) -> None:
     arguments.add_json(prove)
     prove.set_defaults(handler=cmd_audit_prove)
 
+
+def _register_disclosures(audit_commands: Any) -> None:
     accounting_parser = audit_commands.add_parser(
         "disclosures", help="the accounting of disclosures (42 CFR Part 2)"
     )
