@@ -3,9 +3,11 @@
 Every export names its disclosure (``--recipient``, ``--purpose``, ``--as``
 and ``--consent`` or ``--exception``). Exit codes: 0 everything asked for was
 exported, 1 something was refused (each refusal is named on stderr and
-nothing of it is written), 2 bad usage (an unknown episode among it). The
-data goes to ``--out``; with ``--json`` (and ``--out`` a file or directory)
-stdout holds one ``ExportSummary`` instead of the summary line on stderr.
+nothing of it is written), 2 bad usage (an unknown episode among it, or an
+``--out`` that cannot be written, found before anything is recorded), 4 a
+sealed store without its key. The data goes to ``--out`` (``delivery``);
+with ``--json`` (and ``--out`` a file or directory) stdout holds one
+``ExportSummary`` instead of the summary line on stderr, refused or not.
 """
 
 from __future__ import annotations
@@ -264,7 +266,7 @@ def cmd_export_teds(args: argparse.Namespace) -> int:
     _check_json_out(args, "export teds")
     with (
         EpisodeService(args.store, create=False) as service,
-        staged(args.out, service.store.url) as deliver,
+        staged(args.out, service.store.url, dash_is_stdout=True) as deliver,
     ):
         try:
             with progress_bar("export teds: reading episodes") as progress:
@@ -289,7 +291,7 @@ def cmd_export_audit_report(args: argparse.Namespace) -> int:
     _check_json_out(args, "export audit-report")
     with (
         EpisodeService(args.store, create=False) as service,
-        staged(args.out, service.store.url) as deliver,
+        staged(args.out, service.store.url, dash_is_stdout=True) as deliver,
     ):
         api.check_can_record(service)
         (episode_id,) = episode_ids(service, [args.episode])

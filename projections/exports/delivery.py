@@ -54,12 +54,14 @@ def _check_file(out: str, store_url: str) -> Path:
 
 
 @contextmanager
-def staged(out: str, store_url: str) -> Iterator[Callable[[bytes], None]]:
+def staged(
+    out: str, store_url: str, *, dash_is_stdout: bool = False
+) -> Iterator[Callable[[bytes], None]]:
     """A hidden file beside ``out``; ``deliver(data)`` fills it and moves it to ``out``.
 
-    ``-`` is stdout, written only by ``deliver``.
+    With ``dash_is_stdout``, ``-`` is stdout, written only by ``deliver``.
     """
-    if out == "-":
+    if out == "-" and dash_is_stdout:
         yield _to_stdout
         return
     path = _check_file(out, store_url)
