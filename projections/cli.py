@@ -28,10 +28,9 @@ from projections import audit, history_text
 from projections.episodes import EpisodeList, episodes_table, list_episodes, resolve_episode
 from projections.escaping import visible
 from projections.exports import cli as exports_cli
-from projections.exports.accounting import DisclosureRow, recorded
-from projections.exports.api import export_audit_report_html
+from projections.exports.accounting import DisclosureRow, disclosure_count, recorded
+from projections.exports.api import check_can_record, export_audit_report_html
 from projections.exports.delivery import staged
-from projections.exports.disclosure import actor_of
 from projections.localtime import checked_timezone, shown
 from projections.report import CheckpointRef
 from projections.runner import Status, ViewRunner, ViewsUntrusted, open_views, reading_views
@@ -244,18 +243,18 @@ class ReportWritten(Output):
 
 def cmd_audit_report(args: argparse.Namespace) -> int:
     """The report leaves the program: its file is written only once its disclosure is recorded."""
-    with EpisodeService(args.store, create=False) as service, staged(args.out) as deliver:
+    with (
+        EpisodeService(args.store, create=False) as service,
+        staged(args.out, service.store.url) as deliver,
+    ):
+        check_can_record(service)  # before the views are read
         timezone = _display_timezone(args, service)
         episode_id = resolve_episode(service, _views_for_reading(service), args.episode)
         try:
             export = export_audit_report_html(
                 service,
                 episode_id,
-                recipient=args.recipient,
-                purpose=args.purpose,
-                actor=actor_of(args.actor),
-                consent=args.consent,
-                exception=args.exception,
+                **exports_cli.terms_of(args).keywords(),
                 as_of=args.as_of,
                 timezone=timezone,
             )
@@ -292,6 +291,8 @@ class VerifyReport(Output):
 
     ok: bool
     episodes: int
+    disclosures: int
+    """Disclosures checked with the episodes (each a record of its own); 0 with EPISODE named."""
     entries: int
     snapshots: int
     view_rows: int
@@ -330,6 +331,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         only = _resolved(service, args.episodes) or None
         with progress_bar("verify: events") as progress:
             result = audit.verify_all(service, views, only, jobs=args.jobs, progress=progress)
+        disclosures = 0 if only else disclosure_count(service)  # checked with the episodes
         try:  # the witness's checkpoints, when asked for
             attested = (
                 None
@@ -344,7 +346,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print_json(
             VerifyReport(
                 ok=not failures,
-                episodes=checked.episodes,
+                episodes=checked.episodes - disclosures,
+                disclosures=disclosures,
                 entries=checked.entries,
                 snapshots=checked.snapshots,
                 view_rows=checked.view_rows,
@@ -355,8 +358,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     else:
         for finding in findings:
             print(finding)
+        records = f"{checked.episodes - disclosures} episodes" + (
+            f" and {disclosures} disclosure{'s' * (disclosures != 1)}" if disclosures else ""
+        )
         print(
-            f"checked {checked.episodes} episodes, {checked.entries} entries, "
+            f"checked {records}, {checked.entries} entries, "
             f"{checked.snapshots} snapshots, {checked.view_rows} view rows"
         )
         if attested is not None:
@@ -578,7 +584,20 @@ def register_episodes(commands: Any) -> None:
 
 
 def register(commands: Any) -> None:
+    """Add the read side's commands, group by group."""
     register_worklist(commands)
+    _register_schedule(commands)
+    register_episodes(commands)
+    audit_commands = commands.add_parser("audit", help="auditor's tools").add_subparsers(
+        dest="audit_command", required=True, metavar="ACTION", help="what to check or show"
+    )
+    _register_audit_reading(audit_commands)
+    exports_cli.register(commands, audit_commands)
+    attestation.register(audit_commands)
+    _register_projections(commands)
+
+
+def _register_schedule(commands: Any) -> None:
     schedule = commands.add_parser("schedule", help="current hour schedules")
     arguments.add_store(schedule)
     schedule.add_argument(
@@ -592,11 +611,9 @@ def register(commands: Any) -> None:
     schedule.add_argument("--timezone", help=TIMEZONE_HELP)
     schedule.set_defaults(handler=cmd_schedule)
 
-    register_episodes(commands)
 
-    audit_commands = commands.add_parser("audit", help="auditor's tools").add_subparsers(
-        dest="audit_command", required=True, metavar="ACTION", help="what to check or show"
-    )
+def _register_audit_reading(audit_commands: Any) -> None:
+    """``iop audit history|report|verify``."""
     hist = audit_commands.add_parser("history", help="an episode's entries in order")
     hist.add_argument("episode", help=EPISODE_HELP)
     arguments.add_store(hist)
@@ -616,7 +633,11 @@ def register(commands: Any) -> None:
         help="print the entries as one JSON array (each item as a --format jsonl line)",
     )
     hist.set_defaults(handler=cmd_audit_history)
+    _register_audit_report(audit_commands)
+    _register_audit_verify(audit_commands)
 
+
+def _register_audit_report(audit_commands: Any) -> None:
     report = audit_commands.add_parser("report", help="a self-contained HTML report to hand over")
     report.add_argument("episode", help=EPISODE_HELP)
     arguments.add_store(report)
@@ -627,6 +648,8 @@ def register(commands: Any) -> None:
     arguments.add_json(report)
     report.set_defaults(handler=cmd_audit_report)
 
+
+def _register_audit_verify(audit_commands: Any) -> None:
     verify = audit_commands.add_parser(
         "verify", help="entries, seals, snapshots, tracking and every view row"
     )
@@ -641,9 +664,9 @@ def register(commands: Any) -> None:
     verify.add_argument("--witness", help="check the store against this witness's checkpoints")
     verify.add_argument("--pubkey", help="public key file for the witness's checkpoints")
     verify.set_defaults(handler=cmd_audit_verify)
-    exports_cli.register(commands, audit_commands)
-    attestation.register(audit_commands)
 
+
+def _register_projections(commands: Any) -> None:
     proj = commands.add_parser("projections", help="keep the read side up to date")
     proj.add_argument(
         "action",

@@ -33,7 +33,12 @@ audit history --json`'s array (an `AuditEntry`). `iop export fhir|teds|audit-rep
 --json` needs `--out PATH`: the exported data goes to PATH in its own format
 (FHIR R4, docs/fhir.md; TEDS, docs/teds.md; the audit history,
 docs/history-formats.md) and stdout holds the summary of what left, what was
-refused and the disclosure recorded. The long-running `iop scheduler` and
+refused and the disclosure recorded, even when everything was refused (exit
+1: `exported` 0, `disclosure_id` null, each refusal named; a TEDS export
+refused before any episode is read names none, `episode_id` null). `iop audit
+prove --json` and `iop audit report --json` print their object only once the
+file is written and its disclosure recorded: refused (exit 1), they print
+nothing on stdout and one line on stderr. The long-running `iop scheduler` and
 `iop projections run` log as they go and take no `--json`; `iop schema`
 prints JSON Schema itself.
 """

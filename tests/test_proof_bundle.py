@@ -317,10 +317,10 @@ def test_prove_leaves_out_entries_after_the_checkpoint_and_counts_them(
 
 
 @pytest.mark.usefixtures("keyed")
-def test_prove_without_a_checkpoint_or_for_an_unknown_episode_exits_1(
+def test_prove_without_a_checkpoint_exits_1_and_for_an_unknown_episode_exits_2(
     sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """No checkpoint yet, or an episode the store does not hold: exit 1 and why."""
+    """No checkpoint yet: exit 1 and why; an episode the store does not hold: exit 2, one line."""
     episodes = sealed_store(sqlite_url)
     out_file = str(tmp_path / "b.json")
     code, _, err = run(
@@ -340,7 +340,10 @@ def test_prove_without_a_checkpoint_or_for_an_unknown_episode_exits_1(
     code, _, err = run(
         capsys, "audit", "prove", unknown, "--store", sqlite_url, "--out", out_file, *DISCLOSED
     )
-    assert (code, err) == (1, f"iop audit prove: episode {unknown} is not in the store\n")
+    assert code == 2
+    assert len(err.splitlines()) == 1
+    assert err.startswith("iop: error: ")
+    assert unknown in err
 
 
 @pytest.mark.usefixtures("keyed")

@@ -519,7 +519,7 @@ def test_the_report_file_is_readable_by_its_owner_only(tmp_path):
 
 def test_an_episode_with_a_changed_entry_gets_no_report(tmp_path):
     """A byte changed in a late dose: the report is refused in one line naming the episode and
-    the version, exit 1, and no file is written."""
+    the version, exit 4, and no file is written."""
     url = f"sqlite:///{tmp_path / 'iop.db'}"
     clock = SimulatedClock(START)
     with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
@@ -611,7 +611,8 @@ def test_a_sealed_store_without_the_integrity_key_gets_no_report(tmp_path, monke
     done = iop(
         "audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED, expect=4
     )
-    assert done.stderr.splitlines()[-1].startswith("iop: error: ")
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("iop: error: ")
     assert "IOP_INTEGRITY_KEY is not set" in done.stderr
     assert list(tmp_path.glob("*.html*")) == []
     assert list(tmp_path.glob(".report.html*")) == []

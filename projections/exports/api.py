@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -108,22 +108,37 @@ class _Leaving:
         )
 
 
-def _leaving(
-    service: EpisodeService,
-    *,
-    recipient: str,
-    purpose: str,
-    actor: Mapping[str, str],
-    consent: bool,
-    exception: str | None,
-    command_id: str | None,
-) -> _Leaving:
-    """Check the basis and who discloses on it before anything is read."""
-    basis = basis_of(consent=consent, exception=exception)
-    require_discloser(Actor.model_validate(actor), basis)
-    if command_id is None:
-        return _Leaving(service, Disclosing(recipient, purpose, actor, basis))
-    return _Leaving(service, Disclosing(recipient, purpose, actor, basis, command_id))
+@dataclass(frozen=True)
+class DisclosureTerms:
+    """What every export names: to whom, why, who discloses, and one basis."""
+
+    recipient: str
+    purpose: str
+    actor: Mapping[str, str]
+    consent: bool = False
+    exception: str | None = None
+    command_id: str | None = None
+
+    def keywords(self) -> dict[str, Any]:
+        """The terms as the export calls' keyword arguments."""
+        return {name.name: getattr(self, name.name) for name in fields(self)}
+
+
+def check_can_record(service: EpisodeService) -> None:
+    """Raise ``StoreKeyError`` (exit 4) now when no disclosure could be recorded in the store."""
+    if service.mapper.writes_refused is not None:
+        raise errors.StoreKeyError(service.mapper.writes_refused)
+
+
+def _leaving(service: EpisodeService, terms: DisclosureTerms) -> _Leaving:
+    """Check the store, the basis and who discloses on it before anything is read."""
+    check_can_record(service)
+    basis = basis_of(consent=terms.consent, exception=terms.exception)
+    require_discloser(Actor.model_validate(terms.actor), basis)
+    disclosing = Disclosing(terms.recipient, terms.purpose, terms.actor, basis)
+    if terms.command_id is not None:
+        disclosing = replace(disclosing, command_id=terms.command_id)
+    return _Leaving(service, disclosing)
 
 
 def export_fhir_many(
@@ -144,15 +159,8 @@ def export_fhir_many(
 
     ``progress`` is told how many of the episodes have been read.
     """
-    leaving = _leaving(
-        service,
-        recipient=recipient,
-        purpose=purpose,
-        actor=actor,
-        consent=consent,
-        exception=exception,
-        command_id=command_id,
-    )
+    terms = DisclosureTerms(recipient, purpose, actor, consent, exception, command_id)
+    leaving = _leaving(service, terms)
     selected = leaving.select(counted(list(episodes), progress))
     export = FhirExport(refused=selected.refused)
     for episode_id, history in selected.histories.items():
@@ -181,17 +189,13 @@ def export_fhir(
     command_id: str | None = None,
 ) -> dict[str, Any]:
     """The episode's bundle, disclosed once; raises the refusal when it has no basis."""
+    terms = DisclosureTerms(recipient, purpose, actor, consent, exception, command_id)
     export = export_fhir_many(
         service,
         [episode_id],
-        recipient=recipient,
-        purpose=purpose,
-        actor=actor,
-        consent=consent,
-        exception=exception,
+        **terms.keywords(),
         transaction=transaction,
         patient_system=patient_system,
-        command_id=command_id,
     )
     if episode_id in export.refused:
         raise export.refused[episode_id]
@@ -229,15 +233,8 @@ def export_teds(
 
     ``progress`` is told how many of the store's episodes have been read.
     """
-    leaving = _leaving(
-        service,
-        recipient=recipient,
-        purpose=purpose,
-        actor=actor,
-        consent=consent,
-        exception=exception,
-        command_id=command_id,
-    )
+    terms = DisclosureTerms(recipient, purpose, actor, consent, exception, command_id)
+    leaving = _leaving(service, terms)
     histories = episode_histories(service, progress)
     with_records = [
         episode_id
@@ -276,17 +273,8 @@ def export_audit_report(
 
     Raises the refusal when the episode has no basis; nothing is recorded then.
     """
-    return audit_report_export(
-        service,
-        episode_id,
-        recipient=recipient,
-        purpose=purpose,
-        actor=actor,
-        consent=consent,
-        exception=exception,
-        output=output,
-        command_id=command_id,
-    ).data
+    terms = DisclosureTerms(recipient, purpose, actor, consent, exception, command_id)
+    return audit_report_export(service, episode_id, **terms.keywords(), output=output).data
 
 
 def audit_report_export(
@@ -302,15 +290,8 @@ def audit_report_export(
     command_id: str | None = None,
 ) -> Export:
     """``export_audit_report``'s bytes with the receipt of the disclosure that records them."""
-    leaving = _leaving(
-        service,
-        recipient=recipient,
-        purpose=purpose,
-        actor=actor,
-        consent=consent,
-        exception=exception,
-        command_id=command_id,
-    )
+    terms = DisclosureTerms(recipient, purpose, actor, consent, exception, command_id)
+    leaving = _leaving(service, terms)
     selected = leaving.one(episode_id)
     history = selected.histories[episode_id]
     rows = [audit_row(event, str(episode_id)) for event in history]
@@ -353,15 +334,8 @@ def export_audit_report_html(
     The disclosure names versions 1 to the report's version. Raises the
     refusal when the episode has no basis; nothing is recorded then.
     """
-    leaving = _leaving(
-        service,
-        recipient=recipient,
-        purpose=purpose,
-        actor=actor,
-        consent=consent,
-        exception=exception,
-        command_id=command_id,
-    )
+    terms = DisclosureTerms(recipient, purpose, actor, consent, exception, command_id)
+    leaving = _leaving(service, terms)
     version = service.episode(episode_id, as_of=as_of).version
     shown = [e for e in episode_history(service, episode_id) if e.originator_version <= version]
     selected = leaving.one(episode_id, shown)
@@ -411,15 +385,8 @@ def export_proof_bundle(
     no bundle can be made, or the refusal when the episode has no basis;
     nothing is recorded then.
     """
-    leaving = _leaving(
-        service,
-        recipient=recipient,
-        purpose=purpose,
-        actor=actor,
-        consent=consent,
-        exception=exception,
-        command_id=command_id,
-    )
+    terms = DisclosureTerms(recipient, purpose, actor, consent, exception, command_id)
+    leaving = _leaving(service, terms)
     proven = prove_episode(service, episode_id)
     carried = episode_history(service, episode_id)[: proven.entries]
     selected = leaving.one(episode_id, carried)

@@ -3,19 +3,20 @@
 Every export names its disclosure (``--recipient``, ``--purpose``, ``--as``
 and ``--consent`` or ``--exception``). Exit codes: 0 everything asked for was
 exported, 1 something was refused (each refusal is named on stderr and
-nothing of it is written), 2 bad usage (an unknown episode among it). The
-data goes to ``--out``; with ``--json`` (and ``--out`` a file or directory)
-stdout holds one ``ExportSummary`` instead of the summary line on stderr.
+nothing of it is written), 2 bad usage (an unknown episode among it, or an
+``--out`` that cannot be written, found before anything is recorded), 4 a
+sealed store without its key. The data goes to ``--out`` (``delivery``);
+with ``--json`` (and ``--out`` a file or directory) stdout holds one
+``ExportSummary`` instead of the summary line on stderr, refused or not.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, time
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -31,7 +32,7 @@ from iop_episodes.domain.catalog import DisclosureException
 from iop_episodes.domain.weeks import zone
 from projections.episodes import resolve_episode
 from projections.exports import accounting, api, codes
-from projections.exports.delivery import staged
+from projections.exports.delivery import staged, staged_folder
 from projections.exports.disclosure import EXCEPTIONS, actor_of
 from projections.runner import reading_views
 from projections.views import EpisodeViews
@@ -42,7 +43,8 @@ EPISODE_HELP = "an episode id, or a client reference that names one episode"
 
 
 class ExportRefusal(Output):
-    episode_id: str
+    episode_id: str | None
+    """Null when the whole export was refused before any episode was read (TEDS)."""
     rule: str
     """The rule that refused it, such as disclosure-needs-consent-in-force."""
     reason: str
@@ -143,56 +145,86 @@ def episode_ids(service: EpisodeService, references: Sequence[str]) -> list[UUID
     return found
 
 
+def terms_of(args: argparse.Namespace) -> api.DisclosureTerms:
+    """The disclosure the command line names (``--recipient``, ``--purpose``, ``--as``, basis)."""
+    return api.DisclosureTerms(
+        args.recipient, args.purpose, actor_of(args.actor), args.consent, args.exception
+    )
+
+
 def cmd_export_fhir(args: argparse.Namespace) -> int:
     if bool(args.episodes) == args.all:
         raise problems.UsageProblem("export fhir: name EPISODE ids or --all (not both)")
     _check_json_out(args, "export fhir")
-    with EpisodeService(args.store, create=False) as service:
-        with progress_bar("export fhir: reading episodes") as progress:
-            histories = api.episode_histories(service, progress)
-        wanted = list(histories) if args.all else episode_ids(service, args.episodes)
-        missing = [episode_id for episode_id in wanted if episode_id not in histories]
-        if missing:
-            msg = f"export fhir: no episode {missing[0]} (iop episodes lists them)"
-            raise errors.EpisodeNotFound(msg)
-        if args.since is not None:
-            since = args.since
-            wanted = [e for e in wanted if histories[e][-1].timestamp >= since]
+    with EpisodeService(args.store, create=False) as service, _fhir_out(args.out) as deliver:
+        api.check_can_record(service)  # before any episode is read
+        wanted = _wanted(args, service)
         try:
             with progress_bar("export fhir: bundles") as progress:
                 export = api.export_fhir_many(
                     service,
                     wanted,
-                    recipient=args.recipient,
-                    purpose=args.purpose,
-                    actor=actor_of(args.actor),
-                    consent=args.consent,
-                    exception=args.exception,
+                    **terms_of(args).keywords(),
                     transaction=args.transaction,
                     patient_system=args.patient_system,
                     progress=progress,
                 )
         except errors.EpisodeRuleError as error:
-            print(_named(error, "export fhir"), file=sys.stderr)
-            return EXIT_FAILED
-    if export.bundles:  # a refused export writes nothing at all
-        _write_bundles(export, args.out)
+            return _refused_whole(args, error, wanted)
+        if export.bundles:  # a refused export writes nothing at all
+            deliver(export)
     return _summary(args, export, count=len(export.bundles), what="bundles", refused="refused")
 
 
-def _write_bundles(export: api.FhirExport, out: str) -> None:
+def _wanted(args: argparse.Namespace, service: EpisodeService) -> list[UUID]:
+    """The episodes ``export fhir`` names (or all), recorded since ``--since``."""
+    with progress_bar("export fhir: reading episodes") as progress:
+        histories = api.episode_histories(service, progress)
+    wanted = list(histories) if args.all else episode_ids(service, args.episodes)
+    missing = [episode_id for episode_id in wanted if episode_id not in histories]
+    if missing:
+        msg = f"export fhir: no episode {missing[0]} (iop episodes lists them)"
+        raise errors.EpisodeNotFound(msg)
+    if args.since is not None:
+        wanted = [e for e in wanted if histories[e][-1].timestamp >= args.since]
+    return wanted
+
+
+@contextmanager
+def _fhir_out(out: str) -> Iterator[Callable[[api.FhirExport], None]]:
+    """NDJSON on stdout for ``-``, else one file per bundle in the folder ``out``."""
     if out == "-":
-        _to_stdout(export.data)
+        yield lambda export: _to_stdout(export.data)
         return
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    for episode_id, bundle in export.bundles.items():
-        (folder / f"{episode_id}.json").write_bytes(api.serialize(bundle))
+    with staged_folder(out) as deliver:
+        yield lambda export: deliver(
+            {f"{episode_id}.json": api.serialize(b) for episode_id, b in export.bundles.items()}
+        )
 
 
 def _to_stdout(data: bytes) -> None:
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
+
+
+def _refused_whole(
+    args: argparse.Namespace, error: errors.EpisodeRuleError, episodes: Sequence[UUID | None]
+) -> int:
+    """The whole export refused (exit 1): the line on stderr and, with --json, its summary."""
+    command = f"export {args.export_command}"
+    print(_named(error, command), file=sys.stderr)
+    if args.json:
+        refusals = [
+            ExportRefusal(
+                episode_id=None if e is None else str(e), rule=error.rule, reason=str(error)
+            )
+            for e in episodes
+        ]
+        summary = ExportSummary(
+            exported=0, refused=refusals, disclosure_id=None, size_bytes=0, out=args.out
+        )
+        print_json(summary)
+    return EXIT_FAILED
 
 
 def _summary(
@@ -232,7 +264,10 @@ def cmd_export_teds(args: argparse.Namespace) -> int:
     if end < start:
         raise problems.UsageProblem("export teds: --to is before --from")
     _check_json_out(args, "export teds")
-    with EpisodeService(args.store, create=False) as service:
+    with (
+        EpisodeService(args.store, create=False) as service,
+        staged(args.out, service.store.url, dash_is_stdout=True) as deliver,
+    ):
         try:
             with progress_bar("export teds: reading episodes") as progress:
                 export = api.export_teds(
@@ -240,72 +275,52 @@ def cmd_export_teds(args: argparse.Namespace) -> int:
                     kind="admission" if args.admissions else "discharge",
                     start=start,
                     end=end,
-                    recipient=args.recipient,
-                    purpose=args.purpose,
-                    actor=actor_of(args.actor),
-                    consent=args.consent,
-                    exception=args.exception,
+                    **terms_of(args).keywords(),
                     output=args.format,
                     progress=progress,
                 )
         except errors.EpisodeRuleError as error:
-            print(_named(error, "export teds"), file=sys.stderr)
-            return EXIT_FAILED
-    if export.data:
-        _write_file(export.data, args.out)
+            return _refused_whole(args, error, [None])
+        if export.data:
+            deliver(export.data)
     count = len(export.records)
     return _summary(args, export, count=count, what="records", refused="episodes refused")
 
 
 def cmd_export_audit_report(args: argparse.Namespace) -> int:
     _check_json_out(args, "export audit-report")
-    with EpisodeService(args.store, create=False) as service:
+    with (
+        EpisodeService(args.store, create=False) as service,
+        staged(args.out, service.store.url, dash_is_stdout=True) as deliver,
+    ):
+        api.check_can_record(service)
         (episode_id,) = episode_ids(service, [args.episode])
         try:
             with progress_bar("export audit-report: the episode") as progress:
                 progress(0, 1)
                 export = api.audit_report_export(
-                    service,
-                    episode_id,
-                    recipient=args.recipient,
-                    purpose=args.purpose,
-                    actor=actor_of(args.actor),
-                    consent=args.consent,
-                    exception=args.exception,
-                    output=args.format,
+                    service, episode_id, **terms_of(args).keywords(), output=args.format
                 )
                 progress(1, 1)
         except errors.EpisodeRuleError as error:  # an unknown episode is a usage error (2)
-            print(f"iop export audit-report: refused: {error}", file=sys.stderr)
-            return EXIT_FAILED
-    _write_file(export.data, args.out)
+            return _refused_whole(args, error, [episode_id])
+        deliver(export.data)
     if args.json:
         _summary(args, export, count=1, what="episode", refused="refused")
     return EXIT_OK
 
 
-def _write_file(data: bytes, out: str) -> None:
-    """The export to the file ``out``, or to stdout for ``-``."""
-    if out == "-":
-        _to_stdout(data)
-    else:
-        Path(out).write_bytes(data)
-
-
 def cmd_audit_prove(args: argparse.Namespace) -> int:
-    episode_id: UUID = args.episode
-    with EpisodeService(args.store, create=False) as service, staged(args.out) as deliver:
+    with (
+        EpisodeService(args.store, create=False) as service,
+        staged(args.out, service.store.url) as deliver,
+    ):
+        api.check_can_record(service)
+        (episode_id,) = episode_ids(service, [args.episode])
+        service.episode(episode_id)  # an unknown id is a usage error (2), as everywhere
         try:
-            export = api.export_proof_bundle(
-                service,
-                episode_id,
-                recipient=args.recipient,
-                purpose=args.purpose,
-                actor=actor_of(args.actor),
-                consent=args.consent,
-                exception=args.exception,
-            )
-        except (ProofUnavailable, errors.EpisodeNotFound) as error:
+            export = api.export_proof_bundle(service, episode_id, **terms_of(args).keywords())
+        except ProofUnavailable as error:
             print(f"iop audit prove: {error}", file=sys.stderr)
             return EXIT_FAILED
         except errors.EpisodeRuleError as error:
@@ -345,7 +360,7 @@ def cmd_audit_disclosures(args: argparse.Namespace) -> int:
         since = datetime.combine(since_day, time(0), tzinfo=zone(timezone))
         rows = accounting.disclosures(service, client=args.client, since=since)
     if args.json:
-        print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
+        print(accounting.DisclosureList(rows).model_dump_json(indent=2))  # the published model
     else:
         sys.stdout.write(accounting.to_text(rows, timezone))
     return EXIT_OK
@@ -364,6 +379,14 @@ def register(commands: Any, audit_commands: Any) -> None:
     exports = commands.add_parser("export", help="records that leave the program").add_subparsers(
         dest="export_command", required=True, metavar="KIND", help="what to export"
     )
+    _register_fhir(exports)
+    _register_teds(exports)
+    _register_audit_report(exports)
+    _register_prove(audit_commands)
+    _register_disclosures(audit_commands)
+
+
+def _register_fhir(exports: Any) -> None:
     fhir = exports.add_parser("fhir", help="one FHIR R4 Bundle per episode")
     fhir.add_argument(
         "episodes", nargs="*", help="episode ids, or client references that name one episode each"
@@ -386,6 +409,8 @@ def register(commands: Any, audit_commands: Any) -> None:
     _disclosure_options(fhir)
     fhir.set_defaults(handler=cmd_export_fhir)
 
+
+def _register_teds(exports: Any) -> None:
     teds = exports.add_parser("teds", help="TEDS admission or discharge records")
     kind = teds.add_mutually_exclusive_group(required=True)
     kind.add_argument("--admissions", action="store_true", help="admission records")
@@ -402,6 +427,8 @@ def register(commands: Any, audit_commands: Any) -> None:
     _disclosure_options(teds)
     teds.set_defaults(handler=cmd_export_teds)
 
+
+def _register_audit_report(exports: Any) -> None:
     report = exports.add_parser("audit-report", help="an episode's audit history, disclosed")
     report.add_argument("episode", help=EPISODE_HELP)
     report.add_argument(
@@ -412,15 +439,19 @@ def register(commands: Any, audit_commands: Any) -> None:
     _disclosure_options(report)
     report.set_defaults(handler=cmd_export_audit_report)
 
+
+def _register_prove(audit_commands: Any) -> None:
     prove = audit_commands.add_parser(
         "prove", help="a proof bundle for one episode against the latest checkpoint, disclosed"
     )
-    prove.add_argument("episode", type=arguments.episode_id, help="the episode id")
+    prove.add_argument("episode", help=EPISODE_HELP)
     prove.add_argument("--out", required=True, metavar="FILE", help="the bundle's JSON file")
     _disclosure_options(prove)
     arguments.add_json(prove)
     prove.set_defaults(handler=cmd_audit_prove)
 
+
+def _register_disclosures(audit_commands: Any) -> None:
     accounting_parser = audit_commands.add_parser(
         "disclosures", help="the accounting of disclosures (42 CFR Part 2)"
     )

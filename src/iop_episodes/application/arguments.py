@@ -28,7 +28,8 @@ def moment(text: str) -> datetime:
         msg = f"{text!r} is not an ISO 8601 time; give one such as 2026-03-02T14:00-05:00"
         raise argparse.ArgumentTypeError(msg) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        msg = f"{text!r} needs a timezone offset, such as {text}Z or {text}-05:00"
+        timed = text if len(text) > len("2026-03-02") else f"{text}T00:00"  # a day needs a time
+        msg = f"{text!r} needs a timezone offset, such as {timed}Z or {timed}-05:00"
         raise argparse.ArgumentTypeError(msg)
     return parsed
 
