@@ -536,3 +536,27 @@ def test_reset_refuses_a_sqlite_database_that_is_not_the_engines(tmp_path):
     assert done.returncode == STORE
     assert "nothing deleted" in one_line_error(done)
     assert other.read_bytes() == before
+
+
+def test_log_lines_go_to_the_stderr_of_the_moment_not_the_one_logging_started_with():
+    """A host that swaps (or closes) sys.stderr after main ran still gets its warnings."""
+    import contextlib  # noqa: PLC0415
+    import io  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from iop_episodes.entrypoints.cli import configure_logging  # noqa: PLC0415
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("schedule", debug=False)
+        first, second = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(first):
+            logging.getLogger("iop.test").warning("one")
+        first.close()  # the stream logging began beside is gone
+        with contextlib.redirect_stderr(second):
+            logging.getLogger("iop.test").warning("two")
+        assert second.getvalue().rstrip().endswith("WARNING iop.test: two")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)

@@ -18,7 +18,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from eventsourcing.persistence import IntegrityError, MapperDeserialisationError, PersistenceError
 from pydantic import BaseModel, ValidationError
@@ -170,9 +170,25 @@ class MaskingFormatter(logging.Formatter):
         return masked(super().format(record))
 
 
+class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # its stream is sys.stderr's type
+    """Writes each record to ``sys.stderr`` as it is then, not as it was when made.
+
+    ``main`` may run inside a host (or a test) that swaps or closes the
+    stream it started with; a handler holding the old one would then fail.
+    """
+
+    @property  # read-only here: always the current stream
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        """``StreamHandler.__init__`` sets a stream; the current one is always used."""
+
+
 def configure_logging(command: str, *, debug: bool) -> None:
     """The scheduler logs what it does; other commands only warnings (output says the rest)."""
-    handler = logging.StreamHandler()
+    handler = CurrentStderrHandler()
     handler.setFormatter(MaskingFormatter(debug=debug))
     level = logging.INFO if command == "scheduler" or debug else logging.WARNING
     logging.basicConfig(level=level, handlers=[handler], force=True)
