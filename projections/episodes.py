@@ -138,7 +138,10 @@ def resolve_episode(service: EpisodeService, views: EpisodeViews, reference: str
         )
         raise AmbiguousClient(msg)
     episode_id = matches[0].episode_id
-    stored = service.episode(episode_id).client_ref
+    # The client reference is the first entry's alone: read just that entry (its link
+    # checked), so that a damaged later entry is for the command (verify) to report.
+    first = next(service.history(episode_id), None)
+    stored = None if first is None else first.payload.get("client_ref")
     if stored != reference:
         msg = (
             f"the episodes view names client {reference!r} for episode {episode_id} but its "

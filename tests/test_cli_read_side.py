@@ -110,6 +110,20 @@ def test_verify_fails_naming_episode_and_version(demo_url, damage):
         assert line in done.stdout
 
 
+def test_verify_by_client_reference_lists_the_findings_of_a_damaged_episode(demo_url):
+    """A client reference names the episode without loading it: exit 1 with findings, not 4."""
+    episode_id = some_episode(demo_url)
+    with EpisodeService(demo_url) as service:
+        client_ref = service.episode(episode_id).client_ref
+    iop("projections", "catch-up", "--store", demo_url)
+    tamper.replace_text(demo_url, episode_id, 2, '"days_per_week":3', '"days_per_week":4')
+    tamper.delete_snapshots(demo_url, episode_id)  # so that loading it reads the damaged entry
+    by_reference = iop("audit", "verify", client_ref, "--store", demo_url, expect=1)
+    by_id = iop("audit", "verify", str(episode_id), "--store", demo_url, expect=1)
+    assert f"episode {episode_id} version 2: chain-mismatch" in by_reference.stdout
+    assert by_reference.stdout == by_id.stdout
+
+
 def test_verify_over_two_processes_reports_what_one_process_reports(demo_url):
     """iop audit verify --jobs 2 on a damaged store: the same findings, order and exit code."""
     iop("projections", "catch-up", "--store", demo_url)
