@@ -9,7 +9,8 @@ text: 32 hex digits on SQLite, 36 characters on PostgreSQL and in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -48,18 +49,22 @@ def log_pages(
     reads only its rows.
     """
     if isinstance(recorder, SQLiteApplicationRecorder):
-        return _sqlite_pages(recorder, page, shard, after)
+        return _pages(partial(_sqlite_rows, recorder), page, shard, after)
     if from_postgres(recorder):  # psycopg is an optional extra
         postgres = cast("PostgresApplicationRecorder", recorder)
-        return _postgres_pages(postgres, page, shard, after)
+        return _pages(partial(_postgres_rows_after, postgres), page, shard, after)
     return _recorder_pages(recorder, page, shard, after)  # in memory: nothing to save around it
 
 
-def _sqlite_pages(
-    recorder: SQLiteApplicationRecorder, page: int, shard: tuple[int, int], after: int
+def _pages(
+    rows_after: Callable[[int, int, tuple[int, int]], list[Row]],
+    page: int,
+    shard: tuple[int, int],
+    after: int,
 ) -> Iterator[Sequence[Row]]:
+    """Pages of ``rows_after(after, limit, shard)``, each following the last one's position."""
     while True:
-        rows = _sqlite_rows(recorder, after, page, shard)
+        rows = rows_after(after, page, shard)
         yield rows
         if len(rows) < page:
             return
@@ -87,17 +92,6 @@ def _sqlite_rows(
         plain.execute(query, (after, limit))
         rows: list[Row] = plain.fetchall()
     return rows
-
-
-def _postgres_pages(
-    recorder: PostgresApplicationRecorder, page: int, shard: tuple[int, int], after: int
-) -> Iterator[Sequence[Row]]:
-    while True:
-        rows = _postgres_rows_after(recorder, after, page, shard)
-        yield rows
-        if len(rows) < page:
-            return
-        after = rows[-1][4]
 
 
 def _postgres_rows_after(
