@@ -342,12 +342,13 @@ def insert_one(recorder: Any, trip: OneRoundTrip, stored_event: Any) -> list[int
         try:
             cursor.execute(trip.query, (s.originator_id, s.originator_version, s.topic, s.state))
         except BaseException:
-            connection.rollback()  # the aborted transaction must not go back to the pool
+            with suppress(Exception):  # a lost connection cannot roll back; its error stands
+                connection.rollback()  # the aborted transaction must not go back to the pool
             raise
         for _ in range(trip.results_before_insert):  # to the INSERT's result
             cursor.nextset()
         row = cursor.fetchone()
-    if row is None:  # pragma: no cover  (RETURNING gives the row it inserted)
+    if row is None:  # RETURNING gives the row it inserted; this keeps the type honest
         raise OperationalError("the insert returned no notification id")
     return [int(row["notification_id"])]
 
