@@ -61,6 +61,17 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def prove(
+    capsys: pytest.CaptureFixture[str],
+    episode: object,
+    url: str,
+    out_file: object,
+    how: tuple[str, ...] = DISCLOSED,
+) -> tuple[int, str, str]:
+    """``iop audit prove EPISODE --store URL --out FILE`` with the disclosure options ``how``."""
+    return run(capsys, "audit", "prove", str(episode), "--store", url, "--out", str(out_file), *how)
+
+
 def test_checkpoint_without_a_key_fails_naming_the_setting(
     sqlite_url: str,
     tmp_path: Path,
@@ -161,17 +172,7 @@ def bundle(
     (tmp_path / "keys.txt").write_text(key_line(TEST_KEY) + "\n")
     run(capsys, "audit", "checkpoint", "--store", sqlite_url)
     out_file = tmp_path / "bundle.json"
-    code, out, _ = run(
-        capsys,
-        "audit",
-        "prove",
-        str(episodes[1]),
-        "--store",
-        sqlite_url,
-        "--out",
-        str(out_file),
-        *DISCLOSED,
-    )
+    code, out, _ = prove(capsys, episodes[1], sqlite_url, out_file)
     assert code == 0
     assert out.startswith(f"bundle: episode {episodes[1]}, 4 entries, checkpoint size 12 key ")
     return out_file
@@ -295,17 +296,7 @@ def test_prove_leaves_out_entries_after_the_checkpoint_and_counts_them(
     with EpisodeService(sqlite_url) as service:
         service.record_session(factories.session(episodes[0], START + timedelta(days=1)))
     out_file = tmp_path / "b.json"
-    code, out, _ = run(
-        capsys,
-        "audit",
-        "prove",
-        str(episodes[0]),
-        "--store",
-        sqlite_url,
-        "--out",
-        str(out_file),
-        *DISCLOSED,
-    )
+    code, out, _ = prove(capsys, episodes[0], sqlite_url, out_file)
     assert code == 0
     assert out.splitlines()[-1] == "not yet attested (left out): 1 entries"
     assert [entry["version"] for entry in json.loads(out_file.read_text())["entries"]] == [
@@ -323,23 +314,11 @@ def test_prove_without_a_checkpoint_exits_1_and_for_an_unknown_episode_exits_2(
     """No checkpoint yet: exit 1 and why; an episode the store does not hold: exit 2, one line."""
     episodes = sealed_store(sqlite_url)
     out_file = str(tmp_path / "b.json")
-    code, _, err = run(
-        capsys,
-        "audit",
-        "prove",
-        str(episodes[0]),
-        "--store",
-        sqlite_url,
-        "--out",
-        out_file,
-        *DISCLOSED,
-    )
+    code, _, err = prove(capsys, episodes[0], sqlite_url, out_file)
     assert (code, "no checkpoint yet" in err) == (1, True), err
     run(capsys, "audit", "checkpoint", "--store", sqlite_url)
     unknown = "00000000-0000-4000-8000-000000000000"
-    code, _, err = run(
-        capsys, "audit", "prove", unknown, "--store", sqlite_url, "--out", out_file, *DISCLOSED
-    )
+    code, _, err = prove(capsys, unknown, sqlite_url, out_file)
     assert code == 2
     assert len(err.splitlines()) == 1
     assert err.startswith("iop: error: ")
@@ -430,17 +409,7 @@ def test_a_refused_prove_writes_no_file_and_records_nothing(
     folder = tmp_path / "out"
     folder.mkdir()
     how = ("--recipient", "County EHR", "--purpose", "treatment", *basis)
-    code, out, err = run(
-        capsys,
-        "audit",
-        "prove",
-        str(episodes[0]),
-        "--store",
-        sqlite_url,
-        "--out",
-        str(folder / "b.json"),
-        *how,
-    )
+    code, out, err = prove(capsys, episodes[0], sqlite_url, folder / "b.json", how)
     assert (code, out) == (1, "")
     assert err.startswith("iop audit prove: refused: ")
     assert named in err
@@ -458,17 +427,7 @@ def test_a_prove_whose_out_cannot_be_written_exits_2_and_records_nothing(
     episodes = sealed_store(sqlite_url)
     run(capsys, "audit", "checkpoint", "--store", sqlite_url)
     out_file = tmp_path / "missing" / "b.json"
-    code, _, err = run(
-        capsys,
-        "audit",
-        "prove",
-        str(episodes[0]),
-        "--store",
-        sqlite_url,
-        "--out",
-        str(out_file),
-        *DISCLOSED,
-    )
+    code, _, err = prove(capsys, episodes[0], sqlite_url, out_file)
     assert (code, err) == (2, f"iop: error: --out {out_file}: No such file or directory\n")
     assert run(capsys, "audit", "disclosures", "--store", sqlite_url)[1] == "0 disclosures\n"
 
