@@ -408,10 +408,7 @@ def test_the_report_comes_from_the_entries_not_the_shared_views(tmp_path):
 
 def test_iop_audit_report_writes_the_file(tmp_path):
     """The command writes one HTML file and says where, with the verification verdict."""
-    url = f"sqlite:///{tmp_path / 'iop.db'}"
-    clock = SimulatedClock(START)
-    with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
-        eventful_episode(service, clock)
+    url = eventful_store(tmp_path)
     out = tmp_path / "report.html"
     done = iop(
         "audit",
@@ -431,6 +428,15 @@ def test_iop_audit_report_writes_the_file(tmp_path):
     assert "as recorded by 2026-03-19 20:00 -04:00" in text
 
 
+def eventful_store(folder: Path) -> str:
+    """A SQLite store in ``folder`` holding the eventful episode (client MRN-0042)."""
+    url = f"sqlite:///{folder / 'iop.db'}"
+    clock = SimulatedClock(START)
+    with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
+        eventful_episode(service, clock)
+    return url
+
+
 def accounting(url: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = json.loads(
         iop("audit", "disclosures", "--store", url, "--json").stdout
@@ -440,10 +446,7 @@ def accounting(url: str) -> list[dict[str, Any]]:
 
 def test_iop_audit_report_records_one_disclosure_of_the_file_it_wrote(tmp_path):
     """One audit-report-html disclosure: who, to whom, versions 1 to the report's, the sha256."""
-    url = f"sqlite:///{tmp_path / 'iop.db'}"
-    clock = SimulatedClock(START)
-    with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
-        eventful_episode(service, clock)
+    url = eventful_store(tmp_path)
     out = tmp_path / "report.html"
     done = iop(
         "audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED, "--json"
@@ -472,10 +475,7 @@ def test_iop_audit_report_records_one_disclosure_of_the_file_it_wrote(tmp_path):
 )
 def test_a_refused_audit_report_writes_no_file_and_records_nothing(tmp_path, actor, named):
     """--consent with none in force, or a role that may not disclose on it: exit 1, one line."""
-    url = f"sqlite:///{tmp_path / 'iop.db'}"
-    clock = SimulatedClock(START)
-    with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
-        eventful_episode(service, clock)
+    url = eventful_store(tmp_path)
     folder = tmp_path / "out"
     folder.mkdir()
     basis = ("--recipient", "County EHR", "--purpose", "treatment", "--consent", "--as", actor)
@@ -492,10 +492,7 @@ def test_a_refused_audit_report_writes_no_file_and_records_nothing(tmp_path, act
 
 def test_an_out_path_that_cannot_be_written_is_a_usage_error(tmp_path):
     """--out in a missing directory: exit 2, one line naming --out, no file anywhere."""
-    url = f"sqlite:///{tmp_path / 'iop.db'}"
-    clock = SimulatedClock(START)
-    with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
-        eventful_episode(service, clock)
+    url = eventful_store(tmp_path)
     out = tmp_path / "missing" / "report.html"
     done = iop(
         "audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED, expect=2
@@ -508,10 +505,7 @@ def test_an_out_path_that_cannot_be_written_is_a_usage_error(tmp_path):
 
 def test_the_report_file_is_readable_by_its_owner_only(tmp_path):
     """Clinical text: the written report has mode 0600."""
-    url = f"sqlite:///{tmp_path / 'iop.db'}"
-    clock = SimulatedClock(START)
-    with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
-        eventful_episode(service, clock)
+    url = eventful_store(tmp_path)
     out = tmp_path / "report.html"
     iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED)
     assert out.stat().st_mode & 0o777 == 0o600
@@ -581,10 +575,7 @@ def test_the_report_names_the_checkpoint_that_covers_the_episode(tmp_path, monke
     """With a checkpoint made after the entries, the report names its log size and root."""
     monkeypatch.setenv("IOP_INTEGRITY_KEY", TEST_KEY_TEXT)
     monkeypatch.delenv("IOP_WITNESS", raising=False)
-    url = f"sqlite:///{tmp_path / 'iop.db'}"
-    clock = SimulatedClock(START)
-    with EpisodeService(url, clock=clock, timezone="America/New_York") as service:
-        eventful_episode(service, clock)
+    url = eventful_store(tmp_path)
     out = tmp_path / "before.html"
     iop("audit", "report", "MRN-0042", "--store", url, "--out", str(out), *DISCLOSED)
     assert "Checkpoint: none given for this report." in out.read_text(encoding="utf-8")
