@@ -28,7 +28,7 @@ from projections import audit, history_text
 from projections.episodes import EpisodeList, episodes_table, list_episodes, resolve_episode
 from projections.escaping import visible
 from projections.exports import cli as exports_cli
-from projections.exports.accounting import DisclosureRow, disclosure_count, recorded
+from projections.exports.accounting import DisclosureRow, recorded
 from projections.exports.api import check_can_record, export_audit_report_html
 from projections.exports.delivery import staged
 from projections.localtime import checked_timezone, shown
@@ -331,7 +331,6 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         only = _resolved(service, args.episodes) or None
         with progress_bar("verify: events") as progress:
             result = audit.verify_all(service, views, only, jobs=args.jobs, progress=progress)
-        disclosures = 0 if only else disclosure_count(service)  # checked with the episodes
         try:  # the witness's checkpoints, when asked for
             attested = (
                 None
@@ -346,8 +345,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print_json(
             VerifyReport(
                 ok=not failures,
-                episodes=checked.episodes - disclosures,
-                disclosures=disclosures,
+                episodes=checked.episodes,
+                disclosures=checked.disclosures,
                 entries=checked.entries,
                 snapshots=checked.snapshots,
                 view_rows=checked.view_rows,
@@ -358,7 +357,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     else:
         for finding in findings:
             print(finding)
-        records = f"{checked.episodes - disclosures} episodes" + (
+        disclosures = checked.disclosures
+        records = f"{checked.episodes} episodes" + (
             f" and {disclosures} disclosure{'s' * (disclosures != 1)}" if disclosures else ""
         )
         print(

@@ -213,7 +213,7 @@ def test_audit_prove_of_an_unknown_episode_is_a_usage_error(demo, tmp_path, epis
 
 
 def test_audit_verify_counts_disclosures_apart_from_episodes(demo):
-    """After an export, verify names 3 episodes and the disclosures, text and --json alike."""
+    """After an export, verify names 3 episodes and the disclosures: text, --json, --jobs 2."""
     iop("export", "audit-report", client(demo), "--store", demo, *AUDIT)
     recorded = disclosures(demo)
     plural = "s" if recorded != 1 else ""
@@ -221,6 +221,8 @@ def test_audit_verify_counts_disclosures_apart_from_episodes(demo):
     assert line.startswith(f"checked 3 episodes and {recorded} disclosure{plural}, ")
     report = json.loads(iop("audit", "verify", "--store", demo, "--json").stdout)
     assert (report["episodes"], report["disclosures"]) == (3, recorded)
+    sharded = iop("audit", "verify", "--store", demo, "--json", "--jobs", "2").stdout
+    assert json.loads(sharded) == report  # counted in the one pass, however it is split
 
 
 @pytest.mark.parametrize("given", ["2026-03-01", "2026-03-01T14:00"])

@@ -94,15 +94,6 @@ def disclosures(
     return rows
 
 
-def disclosure_count(service: EpisodeService) -> int:
-    """How many disclosures the store holds: each is one ``Disclosed`` entry, its own record."""
-    count, start = 0, 1
-    while page := service.recorder.select_notifications(start, 1000, topics=[DISCLOSED_TOPIC]):
-        count += len(page)
-        start = page[-1].id + 1
-    return count
-
-
 def row_of(event: EpisodeEvent, records: list[DisclosedRecord] | None = None) -> DisclosureRow:
     """One ``Disclosed`` entry as the accounting lists it (``records``: those to show)."""
     payload = event.payload

@@ -95,6 +95,7 @@ class Checked:
     entries: int = 0
     snapshots: int = 0
     view_rows: int = 0
+    disclosures: int = 0  # aggregates whose first entry is a Disclosed, not counted as episodes
 
 
 @dataclass
@@ -273,7 +274,10 @@ def verify_entries(
                     Finding(episode_id, 0, "unknown-episode", "the store holds no such episode")
                 )
                 continue
-            result.checked.episodes += 1
+            if records[0].topic == _DISCLOSED_TOPIC:
+                result.checked.disclosures += 1
+            else:
+                result.checked.episodes += 1
             result.checked.entries += len(records)
             result.findings.extend(verify_records(service, episode_id, records))
         return result
@@ -281,6 +285,7 @@ def verify_entries(
     for _, checked in parts:
         result.checked.episodes += checked.episodes
         result.checked.entries += checked.entries
+        result.checked.disclosures += checked.disclosures
     found = sorted(pair for pairs, _ in parts for pair in pairs)  # first-recorded order
     for episode_id in (UUID(key) for _, key in found):
         result.findings.extend(verify_episode(service, episode_id))
@@ -316,7 +321,7 @@ def _suspects_in(
     seal_of = None if service.integrity_key is None else service.integrity_key.seal
     opening, link_end, body_start = CHAIN_OPENING, LINK_END, BODY_START
     link_start, seal_start = len(opening), BODY_START + len(SEAL_OPENING)
-    entries = 0
+    entries = disclosures = 0
     for page in log_pages(service.recorder, shard=shard):
         entries += len(page)
         for key, version, topic, state, position in page:
@@ -325,6 +330,7 @@ def _suspects_in(
                 if key in heads:
                     continue
                 firsts[key] = position
+                disclosures += topic == _DISCLOSED_TOPIC
                 previous = bytes.fromhex(chain_seed(UUID(key)))
             try:
                 stored = plain(state) if protected else state
@@ -350,7 +356,8 @@ def _suspects_in(
                 sound = False
             heads[key] = link if sound else None
     if checked is not None:
-        checked.episodes += len(heads)
+        checked.episodes += len(heads) - disclosures
+        checked.disclosures += disclosures
         checked.entries += entries
     return [(firsts[key], key) for key, link in heads.items() if link is None]
 
@@ -481,6 +488,7 @@ def _replay_problems(
 
 
 _TOPIC_NAMES = {get_topic(cls): name for name, cls in EVENT_TYPES.items()}
+_DISCLOSED_TOPIC = get_topic(EVENT_TYPES["Disclosed"])
 
 
 def store_digest(service: EpisodeService) -> str:
