@@ -51,6 +51,7 @@ from iop_episodes.application.stepdown import run_stepdown_sweep
 from iop_episodes.audit.integrity import verify_store
 from iop_episodes.domain import commands
 from iop_episodes.domain.episode import Episode
+from iop_episodes.domain.rules import MINUTES_PER_LOCAL_DAY
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import planned_episodes
 from projections.candidates import ScheduleCandidates
@@ -843,7 +844,7 @@ print(json.dumps(done))
 
 def session_minutes(episodes: int, commands: int) -> int:
     """The longest session (at most an hour) that lets each episode's local day hold its share."""
-    minutes = min(60, 1440 // -(-commands // episodes))
+    minutes = min(60, MINUTES_PER_LOCAL_DAY // -(-commands // episodes))
     if minutes < 1:
         msg = f"{commands} sessions do not fit in the local days of {episodes} episodes"
         raise ValueError(msg)

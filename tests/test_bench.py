@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from iop_episodes.application.service import EpisodeService
+from iop_episodes.domain.rules import MINUTES_PER_LOCAL_DAY
 from iop_episodes.testing import factories
 from iop_episodes.testing.helpers import active_episode, advance
 from scripts import bench
@@ -113,7 +114,7 @@ def test_the_lag_writers_sessions_fit_in_each_episodes_local_day(episodes, comma
     """B7c's writer gives each episode at most 24 hours of sessions (the day's limit)."""
     minutes = bench.session_minutes(episodes, commands)
     assert 1 <= minutes <= 60
-    assert -(-commands // episodes) * minutes <= 1440
+    assert -(-commands // episodes) * minutes <= MINUTES_PER_LOCAL_DAY
 
 
 def test_more_sessions_than_the_days_hold_are_refused_before_the_run():
