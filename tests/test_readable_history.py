@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given
+from pydantic import ValidationError
 
 from iop_episodes.application.clock import SimulatedClock
 from iop_episodes.application.service import EpisodeService
@@ -208,7 +209,20 @@ def test_no_cell_ever_starts_like_a_formula(text):
     assert cell.startswith("'") or not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
 
 
-NOTE_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # what a Note refuses
+NOTE_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+"""What a Note refuses: control characters, and lone surrogates (no Unicode text holds one)."""
+
+
+def test_a_note_holding_a_lone_surrogate_is_refused_naming_the_field():
+    """'\\ud800' is no text: the command fails validation on note, and nothing is stored."""
+    clock = SimulatedClock(START)
+    with EpisodeService("memory://", clock=clock, timezone="America/New_York") as service:
+        episode_id = active_episode(service, clock)
+        before = len(list(service.history(episode_id)))
+        with pytest.raises(ValidationError) as raised:
+            service.record_session(factories.session(episode_id, clock.now(), note="\ud800"))
+        assert [error["loc"] for error in raised.value.errors()] == [("note",)]
+        assert len(list(service.history(episode_id))) == before
 
 
 @given(note=hostile_text().map(lambda text: NOTE_FORBIDDEN.sub("", text)))
